@@ -1,0 +1,45 @@
+"""Reading the NVR's ``cameras`` table (SPEC section 2).
+
+The database belongs to the NVR, which writes it while we read. So: open read-only, wait for a
+lock only briefly, hold nothing between reads, and turn every failure into :class:`DatabaseError`
+so that the caller can treat "cannot read" as "no news", never as "no cameras".
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import sqlite_utils
+
+from .camera import Camera, parse_row
+
+BUSY_TIMEOUT_SECONDS = 1.0
+
+
+class DatabaseError(Exception):
+    """The camera list could not be read; the message is one line for the log and status."""
+
+
+def read_cameras(path: Path, busy_timeout: float = BUSY_TIMEOUT_SECONDS) -> list[Camera]:
+    """Every row of ``cameras``, parsed; the list is empty only if the table really is."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatabaseError(f"database {str(path)!r} does not exist or is not a file")
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=busy_timeout)
+    except sqlite3.Error as exc:
+        raise DatabaseError(f"cannot open database {str(path)!r}: {exc}") from None
+    try:
+        db = sqlite_utils.Database(conn, execute_plugins=False)
+        if not db["cameras"].exists():
+            raise DatabaseError(f"database {str(path)!r} has no table 'cameras'")
+        columns = {column.name for column in db["cameras"].columns}
+        if "id" not in columns:
+            raise DatabaseError(f"table 'cameras' in {str(path)!r} has no column 'id'")
+        rows = list(db.query("SELECT * FROM cameras ORDER BY id"))
+    except sqlite3.Error as exc:
+        raise DatabaseError(f"cannot read database {str(path)!r}: {exc}") from None
+    finally:
+        conn.close()
+    return [parse_row(row) for row in rows]

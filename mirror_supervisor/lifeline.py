@@ -1,0 +1,68 @@
+"""Linux process plumbing that keeps children from outliving their parents (SPEC section 6).
+
+- A worker asks for SIGTERM when the master dies, and ffmpeg asks for SIGTERM when its worker
+  dies (``PR_SET_PDEATHSIG``). The signal is tied to the *thread* that forked, so workers start
+  ffmpeg from their main thread only.
+- The master is a child subreaper: an ffmpeg whose worker died is re-parented to the master, which
+  then reaps it and knows when it is gone.
+- Each worker leads its own process group, shared with its ffmpeg, so one ``killpg`` ends both and
+  "is anything of this worker still alive?" is one ``killpg(pgid, 0)``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import signal
+
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
+def _prctl(option: int, value: int) -> None:
+    if _libc.prctl(option, value, 0, 0, 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def die_with_parent(expected_parent: int, sig: int = signal.SIGTERM) -> None:
+    """Ask for ``sig`` when the parent dies; if it already died, deliver it now."""
+    _prctl(PR_SET_PDEATHSIG, sig)
+    if os.getppid() != expected_parent:
+        os.kill(os.getpid(), sig)
+
+
+def become_subreaper() -> bool:
+    try:
+        _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    except OSError:
+        return False
+    return True
+
+
+def group_alive(pgid: int) -> bool:
+    """True while any process (zombies included) is still in the group."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def signal_process(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass

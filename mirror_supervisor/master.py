@@ -1,0 +1,357 @@
+"""The master: forks one worker per mirrored camera and keeps that set equal to the database.
+
+Modelled on a pre-fork arbiter. Signal handlers do nothing but let Python write the signal number
+into a wake-up pipe; the main loop sleeps in ``select`` on that pipe and handles every signal
+itself, so nothing complicated ever runs inside a handler. Each pass of the loop reaps exited
+children with ``waitpid(WNOHANG)``, reads the database when a poll is due or SIGHUP asked for it,
+and converges: stop what should not run, start what is missing.
+
+Invariants the code is arranged around:
+- At most one worker record per camera (``by_camera``), and a replacement is forked only after the
+  previous worker is reaped *and* its process group (its ffmpeg) is empty, so one camera never has
+  two ffmpegs writing into its directory.
+- Every worker has a generation, increasing over the master's life. An exit is matched to its own
+  record by pid; it can never remove or disturb a newer worker of the same camera.
+- A database that cannot be read changes nothing: the last good camera list stays in force.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import setproctitle
+
+from . import backoff, lifeline, logs, wakeup
+from .camera import Camera
+from .database import DatabaseError, read_cameras
+from .ffmpeg import build_command, camera_dir
+from .reconcile import diff, wanted
+from .settings import Settings, SettingsError
+from .worker import WorkerSpec, run_worker
+
+REMAINS_POLL_SECONDS = 0.2
+
+
+@dataclass
+class WorkerRecord:
+    camera: Camera
+    key: tuple[str, ...]
+    generation: int
+    pid: int
+    started: float
+    stop_deadline: float | None = None
+    killed: bool = False
+
+    @property
+    def stopping(self) -> bool:
+        return self.stop_deadline is not None
+
+
+@dataclass
+class Remains:
+    """The process group of a worker that exited while its ffmpeg may still be alive."""
+
+    pgid: int
+    generation: int
+    kill_at: float
+    killed: bool = False
+
+
+@dataclass
+class Respawn:
+    delay: float
+    not_before: float
+
+
+class Master:
+    def __init__(self, settings: Settings, reload_settings: Callable[[], Settings] | None = None) -> None:
+        self.settings = settings
+        self._reload_settings = reload_settings
+        self.log = logs.master()
+        self.workers: dict[int, WorkerRecord] = {}
+        self.by_camera: dict[str, WorkerRecord] = {}
+        self.remains: dict[str, Remains] = {}
+        self.respawn: dict[str, Respawn] = {}
+        self.desired: dict[str, Camera] = {}
+        self.desired_keys: dict[str, tuple[str, ...]] = {}
+        self.reported: dict[str, str] = {}
+        self.db_error: str | None = None
+        self.next_generation = 1
+        self.next_poll = 0.0
+        self._reload_requested = False
+        self._shutdown_requested = False
+        self._said_disabled = False
+        self._signals: wakeup.SignalPipe | None = None
+
+    # -- life cycle ---------------------------------------------------------------------------
+
+    def run(self) -> int:
+        self._setup()
+        self.log.info(
+            "master started pid=%d db=%s mirror_dir=%s poll=%.1fs stop_timeout=%.1fs recorder_enabled=%s",
+            os.getpid(), self.settings.db, self.settings.mirror_dir, self.settings.poll_interval,
+            self.settings.stop_timeout, self.settings.recorder_enabled,
+        )
+        self._refresh()
+        self._converge()
+        while not self._shutdown_requested:
+            self._wait(self._next_timeout())
+            self._reap()
+            if self._shutdown_requested:
+                break
+            if self._reload_requested:
+                self._reload_requested = False
+                self._reload()
+            elif time.monotonic() >= self.next_poll:
+                self._refresh()
+            self._converge()
+        self._shutdown()
+        return 0
+
+    def _setup(self) -> None:
+        if not lifeline.become_subreaper():
+            self.log.warning("cannot become child subreaper; orphaned ffmpegs are polled instead")
+        self._signals = wakeup.SignalPipe()
+        self._update_title()
+
+    def _shutdown(self) -> None:
+        self.log.info("shutting down: stopping %d workers", len(self.workers))
+        for record in list(self.by_camera.values()):
+            if not record.stopping:
+                self._stop(record, "shutdown")
+        self.respawn.clear()
+        while self.workers or self.remains:
+            self._reap()
+            now = time.monotonic()
+            self._check_remains(now)
+            self._enforce_deadlines(now)
+            if not (self.workers or self.remains):
+                break
+            self._wait(self._next_timeout())
+        self.log.info("all workers stopped; master exiting")
+
+    # -- signals ------------------------------------------------------------------------------
+
+    def _wait(self, timeout: float) -> None:
+        assert self._signals is not None
+        for sig in self._signals.wait(timeout):
+            self._handle_signal(sig)
+
+    def _handle_signal(self, sig: int) -> None:
+        if sig == signal.SIGHUP:
+            if not self._shutdown_requested:
+                self._reload_requested = True
+        elif sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+            if not self._shutdown_requested:
+                self.log.info("received %s", signal.Signals(sig).name)
+            self._shutdown_requested = True
+
+    def _next_timeout(self) -> float:
+        now = time.monotonic()
+        moments = [self.next_poll]
+        moments += [r.stop_deadline for r in self.workers.values() if r.stop_deadline and not r.killed]
+        moments += [r.not_before for cid, r in self.respawn.items() if cid in self.desired]
+        if self.remains:
+            moments.append(now + REMAINS_POLL_SECONDS)
+        return max(0.0, min(moments) - now)
+
+    # -- database -----------------------------------------------------------------------------
+
+    def _reload(self) -> None:
+        self.log.info("reload requested (SIGHUP)")
+        if self._reload_settings is not None:
+            try:
+                new = self._reload_settings()
+            except SettingsError as exc:
+                self.log.error("reload: settings not changed: %s", exc)
+            else:
+                if new != self.settings:
+                    self.log.info("reload: settings changed")
+                self.settings = new
+        self._refresh()
+
+    def _refresh(self) -> None:
+        """Read the wanted cameras; on failure keep the last good list (no news is not 'none')."""
+        self.next_poll = time.monotonic() + self.settings.poll_interval
+        if not self.settings.recorder_enabled:
+            if not self._said_disabled:
+                self.log.info("recorder disabled: no camera is mirrored")
+            self._said_disabled = True
+            self.desired, self.desired_keys = {}, {}
+            return
+        self._said_disabled = False
+        try:
+            cameras = read_cameras(self.settings.db)
+        except DatabaseError as exc:
+            if str(exc) != self.db_error:
+                self.log.error("database unreadable; keeping %d workers as they are: %s", len(self.by_camera), exc)
+            self.db_error = str(exc)
+            return
+        if self.db_error is not None:
+            self.log.info("database readable again")
+            self.db_error = None
+        good, bad = wanted(cameras, True)
+        self._report_rows(cameras, bad)
+        self.desired = good
+        self.desired_keys = {cid: build_command(self.settings.ffmpeg, cam, self.settings.mirror_dir) for cid, cam in good.items()}
+
+    def _report_rows(self, cameras: list[Camera], bad: dict[str, Camera]) -> None:
+        """Log each camera's problem or warnings once, when they change, not on every poll."""
+        current: dict[str, str] = {}
+        for camera in cameras:
+            if camera.id in bad:
+                current[camera.id] = "not recorded: " + (bad[camera.id].problem or "")
+            elif camera.mirrored and camera.warnings:
+                current[camera.id] = "; ".join(camera.warnings)
+        for cid, text in current.items():
+            if self.reported.get(cid) != text:
+                level = logging.ERROR if cid in bad else logging.WARNING
+                logs.for_camera(cid if cid else "(empty-id)").log(level, "%s", text)
+        self.reported = current
+
+    # -- converging ---------------------------------------------------------------------------
+
+    def _converge(self) -> None:
+        now = time.monotonic()
+        running = {cid: r.key for cid, r in self.by_camera.items() if not r.stopping}
+        plan = diff(running, self.desired_keys)
+        for cid in plan.stop:
+            self._stop(self.by_camera[cid], "no longer mirrored")
+        for cid in plan.restart:
+            self._stop(self.by_camera[cid], "recording settings changed; restarting")
+        self._check_remains(now)
+        for cid, camera in self.desired.items():
+            if cid in self.by_camera or cid in self.remains:
+                continue
+            pending = self.respawn.get(cid)
+            if pending is not None and now < pending.not_before:
+                continue
+            self._spawn(camera, self.desired_keys[cid])
+        for cid in [cid for cid in self.respawn if cid not in self.desired]:
+            del self.respawn[cid]
+        self._enforce_deadlines(now)
+        self._update_title()
+
+    def _spawn(self, camera: Camera, key: tuple[str, ...]) -> None:
+        generation = self.next_generation
+        self.next_generation += 1
+        spec = WorkerSpec(
+            camera=camera,
+            argv=key,
+            directory=camera_dir(self.settings.mirror_dir, camera.id),
+            generation=generation,
+            stop_timeout=self.settings.stop_timeout,
+            master_pid=os.getpid(),
+        )
+        _flush_logs()
+        # Objects that exist now are shared with the child; frozen, the child's garbage collector
+        # never writes to them, so their pages stay shared instead of being copied.
+        gc.collect()
+        gc.freeze()
+        wakeup.block_handled()
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            wakeup.unblock_handled()
+            self.log.error("cannot fork a worker for %s: %s", camera.id, exc)
+            self.respawn[camera.id] = Respawn(backoff.SPAWN_FAILED_DELAY, time.monotonic() + backoff.SPAWN_FAILED_DELAY)
+            return
+        if pid == 0:  # the worker; it must never return into the master's code
+            code = 1
+            try:
+                code = run_worker(spec, self._signals.fds)
+            finally:
+                _flush_logs()
+                os._exit(code)
+        wakeup.unblock_handled()
+        try:
+            os.setpgid(pid, pid)
+        except OSError:
+            pass  # the worker did it first, or already exited
+        record = WorkerRecord(camera, key, generation, pid, time.monotonic())
+        self.workers[pid] = record
+        self.by_camera[camera.id] = record
+        logs.for_camera(camera.id).info("worker started gen=%d pid=%d", generation, pid)
+
+    def _stop(self, record: WorkerRecord, reason: str) -> None:
+        record.stop_deadline = time.monotonic() + self.settings.stop_timeout
+        logs.for_camera(record.camera.id).info("stopping worker gen=%d pid=%d: %s", record.generation, record.pid, reason)
+        lifeline.signal_process(record.pid, signal.SIGTERM)
+
+    def _enforce_deadlines(self, now: float) -> None:
+        for record in self.workers.values():
+            if record.stop_deadline is not None and not record.killed and now >= record.stop_deadline:
+                logs.for_camera(record.camera.id).warning(
+                    "worker gen=%d pid=%d did not stop within %.1fs; killing its process group",
+                    record.generation, record.pid, self.settings.stop_timeout,
+                )
+                lifeline.signal_group(record.pid, signal.SIGKILL)
+                record.killed = True
+
+    # -- reaping ------------------------------------------------------------------------------
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            record = self.workers.pop(pid, None)
+            if record is not None:  # otherwise an adopted ffmpeg of a worker that died before it
+                self._worker_exited(record, os.waitstatus_to_exitcode(status))
+
+    def _worker_exited(self, record: WorkerRecord, code: int) -> None:
+        cid = record.camera.id
+        log = logs.for_camera(cid)
+        if self.by_camera.get(cid) is record:
+            del self.by_camera[cid]
+        now = time.monotonic()
+        how = f"signal {-code}" if code < 0 else f"status {code}"
+        if record.stopping:
+            log.info("worker exited gen=%d pid=%d %s", record.generation, record.pid, how)
+            self.respawn.pop(cid, None)
+        else:
+            lived = now - record.started
+            previous = self.respawn.get(cid)
+            delay = backoff.worker_respawn_delay(previous.delay if previous else 0.0, lived)
+            self.respawn[cid] = Respawn(delay, now + delay)
+            log.error(
+                "worker died unexpectedly gen=%d pid=%d %s after %.1fs; replacing it in %.0fs",
+                record.generation, record.pid, how, lived, delay,
+            )
+        if lifeline.group_alive(record.pid):
+            # Its ffmpeg outlived it (it was SIGKILLed, or crashed): end that first, then replace.
+            lifeline.signal_group(record.pid, signal.SIGTERM)
+            self.remains[cid] = Remains(record.pid, record.generation, now + self.settings.stop_timeout)
+
+    def _check_remains(self, now: float) -> None:
+        for cid, rest in list(self.remains.items()):
+            if not lifeline.group_alive(rest.pgid):
+                del self.remains[cid]
+            elif now >= rest.kill_at and not rest.killed:
+                logs.for_camera(cid).warning("ffmpeg of dead worker gen=%d still alive; killing it", rest.generation)
+                lifeline.signal_group(rest.pgid, signal.SIGKILL)
+                rest.killed = True
+
+    # -- presentation -------------------------------------------------------------------------
+
+    def _update_title(self) -> None:
+        title = f"mirror-supervisor: master cameras={len(self.desired)} workers={len(self.workers)}"
+        if self.db_error:
+            title += " db=error"
+        if not self.settings.recorder_enabled:
+            title += " disabled"
+        setproctitle.setproctitle(title)
+
+
+def _flush_logs() -> None:
+    for handler in logging.getLogger(logs.LOGGER_NAME).handlers:
+        handler.flush()

@@ -1,0 +1,62 @@
+"""Segment files: ``<mirror_dir>/<camera_id>/YYYYmmdd_HHMMSS.mp4``, named by ffmpeg in UTC.
+
+Names have one-second resolution, and ffmpeg silently truncates a file whose name it reuses. A new
+ffmpeg must therefore never start in a second that already has a segment: the worker waits until
+the clock has passed the newest existing name before it starts ffmpeg.
+"""
+
+from __future__ import annotations
+
+import calendar
+import os
+import re
+import time
+from pathlib import Path
+
+SEGMENT_NAME = re.compile(r"(\d{8})_(\d{6})\.mp4")
+# A newest name further ahead of the clock than this means the clock was stepped back: waiting it
+# out would stop recording for that long, so the worker starts anyway and says so.
+MAX_CLOCK_SKEW_WAIT = 5.0
+
+
+def parse_name(name: str) -> float | None:
+    """The UTC start second encoded in a segment name, or None for any other name."""
+    match = SEGMENT_NAME.fullmatch(name)
+    if match is None:
+        return None
+    try:
+        parsed = time.strptime(match.group(1) + match.group(2), "%Y%m%d%H%M%S")
+    except ValueError:
+        return None
+    return float(calendar.timegm(parsed))
+
+
+def newest(directory: Path) -> tuple[str, float] | None:
+    """The newest segment (name, start second) directly inside ``directory``, or None."""
+    best: str | None = None
+    try:
+        with os.scandir(directory) as entries:
+            for entry in entries:
+                if SEGMENT_NAME.fullmatch(entry.name) and (best is None or entry.name > best):
+                    best = entry.name
+    except OSError:
+        return None
+    if best is None:
+        return None
+    start = parse_name(best)
+    return None if start is None else (best, start)
+
+
+def wait_before_start(newest_start: float | None, now: float) -> float:
+    """Seconds to wait so that no segment ffmpeg opens can take an existing name.
+
+    ffmpeg opens its first segment no earlier than it is started, so starting at or after
+    ``newest_start + 1`` is enough; beyond ``MAX_CLOCK_SKEW_WAIT`` the clock is wrong and
+    waiting would not help.
+    """
+    if newest_start is None:
+        return 0.0
+    wait = newest_start + 1.0 - now
+    if wait <= 0 or wait > MAX_CLOCK_SKEW_WAIT:
+        return 0.0
+    return wait

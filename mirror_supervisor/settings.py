@@ -1,0 +1,170 @@
+"""Settings: command-line flag > environment > config file > default (SPEC section 7).
+
+Flags and the environment are fixed for the life of a process. The optional config file
+(``--config``, KEY=VALUE lines using the environment variable names, the format of
+``/etc/default/mirror-supervisor``) is re-read on SIGHUP, so an operator can change, say,
+``MIRROR_SUPERVISOR_RECORDER_ENABLED`` without restarting the master and cutting footage.
+
+Every problem is a :class:`SettingsError` whose message is one line naming the setting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+class SettingsError(Exception):
+    """A missing or unusable setting; the message is one line that names it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    db: Path
+    mirror_dir: Path
+    ffmpeg: str = "ffmpeg"
+    poll_interval: float = 5.0
+    stop_timeout: float = 8.0
+    state_dir: Path = Path("/run/mirror-supervisor")
+    recorder_enabled: bool = True
+    config: Path | None = None
+
+
+@dataclass(frozen=True)
+class _Option:
+    """One setting: its flag, where else it may come from, and how to read it."""
+
+    field: str
+    flag: str
+    env: tuple[str, ...]
+    parse: Callable[[str], Any]
+    default: Any  # None means required
+
+
+def _text(value: str) -> str:
+    value = value.strip()
+    if not value:
+        raise ValueError("is empty")
+    return value
+
+
+def _path(value: str) -> Path:
+    return Path(_text(value))
+
+
+def _db_url(value: str) -> Path:
+    """``HELDAR_DATABASE_URL`` is an sqlx URL: ``sqlite://data/x.db``, ``sqlite:///abs``, ``?mode=rwc``."""
+    value = _text(value)
+    for prefix in ("sqlite://", "sqlite:"):
+        if value.startswith(prefix):
+            return _path(value[len(prefix):].split("?", 1)[0])
+    raise ValueError(f"{value!r} is not a sqlite:// URL")
+
+
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise ValueError(f"{value.strip()!r} is not a number of seconds") from None
+    if not (0 < seconds <= 86400):
+        raise ValueError(f"{value.strip()!r} must be more than 0 and at most 86400 seconds")
+    return seconds
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def parse_bool(value: str) -> bool:
+    word = value.strip().lower()
+    if word in _TRUE:
+        return True
+    if word in _FALSE:
+        return False
+    raise ValueError(f"{value.strip()!r} is not a boolean (true/false, 1/0, yes/no, on/off)")
+
+
+_OPTIONS = (
+    _Option("db", "--db", ("MIRROR_SUPERVISOR_DB", "HELDAR_DATABASE_URL"), _path, Path("./data/heldar.db")),
+    _Option("mirror_dir", "--mirror-dir", ("MIRROR_SUPERVISOR_MIRROR_DIR", "HELDAR_MIRROR_RECORDINGS_DIR"), _path, None),
+    _Option("ffmpeg", "--ffmpeg", ("MIRROR_SUPERVISOR_FFMPEG", "HELDAR_FFMPEG_BIN"), _text, "ffmpeg"),
+    _Option("poll_interval", "--poll-interval", ("MIRROR_SUPERVISOR_POLL_INTERVAL",), _seconds, 5.0),
+    _Option("stop_timeout", "--stop-timeout", ("MIRROR_SUPERVISOR_STOP_TIMEOUT",), _seconds, 8.0),
+    _Option("state_dir", "--state-dir", ("MIRROR_SUPERVISOR_STATE_DIR",), _path, Path("/run/mirror-supervisor")),
+    _Option("recorder_enabled", "--recorder-enabled", ("MIRROR_SUPERVISOR_RECORDER_ENABLED", "HELDAR_RECORDER_ENABLED"), parse_bool, True),
+)
+
+# The one variable whose parser differs from its flag's: an sqlx URL, not a path.
+_SPECIAL_PARSERS = {"HELDAR_DATABASE_URL": _db_url}
+
+FLAGS = {option.field: option.flag for option in _OPTIONS}
+
+
+def read_config_file(path: Path) -> dict[str, str]:
+    """Read KEY=VALUE lines as a shell would source them (comments, ``export``, simple quotes)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SettingsError(f"--config: cannot read {str(path)!r}: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise SettingsError(f"--config: {str(path)!r} is not UTF-8 text") from None
+    values: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line[len("export "):].lstrip()
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        if not sep or not key.replace("_", "").isalnum():
+            raise SettingsError(f"--config: {str(path)!r} line {number} is not KEY=VALUE")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key] = value
+    return values
+
+
+def load(
+    flags: Mapping[str, str | None],
+    environ: Mapping[str, str] | None = None,
+    config_path: str | None = None,
+) -> Settings:
+    """Resolve every setting; ``flags`` maps field names to flag values (None when not given)."""
+    environ = os.environ if environ is None else environ
+    config_path = config_path or environ.get("MIRROR_SUPERVISOR_CONFIG") or None
+    file_values = read_config_file(Path(config_path)) if config_path else {}
+    resolved: dict[str, Any] = {}
+    for option in _OPTIONS:
+        resolved[option.field] = _resolve(option, flags.get(option.field), environ, file_values)
+    resolved["config"] = Path(config_path) if config_path else None
+    return Settings(**resolved)
+
+
+def _resolve(option: _Option, flag_value: str | None, environ: Mapping[str, str], file_values: Mapping[str, str]) -> Any:
+    candidates: list[tuple[str, str, Callable[[str], Any]]] = []
+    if flag_value is not None:
+        candidates.append((option.flag, flag_value, option.parse))
+    for source in (environ, file_values):
+        for name in option.env:
+            if name in source:
+                candidates.append((name, source[name], _SPECIAL_PARSERS.get(name, option.parse)))
+    if not candidates:
+        if option.default is None:
+            names = " or ".join((option.flag,) + option.env)
+            raise SettingsError(f"{option.flag}: required (set {names})")
+        return option.default
+    name, value, parse = candidates[0]
+    try:
+        return parse(value)
+    except ValueError as exc:
+        raise SettingsError(f"{name}: {exc}") from None
+
+
+def replace(settings: Settings, **changes: Any) -> Settings:
+    return dataclasses.replace(settings, **changes)

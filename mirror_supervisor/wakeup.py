@@ -1,0 +1,56 @@
+"""Signals as bytes in a pipe, read by the main loop (the self-pipe pattern of a pre-fork arbiter).
+
+Python's C-level handler writes each caught signal's number into the pipe; the Python-level
+handler does nothing. The main loop ``select``s on the pipe with a timeout, so it sleeps until a
+signal or a deadline, and handles signals in ordinary code, never inside a handler.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import signal
+
+HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGCHLD, signal.SIGUSR1)
+STOP_SIGNALS = frozenset((signal.SIGTERM, signal.SIGINT, signal.SIGQUIT))
+
+
+def _ignore_here(signum: int, frame: object) -> None:
+    """The signal number already went into the wake-up pipe; the main loop acts on it."""
+
+
+class SignalPipe:
+    """Owned by one process's main thread; recreate it in a forked child."""
+
+    def __init__(self) -> None:
+        self.read_fd, self.write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(self.write_fd, warn_on_full_buffer=False)
+        for sig in HANDLED_SIGNALS:
+            signal.signal(sig, _ignore_here)
+
+    @property
+    def fds(self) -> tuple[int, int]:
+        return self.read_fd, self.write_fd
+
+    def wait(self, timeout: float) -> list[int]:
+        """Sleep until a signal arrives or ``timeout`` passes; the distinct signals received."""
+        try:
+            readable, _, _ = select.select([self.read_fd], [], [], max(0.0, timeout))
+        except InterruptedError:
+            readable = [self.read_fd]
+        if not readable:
+            return []
+        try:
+            received = os.read(self.read_fd, 4096)
+        except BlockingIOError:
+            return []
+        return list(dict.fromkeys(received))  # a burst of one signal counts once
+
+
+def block_handled() -> None:
+    """Around fork: a signal arriving before the child has its own pipe must wait, not go to ours."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
+
+
+def unblock_handled() -> None:
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)

@@ -1,0 +1,276 @@
+"""The worker: one camera, one ffmpeg at a time, until told to stop (SPEC section 5).
+
+A forked child of the master. It never reads the database: the master hands it a camera and the
+ffmpeg argv, and a changed camera means a new worker. The loop is deliberately plain and
+synchronous: start ffmpeg, drain its stderr in a thread, wait, back off, repeat.
+
+Every wait happens in :meth:`Worker._wait`, a ``select`` on the signal wake-up pipe, so a stop
+request (SIGTERM/SIGINT) or ffmpeg's exit (SIGCHLD) ends any wait at once and nothing here can
+block without a bound.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import setproctitle
+
+from . import backoff, lifeline, logs, segments, wakeup
+from .camera import Camera, mask
+from .ffmpeg import environment
+
+STDERR_TAIL_BYTES = 8192
+LOGGED_TAIL_CHARS = 800
+CONNECTING_CHECK_SECONDS = 1.0
+RECORDING_CHECK_SECONDS = 5.0
+SECOND_SIGNAL_AFTER = 2.0
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Everything a worker needs, fixed at fork time."""
+
+    camera: Camera
+    argv: tuple[str, ...]
+    directory: Path
+    generation: int
+    stop_timeout: float
+    master_pid: int
+
+
+class StderrTail(threading.Thread):
+    """Drains ffmpeg's stderr so the pipe never fills and blocks ffmpeg; keeps the last bytes."""
+
+    def __init__(self, fd: int, limit: int = STDERR_TAIL_BYTES) -> None:
+        super().__init__(name="stderr-tail", daemon=True)
+        self._fd = fd
+        self._limit = limit
+        self._tail = bytearray()
+        self._lock = threading.Lock()
+
+    def run(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self._fd, 4096)
+            except InterruptedError:
+                continue
+            except OSError:
+                return
+            if not chunk:
+                return
+            with self._lock:
+                self._tail += chunk
+                if len(self._tail) > self._limit:
+                    del self._tail[: len(self._tail) - self._limit]
+
+    def text(self) -> str:
+        with self._lock:
+            return bytes(self._tail).decode("utf-8", "replace")
+
+
+def summarize_tail(text: str, secrets: tuple[str, ...], limit: int = LOGGED_TAIL_CHARS) -> str:
+    """The end of ffmpeg's stderr as one masked log-friendly line."""
+    lines = [line.strip() for line in mask(text, secrets).splitlines() if line.strip()]
+    joined = " | ".join(lines)
+    return joined if len(joined) <= limit else "..." + joined[-limit:]
+
+
+class Worker:
+    def __init__(self, spec: WorkerSpec) -> None:
+        self.spec = spec
+        self.camera = spec.camera
+        self.log = logs.for_camera(spec.camera.id)
+        self.state = "starting"
+        self.ffmpeg_pid: int | None = None
+        self._stopping = False
+        self._signals: wakeup.SignalPipe | None = None
+
+    # -- set-up -------------------------------------------------------------------------------
+
+    def install(self, inherited_fds: tuple[int, ...]) -> None:
+        """Run in the child right after fork, while the stop signals are still blocked."""
+        try:
+            os.setpgid(0, 0)
+        except OSError:
+            pass  # the master already made us a group leader
+        lifeline.die_with_parent(self.spec.master_pid)
+        self._signals = wakeup.SignalPipe()
+        for fd in inherited_fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._set_state("starting")
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def run(self) -> int:
+        delay = backoff.FFMPEG_FIRST_DELAY
+        while not self._stopping:
+            self._avoid_overwriting_segments()
+            if self._stopping:
+                break
+            ran = self._run_ffmpeg_once()
+            if self._stopping:
+                break
+            if ran is None:
+                wait = backoff.SPAWN_FAILED_DELAY
+            else:
+                wait, delay = backoff.ffmpeg_delay(delay, ran)
+            self._set_state("backoff")
+            self.log.info("retrying in %.0fs", wait)
+            self._sleep(wait)
+        self._set_state("stopped")
+        self.log.info("worker stopped gen=%d", self.spec.generation)
+        return 0
+
+    def _run_ffmpeg_once(self) -> float | None:
+        """One ffmpeg run; returns how long it ran, or None when it could not be started."""
+        try:
+            self.spec.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            self._set_state("error")
+            self.log.error("cannot create mirror directory %s: %s", self.spec.directory, exc.strerror)
+            return None
+        try:
+            proc = subprocess.Popen(
+                self.spec.argv,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                env=environment(dict(os.environ)),
+                close_fds=True,
+                preexec_fn=functools.partial(lifeline.die_with_parent, os.getpid()),
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            self._set_state("error")
+            self.log.error("cannot start ffmpeg %r: %s", self.spec.argv[0], exc)
+            return None
+        assert proc.stderr is not None
+        tail = StderrTail(proc.stderr.fileno())
+        tail.start()
+        started = time.monotonic()
+        wall_started = time.time()
+        self.ffmpeg_pid = proc.pid
+        self._set_state("connecting")
+        self.log.info(
+            "ffmpeg started pid=%d gen=%d url=%s segment=%ds audio=%s dir=%s",
+            proc.pid, self.spec.generation, self.camera.masked_url, self.camera.segment_seconds,
+            "copy" if self.camera.record_audio else "off", self.spec.directory,
+        )
+        self._watch(proc, wall_started)
+        if proc.poll() is None:
+            self._end_ffmpeg(proc)
+        tail.join(timeout=2.0)
+        proc.stderr.close()
+        ran = time.monotonic() - started
+        self.ffmpeg_pid = None
+        self._log_exit(proc.returncode, ran, tail.text())
+        return ran
+
+    def _watch(self, proc: subprocess.Popen, wall_started: float) -> None:
+        while proc.poll() is None and not self._stopping:
+            check = CONNECTING_CHECK_SECONDS if self.state == "connecting" else RECORDING_CHECK_SECONDS
+            self._wait(check)
+            if self.state == "connecting" and self._segment_written_since(wall_started):
+                self._set_state("recording")
+                self.log.info("recording")
+
+    def _end_ffmpeg(self, proc: subprocess.Popen) -> None:
+        """Stop ffmpeg so the segment being written stays playable, escalating within the budget.
+
+        ffmpeg writes the trailer on SIGTERM; a stalled one may ignore the first signal, so a
+        second follows, then SIGKILL just before the master would kill the whole group.
+        """
+        self._set_state("stopping")
+        begun = time.monotonic()
+        kill_at = begun + max(0.5, self.spec.stop_timeout - 1.0)
+        second_at = begun + min(SECOND_SIGNAL_AFTER, (kill_at - begun) / 2)
+        proc.send_signal(signal.SIGTERM)
+        second_sent = False
+        while proc.poll() is None:
+            now = time.monotonic()
+            if now >= kill_at:
+                self.log.warning("ffmpeg pid=%d ignored SIGTERM for %.1fs; killing it", proc.pid, now - begun)
+                proc.kill()
+                try:
+                    proc.wait(timeout=5.0)
+                except subprocess.TimeoutExpired:
+                    pass
+                return
+            if not second_sent and now >= second_at:
+                proc.send_signal(signal.SIGTERM)
+                second_sent = True
+            self._wait((second_at if not second_sent else kill_at) - now)
+
+    def _log_exit(self, code: int | None, ran: float, stderr: str) -> None:
+        how = f"signal {-code}" if code is not None and code < 0 else f"status {code}"
+        tail = summarize_tail(stderr, self.camera.secrets)
+        if self._stopping:
+            self.log.info("ffmpeg stopped %s ran=%.1fs", how, ran)
+        else:
+            self.log.warning("ffmpeg exited %s ran=%.1fs stderr=%s", how, ran, tail or "(empty)")
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _avoid_overwriting_segments(self) -> None:
+        newest = segments.newest(self.spec.directory)
+        if newest is None:
+            return
+        now = time.time()
+        if newest[1] > now + segments.MAX_CLOCK_SKEW_WAIT:
+            self.log.warning("newest segment %s is ahead of the clock; the clock was set back", newest[0])
+        wait = segments.wait_before_start(newest[1], now)
+        if wait > 0:
+            self._sleep(wait)
+
+    def _segment_written_since(self, since: float) -> bool:
+        newest = segments.newest(self.spec.directory)
+        if newest is None:
+            return False
+        try:
+            stat = os.stat(self.spec.directory / newest[0])
+        except OSError:
+            return False
+        return stat.st_mtime >= since - 1.0 and stat.st_size > 0
+
+    def _set_state(self, state: str) -> None:
+        self.state = state
+        setproctitle.setproctitle(
+            f"mirror-supervisor: worker {self.camera.id} gen={self.spec.generation} {state}"
+        )
+
+    def _sleep(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self._stopping:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            self._wait(remaining)
+
+    def _wait(self, timeout: float) -> None:
+        """Block until a signal arrives or ``timeout`` passes; act on stop signals."""
+        assert self._signals is not None
+        received = self._signals.wait(timeout)
+        if not self._stopping and wakeup.STOP_SIGNALS.intersection(received):
+            self._stopping = True
+            self.log.info("stop requested")
+
+
+def run_worker(spec: WorkerSpec, inherited_fds: tuple[int, ...]) -> int:
+    """Entry point in the forked child, which starts with the handled signals blocked."""
+    worker = Worker(spec)
+    try:
+        worker.install(inherited_fds)
+        wakeup.unblock_handled()
+        return worker.run()
+    except Exception:
+        worker.log.exception("worker crashed")
+        return 1
