@@ -87,9 +87,16 @@ def check_url(url: str) -> str | None:
     name = scheme.group(1).lower()
     if name not in ALLOWED_SCHEMES or not url[scheme.end():].startswith("//"):
         return f"URL scheme {name!r} is refused (allowed: " + ", ".join(ALLOWED_SCHEMES) + ")"
-    authority = url[scheme.end() + 2:].split("/", 1)[0].rsplit("@", 1)[-1]
-    if not authority or authority.startswith(":"):
+    after = url[scheme.end() + 2:]
+    authority = after.split("/", 1)[0]
+    host_port = authority.rsplit("@", 1)[-1]
+    if not host_port or host_port.startswith(":"):
         return "URL has no host"
+    port = host_port.rpartition(":")[2] if ":" in host_port and not host_port.endswith("]") else ""
+    if "@" not in authority and "@" in after.split("?", 1)[0] and port and not port.isdigit():
+        # rtsp://user:pa/ss@host/...: ffmpeg would take "user" for the host, and no masking rule
+        # can find the password; refuse rather than leak it into logs.
+        return "URL password seems to contain an unencoded '/'; percent-encode it as %2F"
     return None
 
 
