@@ -179,7 +179,7 @@ class Worker:
         while proc.poll() is None and not self._stopping:
             check = CONNECTING_CHECK_SECONDS if self.state == "connecting" else RECORDING_CHECK_SECONDS
             self._wait(check)
-            if self.state == "connecting" and self._segment_written_since(wall_started):
+            if self.state == "connecting" and not self._stopping and self._segment_written_since(wall_started):
                 self._set_state("recording")
                 self.log.info("recording")
 

@@ -1,0 +1,54 @@
+"""Fixtures with real parts: an RTSP server, an NVR database, the supervisor as a process."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from support.nvr import NvrDatabase
+from support.rtsp import RtspServer
+from support.supervisor import Supervisor
+
+
+def pytest_configure(config):
+    missing = [tool for tool in ("ffmpeg", "ffprobe") if shutil.which(tool) is None]
+    if not Path("/usr/bin/python3").exists():
+        missing.append("/usr/bin/python3")
+    config._mirror_missing = missing
+
+
+@pytest.fixture
+def rtsp():
+    server = RtspServer()
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def nvr(tmp_path) -> NvrDatabase:
+    return NvrDatabase(tmp_path / "heldar.db")
+
+
+@pytest.fixture
+def mirror_dir(tmp_path) -> Path:
+    path = tmp_path / "mirror"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def supervisor(tmp_path, nvr, mirror_dir):
+    """A factory: ``supervisor("--poll-interval", "1")`` starts one; teardown leaves nothing alive."""
+    started: list[Supervisor] = []
+
+    def start(*args: str, env: dict[str, str] | None = None) -> Supervisor:
+        sup = Supervisor(tmp_path, nvr.path, mirror_dir, *args, env=env).start()
+        started.append(sup)
+        return sup
+
+    yield start
+    for sup in started:
+        sup.kill_everything()
