@@ -35,6 +35,7 @@ _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):")
 # userinfo of any URL in free text: the last '@' before the first '/' after '://'.
 _USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://)[^\s/]*@")
 _SHORTEST_REDACTED_SECRET = 4
+_OFF_WORDS = {"enabled": "disabled", "record_enabled": "recording off", "mirror_enabled": "mirror off"}
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,7 @@ def parse_row(row: Mapping[str, Any]) -> Camera:
         if error:
             return Camera(camera_id, name, problem=f"{column}: {error}")
         flags[column] = value
-    reasons = [f"{column} = 0" for column in ("enabled", "record_enabled", "mirror_enabled") if not flags[column]]
+    reasons = [f"{word} ({column} = 0)" for column, word in _OFF_WORDS.items() if not flags[column]]
     if reasons:
         return Camera(camera_id, name, not_mirrored_because=", ".join(reasons))
 

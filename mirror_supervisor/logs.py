@@ -8,6 +8,7 @@ URL masking on its way out, as a last line of defence behind the masking done at
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import sys
 import time
 from typing import Any
@@ -31,10 +32,19 @@ class _Formatter(logging.Formatter):
         return mask(text.replace("\r", "").replace("\n", " | "))
 
 
-def setup(level: str = "INFO", stream: Any = None) -> logging.Logger:
+def setup(level: str = "INFO", stream: Any = None, path: str | None = None) -> logging.Logger:
+    """Log to ``path`` if given, else to ``stream`` (stderr).
+
+    A log file is reopened whenever it was moved or removed (logrotate's default ``create``
+    mode), by every process that writes it, so rotation needs no signal and loses no line.
+    """
     logger = logging.getLogger(LOGGER_NAME)
     logger.handlers.clear()
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler: logging.Handler
+    if path:
+        handler = logging.handlers.WatchedFileHandler(path, encoding="utf-8")
+    else:
+        handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(_Formatter())
     logger.addHandler(handler)
     logger.setLevel(level.upper())

@@ -18,12 +18,16 @@ Invariants the code is arranged around:
 from __future__ import annotations
 
 import gc
+import json
 import logging
 import os
 import signal
 import time
+from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import setproctitle
 
@@ -33,9 +37,11 @@ from .database import DatabaseError, read_cameras
 from .ffmpeg import build_command, camera_dir
 from .reconcile import diff, wanted
 from .settings import Settings, SettingsError
+from .status import STATUS_FILE, decode_reports, write_atomically
 from .worker import WorkerSpec, run_worker
 
 REMAINS_POLL_SECONDS = 0.2
+STATUS_WRITE_INTERVAL = 0.5  # status.json at most twice a second, however busy the workers are
 
 
 @dataclass
@@ -47,6 +53,7 @@ class WorkerRecord:
     started: float
     stop_deadline: float | None = None
     killed: bool = False
+    report: dict[str, Any] = field(default_factory=dict)  # the worker's latest word on itself
 
     @property
     def stopping(self) -> bool:
@@ -70,9 +77,15 @@ class Respawn:
 
 
 class Master:
-    def __init__(self, settings: Settings, reload_settings: Callable[[], Settings] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        reload_settings: Callable[[], Settings] | None = None,
+        on_ready: Callable[[], None] | None = None,
+    ) -> None:
         self.settings = settings
         self._reload_settings = reload_settings
+        self._on_ready = on_ready
         self.log = logs.master()
         self.workers: dict[int, WorkerRecord] = {}
         self.by_camera: dict[str, WorkerRecord] = {}
@@ -80,14 +93,24 @@ class Master:
         self.respawn: dict[str, Respawn] = {}
         self.desired: dict[str, Camera] = {}
         self.desired_keys: dict[str, tuple[str, ...]] = {}
+        self.unrecordable: dict[str, Camera] = {}
         self.reported: dict[str, str] = {}
         self.db_error: str | None = None
+        self.db_error_since: float | None = None
+        self.last_reconcile: float | None = None
+        self.started = time.time()
+        self.ffmpeg_starts: Counter[str] = Counter()
+        self.death_notes: dict[str, str] = {}
         self.next_generation = 1
         self.next_poll = 0.0
         self._reload_requested = False
         self._shutdown_requested = False
         self._said_disabled = False
         self._signals: wakeup.SignalPipe | None = None
+        self._reports_r = self._reports_w = -1
+        self._reports_buffer = b""
+        self._status_dirty = True
+        self._next_status_write = 0.0
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -99,8 +122,11 @@ class Master:
             self.settings.stop_timeout, self.settings.recorder_enabled,
         )
         self._refresh()
+        if self._on_ready is not None:
+            self._on_ready()
         self._converge()
         while not self._shutdown_requested:
+            self._publish()
             self._wait(self._next_timeout())
             self._reap()
             if self._shutdown_requested:
@@ -118,6 +144,8 @@ class Master:
         if not lifeline.become_subreaper():
             self.log.warning("cannot become child subreaper; orphaned ffmpegs are polled instead")
         self._signals = wakeup.SignalPipe()
+        # Workers inherit the write end; O_NONBLOCK so a worker can never block on reporting.
+        self._reports_r, self._reports_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._update_title()
 
     def _shutdown(self) -> None:
@@ -133,14 +161,19 @@ class Master:
             self._enforce_deadlines(now)
             if not (self.workers or self.remains):
                 break
+            self._publish()
             self._wait(self._next_timeout())
+        self._remove_status()
         self.log.info("all workers stopped; master exiting")
 
     # -- signals ------------------------------------------------------------------------------
 
     def _wait(self, timeout: float) -> None:
         assert self._signals is not None
-        for sig in self._signals.wait(timeout):
+        signals, readable = self._signals.wait(timeout, (self._reports_r,))
+        if readable:
+            self._read_reports()
+        for sig in signals:
             self._handle_signal(sig)
 
     def _handle_signal(self, sig: int) -> None:
@@ -159,6 +192,8 @@ class Master:
         moments += [r.not_before for cid, r in self.respawn.items() if cid in self.desired]
         if self.remains:
             moments.append(now + REMAINS_POLL_SECONDS)
+        if self._status_dirty:
+            moments.append(self._next_status_write)
         return max(0.0, min(moments) - now)
 
     # -- database -----------------------------------------------------------------------------
@@ -183,7 +218,8 @@ class Master:
             if not self._said_disabled:
                 self.log.info("recorder disabled: no camera is mirrored")
             self._said_disabled = True
-            self.desired, self.desired_keys = {}, {}
+            self.desired, self.desired_keys, self.unrecordable = {}, {}, {}
+            self._status_dirty = True
             return
         self._said_disabled = False
         try:
@@ -191,13 +227,18 @@ class Master:
         except DatabaseError as exc:
             if str(exc) != self.db_error:
                 self.log.error("database unreadable; keeping %d workers as they are: %s", len(self.by_camera), exc)
+                self.db_error_since = self.db_error_since or time.time()
+                self._status_dirty = True
             self.db_error = str(exc)
             return
         if self.db_error is not None:
             self.log.info("database readable again")
-            self.db_error = None
+            self.db_error = self.db_error_since = None
         good, bad = wanted(cameras, True)
         self._report_rows(cameras, bad)
+        self.last_reconcile = time.time()
+        self._status_dirty = True
+        self.unrecordable = bad
         self.desired = good
         self.desired_keys = {cid: build_command(self.settings.ffmpeg, cam, self.settings.mirror_dir) for cid, cam in good.items()}
 
@@ -236,7 +277,6 @@ class Master:
         for cid in [cid for cid in self.respawn if cid not in self.desired]:
             del self.respawn[cid]
         self._enforce_deadlines(now)
-        self._update_title()
 
     def _spawn(self, camera: Camera, key: tuple[str, ...]) -> None:
         generation = self.next_generation
@@ -248,6 +288,7 @@ class Master:
             generation=generation,
             stop_timeout=self.settings.stop_timeout,
             master_pid=os.getpid(),
+            status_fd=self._reports_w,
         )
         _flush_logs()
         # Objects that exist now are shared with the child; frozen, the child's garbage collector
@@ -265,7 +306,7 @@ class Master:
         if pid == 0:  # the worker; it must never return into the master's code
             code = 1
             try:
-                code = run_worker(spec, self._signals.fds)
+                code = run_worker(spec, (*self._signals.fds, self._reports_r))
             finally:
                 _flush_logs()
                 os._exit(code)
@@ -277,10 +318,12 @@ class Master:
         record = WorkerRecord(camera, key, generation, pid, time.monotonic())
         self.workers[pid] = record
         self.by_camera[camera.id] = record
+        self._status_dirty = True
         logs.for_camera(camera.id).info("worker started gen=%d pid=%d", generation, pid)
 
     def _stop(self, record: WorkerRecord, reason: str) -> None:
         record.stop_deadline = time.monotonic() + self.settings.stop_timeout
+        self._status_dirty = True
         logs.for_camera(record.camera.id).info("stopping worker gen=%d pid=%d: %s", record.generation, record.pid, reason)
         lifeline.signal_process(record.pid, signal.SIGTERM)
 
@@ -313,6 +356,7 @@ class Master:
         log = logs.for_camera(cid)
         if self.by_camera.get(cid) is record:
             del self.by_camera[cid]
+        self._status_dirty = True
         now = time.monotonic()
         how = f"signal {-code}" if code < 0 else f"status {code}"
         if record.stopping:
@@ -323,6 +367,7 @@ class Master:
             previous = self.respawn.get(cid)
             delay = backoff.worker_respawn_delay(previous.delay if previous else 0.0, lived)
             self.respawn[cid] = Respawn(delay, now + delay)
+            self.death_notes[cid] = f"worker gen={record.generation} died unexpectedly ({how}) after {lived:.0f}s"
             log.error(
                 "worker died unexpectedly gen=%d pid=%d %s after %.1fs; replacing it in %.0fs",
                 record.generation, record.pid, how, lived, delay,
@@ -341,10 +386,86 @@ class Master:
                 lifeline.signal_group(rest.pgid, signal.SIGKILL)
                 rest.killed = True
 
-    # -- presentation -------------------------------------------------------------------------
+    # -- reports and presentation -------------------------------------------------------------
 
-    def _update_title(self) -> None:
-        title = f"mirror-supervisor: master cameras={len(self.desired)} workers={len(self.workers)}"
+    def _read_reports(self) -> None:
+        while True:
+            try:
+                chunk = os.read(self._reports_r, 65536)
+            except BlockingIOError:
+                break
+            if not chunk:
+                break
+            self._reports_buffer += chunk
+        reports, self._reports_buffer = decode_reports(self._reports_buffer)
+        for report in reports:
+            record = self.by_camera.get(report["camera"])
+            if record is None or record.generation != report.get("generation"):
+                continue  # a report from an older generation never describes the current worker
+            starts = report.get("ffmpeg_starts") or 0
+            self.ffmpeg_starts[record.camera.id] += max(0, starts - (record.report.get("ffmpeg_starts") or 0))
+            record.report = report
+            self._status_dirty = True
+
+    def _snapshot(self) -> dict[str, Any]:
+        cameras = []
+        for cid in sorted(set(self.desired) | set(self.by_camera) | set(self.unrecordable)):
+            record = self.by_camera.get(cid)
+            row: dict[str, Any] = {"id": cid, "state": "starting", "generation": None, "worker_pid": None,
+                                   "ffmpeg_pid": None, "ffmpeg_started": None,
+                                   "restarts": max(0, self.ffmpeg_starts[cid] - 1),
+                                   "last_error": self.death_notes.get(cid)}
+            if record is not None:
+                report = record.report
+                row.update(generation=record.generation, worker_pid=record.pid,
+                           ffmpeg_pid=report.get("ffmpeg_pid"), ffmpeg_started=report.get("ffmpeg_started"),
+                           state="stopping" if record.stopping else report.get("state", "starting"))
+                row["last_error"] = report.get("last_error") or row["last_error"]
+            elif cid in self.unrecordable:
+                row.update(state="error", last_error=self.unrecordable[cid].problem)
+            elif cid in self.respawn or cid in self.remains:
+                row["state"] = "backoff"
+            cameras.append(row)
+        return {
+            "version": 1,
+            "updated": time.time(),
+            "master": {
+                "pid": os.getpid(),
+                "started": self.started,
+                "recorder_enabled": self.settings.recorder_enabled,
+                "mirror_dir": str(self.settings.mirror_dir),
+                "db_path": str(self.settings.db),
+                "db": {"state": "error" if self.db_error else "ok", "error": self.db_error, "since": self.db_error_since},
+                "last_reconcile": self.last_reconcile,
+            },
+            "cameras": cameras,
+        }
+
+    def _publish(self) -> None:
+        """Write status.json and the title when something changed, at most twice a second."""
+        now = time.monotonic()
+        if not self._status_dirty or now < self._next_status_write:
+            return
+        self._status_dirty = False
+        self._next_status_write = now + STATUS_WRITE_INTERVAL
+        snapshot = self._snapshot()
+        self._update_title(snapshot)
+        try:
+            write_atomically(Path(self.settings.state_dir) / STATUS_FILE, json.dumps(snapshot, indent=1))
+        except OSError as exc:
+            self.log.warning("cannot write status file in %s: %s", self.settings.state_dir, exc)
+
+    def _remove_status(self) -> None:
+        try:
+            (Path(self.settings.state_dir) / STATUS_FILE).unlink()
+        except OSError:
+            pass
+
+    def _update_title(self, snapshot: dict[str, Any] | None = None) -> None:
+        title = f"mirror-supervisor: master cameras={len(self.desired)}"
+        if snapshot is not None:
+            states = Counter(row["state"] for row in snapshot["cameras"] if row["id"] in self.desired)
+            title += "".join(f" {state}={states[state]}" for state in sorted(states))
         if self.db_error:
             title += " db=error"
         if not self.settings.recorder_enabled:

@@ -22,10 +22,18 @@ class SettingsError(Exception):
     """A missing or unusable setting; the message is one line that names it."""
 
 
+def default_state_dir() -> Path:
+    """/run for root (as init scripts run it); otherwise the user's runtime directory."""
+    if os.geteuid() == 0:
+        return Path("/run/mirror-supervisor")
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    return Path(runtime) / "mirror-supervisor" if runtime else Path(f"/tmp/mirror-supervisor-{os.geteuid()}")
+
+
 @dataclass(frozen=True)
 class Settings:
     db: Path
-    mirror_dir: Path
+    mirror_dir: Path | None  # None only for commands that do not record (status, reload, stop)
     ffmpeg: str = "ffmpeg"
     poll_interval: float = 5.0
     stop_timeout: float = 8.0
@@ -42,7 +50,7 @@ class _Option:
     flag: str
     env: tuple[str, ...]
     parse: Callable[[str], Any]
-    default: Any  # None means required
+    default: Any  # None means required; a callable is called for the default
 
 
 def _text(value: str) -> str:
@@ -94,7 +102,7 @@ _OPTIONS = (
     _Option("ffmpeg", "--ffmpeg", ("MIRROR_SUPERVISOR_FFMPEG", "HELDAR_FFMPEG_BIN"), _text, "ffmpeg"),
     _Option("poll_interval", "--poll-interval", ("MIRROR_SUPERVISOR_POLL_INTERVAL",), _seconds, 5.0),
     _Option("stop_timeout", "--stop-timeout", ("MIRROR_SUPERVISOR_STOP_TIMEOUT",), _seconds, 8.0),
-    _Option("state_dir", "--state-dir", ("MIRROR_SUPERVISOR_STATE_DIR",), _path, Path("/run/mirror-supervisor")),
+    _Option("state_dir", "--state-dir", ("MIRROR_SUPERVISOR_STATE_DIR",), _path, default_state_dir),
     _Option("recorder_enabled", "--recorder-enabled", ("MIRROR_SUPERVISOR_RECORDER_ENABLED", "HELDAR_RECORDER_ENABLED"), parse_bool, True),
 )
 
@@ -134,6 +142,7 @@ def load(
     flags: Mapping[str, str | None],
     environ: Mapping[str, str] | None = None,
     config_path: str | None = None,
+    need_mirror_dir: bool = True,
 ) -> Settings:
     """Resolve every setting; ``flags`` maps field names to flag values (None when not given)."""
     environ = os.environ if environ is None else environ
@@ -141,6 +150,8 @@ def load(
     file_values = read_config_file(Path(config_path)) if config_path else {}
     resolved: dict[str, Any] = {}
     for option in _OPTIONS:
+        if option.field == "mirror_dir" and not need_mirror_dir:
+            option = dataclasses.replace(option, default=_no_mirror_dir)
         resolved[option.field] = _resolve(option, flags.get(option.field), environ, file_values)
     resolved["config"] = Path(config_path) if config_path else None
     return Settings(**resolved)
@@ -158,7 +169,7 @@ def _resolve(option: _Option, flag_value: str | None, environ: Mapping[str, str]
         if option.default is None:
             names = " or ".join((option.flag,) + option.env)
             raise SettingsError(f"{option.flag}: required (set {names})")
-        return option.default
+        return option.default() if callable(option.default) else option.default
     name, value, parse = candidates[0]
     try:
         return parse(value)
@@ -166,5 +177,5 @@ def _resolve(option: _Option, flag_value: str | None, environ: Mapping[str, str]
         raise SettingsError(f"{name}: {exc}") from None
 
 
-def replace(settings: Settings, **changes: Any) -> Settings:
-    return dataclasses.replace(settings, **changes)
+def _no_mirror_dir() -> None:
+    return None

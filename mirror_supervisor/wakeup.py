@@ -32,19 +32,23 @@ class SignalPipe:
     def fds(self) -> tuple[int, int]:
         return self.read_fd, self.write_fd
 
-    def wait(self, timeout: float) -> list[int]:
-        """Sleep until a signal arrives or ``timeout`` passes; the distinct signals received."""
+    def wait(self, timeout: float, also: tuple[int, ...] = ()) -> tuple[list[int], list[int]]:
+        """Sleep until a signal arrives, one of ``also`` is readable, or ``timeout`` passes.
+
+        Returns the distinct signals received (a burst of one signal counts once) and the fds
+        of ``also`` that are readable.
+        """
         try:
-            readable, _, _ = select.select([self.read_fd], [], [], max(0.0, timeout))
+            readable, _, _ = select.select([self.read_fd, *also], [], [], max(0.0, timeout))
         except InterruptedError:
             readable = [self.read_fd]
-        if not readable:
-            return []
-        try:
-            received = os.read(self.read_fd, 4096)
-        except BlockingIOError:
-            return []
-        return list(dict.fromkeys(received))  # a burst of one signal counts once
+        signals: list[int] = []
+        if self.read_fd in readable:
+            try:
+                signals = list(dict.fromkeys(os.read(self.read_fd, 4096)))
+            except BlockingIOError:
+                pass
+        return signals, [fd for fd in readable if fd != self.read_fd]
 
 
 def block_handled() -> None:

@@ -25,6 +25,7 @@ import setproctitle
 from . import backoff, lifeline, logs, segments, wakeup
 from .camera import Camera, mask
 from .ffmpeg import environment
+from .status import encode_report
 
 STDERR_TAIL_BYTES = 8192
 LOGGED_TAIL_CHARS = 800
@@ -43,6 +44,7 @@ class WorkerSpec:
     generation: int
     stop_timeout: float
     master_pid: int
+    status_fd: int  # write end of the master's report pipe
 
 
 class StderrTail(threading.Thread):
@@ -89,6 +91,9 @@ class Worker:
         self.log = logs.for_camera(spec.camera.id)
         self.state = "starting"
         self.ffmpeg_pid: int | None = None
+        self.ffmpeg_started: float | None = None
+        self.ffmpeg_starts = 0
+        self.last_error: str | None = None
         self._stopping = False
         self._signals: wakeup.SignalPipe | None = None
 
@@ -120,11 +125,11 @@ class Worker:
             ran = self._run_ffmpeg_once()
             if self._stopping:
                 break
-            if ran is None:
+            if ran is None:  # stays in state "error" while it waits
                 wait = backoff.SPAWN_FAILED_DELAY
             else:
                 wait, delay = backoff.ffmpeg_delay(delay, ran)
-            self._set_state("backoff")
+                self._set_state("backoff")
             self.log.info("retrying in %.0fs", wait)
             self._sleep(wait)
         self._set_state("stopped")
@@ -136,8 +141,9 @@ class Worker:
         try:
             self.spec.directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
+            self.last_error = f"cannot create mirror directory {self.spec.directory}: {exc.strerror}"
+            self.log.error("%s", self.last_error)
             self._set_state("error")
-            self.log.error("cannot create mirror directory %s: %s", self.spec.directory, exc.strerror)
             return None
         try:
             proc = subprocess.Popen(
@@ -150,8 +156,9 @@ class Worker:
                 preexec_fn=functools.partial(lifeline.die_with_parent, os.getpid()),
             )
         except (OSError, subprocess.SubprocessError) as exc:
+            self.last_error = f"cannot start ffmpeg {self.spec.argv[0]!r}: {exc}"
+            self.log.error("%s", self.last_error)
             self._set_state("error")
-            self.log.error("cannot start ffmpeg %r: %s", self.spec.argv[0], exc)
             return None
         assert proc.stderr is not None
         tail = StderrTail(proc.stderr.fileno())
@@ -159,6 +166,8 @@ class Worker:
         started = time.monotonic()
         wall_started = time.time()
         self.ffmpeg_pid = proc.pid
+        self.ffmpeg_started = wall_started
+        self.ffmpeg_starts += 1
         self._set_state("connecting")
         self.log.info(
             "ffmpeg started pid=%d gen=%d url=%s segment=%ds audio=%s dir=%s",
@@ -172,6 +181,7 @@ class Worker:
         proc.stderr.close()
         ran = time.monotonic() - started
         self.ffmpeg_pid = None
+        self.ffmpeg_started = None
         self._log_exit(proc.returncode, ran, tail.text())
         return ran
 
@@ -215,8 +225,11 @@ class Worker:
         tail = summarize_tail(stderr, self.camera.secrets)
         if self._stopping:
             self.log.info("ffmpeg stopped %s ran=%.1fs", how, ran)
-        else:
-            self.log.warning("ffmpeg exited %s ran=%.1fs stderr=%s", how, ran, tail or "(empty)")
+            return
+        # ffmpeg 5.1 exits with status 0 and prints nothing when the server vanishes: every
+        # exit we did not ask for is a failure, whatever the status says.
+        self.last_error = f"ffmpeg exited {how} after {ran:.0f}s: {tail or 'no output (source lost or stream ended)'}"
+        self.log.warning("ffmpeg exited %s ran=%.1fs stderr=%s", how, ran, tail or "(empty)")
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -246,6 +259,24 @@ class Worker:
         setproctitle.setproctitle(
             f"mirror-supervisor: worker {self.camera.id} gen={self.spec.generation} {state}"
         )
+        self._report()
+
+    def _report(self) -> None:
+        """Tell the master; never block on it (a full pipe loses a report, not footage)."""
+        line = encode_report({
+            "camera": self.camera.id,
+            "generation": self.spec.generation,
+            "pid": os.getpid(),
+            "state": self.state,
+            "ffmpeg_pid": self.ffmpeg_pid,
+            "ffmpeg_started": self.ffmpeg_started,
+            "ffmpeg_starts": self.ffmpeg_starts,
+            "last_error": self.last_error,
+        })
+        try:
+            os.write(self.spec.status_fd, line)
+        except (BlockingIOError, BrokenPipeError, OSError):
+            pass
 
     def _sleep(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
@@ -258,7 +289,7 @@ class Worker:
     def _wait(self, timeout: float) -> None:
         """Block until a signal arrives or ``timeout`` passes; act on stop signals."""
         assert self._signals is not None
-        received = self._signals.wait(timeout)
+        received, _ = self._signals.wait(timeout)
         if not self._stopping and wakeup.STOP_SIGNALS.intersection(received):
             self._stopping = True
             self.log.info("stop requested")

@@ -18,13 +18,14 @@ class Supervisor:
         self.db = db
         self.mirror_dir = mirror_dir
         self.log_path = tmp / "supervisor.log"
+        self.state_dir = tmp / "state"
         self.args = args
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> "Supervisor":
         argv = [sys.executable, "-m", "mirror_supervisor", "run", "--db", str(self.db),
-                "--mirror-dir", str(self.mirror_dir), *self.args]
+                "--mirror-dir", str(self.mirror_dir), "--state-dir", str(self.state_dir), *self.args]
         self._log_file = open(self.log_path, "ab")
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log_file,
                                      stderr=subprocess.STDOUT, env=self.env)

@@ -93,7 +93,7 @@ class TestRow:
     def test_mirrored_only_when_all_three_flags(self):
         assert parse_row(row(vendor="hikvision", address="h")).mirrored
         cam = parse_row(row(enabled=0, mirror_enabled=0))
-        assert not cam.mirrored and cam.not_mirrored_because == "enabled = 0, mirror_enabled = 0"
+        assert not cam.mirrored and cam.not_mirrored_because == "disabled (enabled = 0), mirror off (mirror_enabled = 0)"
 
     def test_defaults_for_missing_columns(self):
         cam = parse_row({"id": "a", "mirror_enabled": 1, "vendor": "hikvision", "address": "h"})

@@ -1,0 +1,70 @@
+"""``mirror-supervisor check``: what would be mirrored, and why not, without starting anything.
+
+Meant to be run by an operator after editing cameras or settings, and by init scripts before a
+start: it reads the same settings and database as the master and prints one verdict per camera.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from typing import TextIO
+
+from .database import DatabaseError, read_cameras
+from .reconcile import wanted
+from .settings import Settings
+
+
+def mirror_dir_findings(settings: Settings) -> tuple[list[str], bool]:
+    """Lines about the mirror directory, and whether recording into it can work at all."""
+    path = settings.mirror_dir
+    assert path is not None
+    if not path.is_dir():
+        return [f"mirror dir {path}: MISSING (or not a directory)"], False
+    lines = [f"mirror dir {path}: exists"]
+    usable = os.access(path, os.W_OK | os.X_OK)
+    lines.append(f"mirror dir {path}: {'writable' if usable else 'NOT WRITABLE'}")
+    if os.path.ismount(path):
+        lines.append(f"mirror dir {path}: is a mount point")
+    else:
+        lines.append(f"mirror dir {path}: not a mount point")
+    try:
+        if os.stat(path).st_dev == os.stat("/").st_dev:
+            lines.append(f"WARNING: mirror dir {path} is on the same filesystem as / (not a separate volume)")
+    except OSError:
+        pass
+    return lines, usable
+
+
+def run_check(settings: Settings, out: TextIO) -> int:
+    """Print findings; 0 when the database was read, 1 when it could not be."""
+    print(f"settings: db={settings.db} mirror_dir={settings.mirror_dir} ffmpeg={settings.ffmpeg} "
+          f"poll_interval={settings.poll_interval:g}s stop_timeout={settings.stop_timeout:g}s "
+          f"state_dir={settings.state_dir} recorder_enabled={str(settings.recorder_enabled).lower()}", file=out)
+    lines, _ = mirror_dir_findings(settings)
+    for line in lines:
+        print(line, file=out)
+    found = shutil.which(settings.ffmpeg)
+    print(f"ffmpeg {settings.ffmpeg}: {found or 'NOT FOUND (workers will retry every 15 s)'}", file=out)
+    try:
+        cameras = read_cameras(settings.db)
+    except DatabaseError as exc:
+        print(f"database: ERROR: {exc}", file=out)
+        return 1
+    print(f"database {settings.db}: {len(cameras)} cameras", file=out)
+    good, bad = wanted(cameras, settings.recorder_enabled)
+    for camera in cameras:
+        if camera.id in good:
+            verdict = f"mirrored: {camera.masked_url} segment={camera.segment_seconds}s audio={'copy' if camera.record_audio else 'off'}"
+            if camera.warnings:
+                verdict += " (" + "; ".join(camera.warnings) + ")"
+        elif camera.id in bad:
+            verdict = f"not mirrored: {bad[camera.id].problem}"
+        elif not settings.recorder_enabled and camera.mirrored:
+            verdict = "not mirrored: recorder disabled (recorder_enabled = false)"
+        elif camera.problem:
+            verdict = f"not mirrored: {camera.problem}"
+        else:
+            verdict = f"not mirrored: {camera.not_mirrored_because}"
+        print(f"camera {camera.id!r}: {verdict}", file=out)
+    return 0
