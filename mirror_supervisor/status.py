@@ -123,7 +123,7 @@ def render(data: dict[str, Any], now: float | None = None) -> str:
             str(cam.get("restarts", 0)),
             cam.get("newest_segment") or "-",
             duration(cam.get("newest_segment_age")),
-            (cam.get("last_error") or "-").replace("\n", " | ")[:160],
+            (cam.get("last_error") or "-").replace("\n", " | ")[:200],
         ))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
     for row in rows:

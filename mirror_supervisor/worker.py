@@ -228,7 +228,8 @@ class Worker:
             return
         # ffmpeg 5.1 exits with status 0 and prints nothing when the server vanishes: every
         # exit we did not ask for is a failure, whatever the status says.
-        self.last_error = f"ffmpeg exited {how} after {ran:.0f}s: {tail or 'no output (source lost or stream ended)'}"
+        last_line = tail.rsplit(" | ", 1)[-1][-300:] if tail else "no output (source lost or stream ended)"
+        self.last_error = f"ffmpeg exited {how} after {ran:.0f}s: {last_line}"
         self.log.warning("ffmpeg exited %s ran=%.1fs stderr=%s", how, ran, tail or "(empty)")
 
     # -- helpers ------------------------------------------------------------------------------

@@ -113,6 +113,9 @@ def main() -> int:
     try:
         time.sleep(6)
         show_processes()
+        print("=== mirror-supervisor status ===")
+        subprocess.run([str(Path(sys.executable).parent / "mirror-supervisor"), "status", "--state-dir", str(workdir / "state")])
+        print()
         if args.seconds is None:
             print("demo: recording; press Ctrl-C to stop")
             master.wait()
