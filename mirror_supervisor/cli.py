@@ -35,6 +35,10 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
     group.add_argument(FLAGS["stop_timeout"], dest="stop_timeout", metavar="S", help="per-worker stop budget (default 8)")
     group.add_argument(FLAGS["state_dir"], dest="state_dir", metavar="DIR", help="pidfile and status file directory")
     group.add_argument(FLAGS["recorder_enabled"], dest="recorder_enabled", metavar="BOOL", help="mirror at all (default true)")
+    group.add_argument(FLAGS["stall_timeout"], dest="stall_timeout", metavar="S",
+                       help="restart an ffmpeg that wrote nothing for this long (default max(60, 3 x segment))")
+    group.add_argument(FLAGS["require_mount"], dest="require_mount", action="store_const", const="true",
+                       help="record only while the mirror dir is a mount point")
     group.add_argument("--config", metavar="FILE", help="KEY=VALUE settings file, re-read on SIGHUP")
 
 

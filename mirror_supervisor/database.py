@@ -23,6 +23,11 @@ class DatabaseError(Exception):
 
 def read_cameras(path: Path, busy_timeout: float = BUSY_TIMEOUT_SECONDS) -> list[Camera]:
     """Every row of ``cameras``, parsed; the list is empty only if the table really is."""
+    return read_table(path, busy_timeout)[0]
+
+
+def read_table(path: Path, busy_timeout: float = BUSY_TIMEOUT_SECONDS) -> tuple[list[Camera], frozenset[str]]:
+    """The parsed rows and the table's column names (a column that vanishes is a warning sign)."""
     path = Path(path)
     if not path.is_file():
         raise DatabaseError(f"database {str(path)!r} does not exist or is not a file")
@@ -42,4 +47,4 @@ def read_cameras(path: Path, busy_timeout: float = BUSY_TIMEOUT_SECONDS) -> list
         raise DatabaseError(f"cannot read database {str(path)!r}: {exc}") from None
     finally:
         conn.close()
-    return [parse_row(row) for row in rows]
+    return [parse_row(row) for row in rows], frozenset(columns)

@@ -31,14 +31,14 @@ from typing import Any
 
 import setproctitle
 
-from . import backoff, lifeline, logs, wakeup
+from . import backoff, lifeline, logs, orphans, wakeup
 from .camera import Camera
-from .database import DatabaseError, read_cameras
+from .database import DatabaseError, read_table
 from .ffmpeg import build_command, camera_dir
 from .reconcile import diff, wanted
 from .settings import Settings, SettingsError
 from .status import STATUS_FILE, decode_reports, write_atomically
-from .worker import WorkerSpec, run_worker
+from .worker import WorkerSpec, default_stall_timeout, run_worker
 
 REMAINS_POLL_SECONDS = 0.2
 STATUS_WRITE_INTERVAL = 0.5  # status.json at most twice a second, however busy the workers are
@@ -97,6 +97,8 @@ class Master:
         self.reported: dict[str, str] = {}
         self.db_error: str | None = None
         self.db_error_since: float | None = None
+        self.columns: frozenset[str] = frozenset()
+        self.mount_problem: str | None = None
         self.last_reconcile: float | None = None
         self.started = time.time()
         self.ffmpeg_starts: Counter[str] = Counter()
@@ -121,6 +123,8 @@ class Master:
             os.getpid(), self.settings.db, self.settings.mirror_dir, self.settings.poll_interval,
             self.settings.stop_timeout, self.settings.recorder_enabled,
         )
+        self._warn_about_volume()
+        self._end_orphans()
         self._refresh()
         if self._on_ready is not None:
             self._on_ready()
@@ -222,8 +226,14 @@ class Master:
             self._status_dirty = True
             return
         self._said_disabled = False
+        self._check_mount()
         try:
-            cameras = read_cameras(self.settings.db)
+            cameras, columns = read_table(self.settings.db)
+            lost = self.columns - columns
+            if lost:
+                # A column that was there and is gone is a migration in progress or damage, not
+                # an older schema: defaults now could stop or restart every camera.
+                raise DatabaseError(f"table 'cameras' lost column(s) {', '.join(sorted(lost))} since the last read")
         except DatabaseError as exc:
             if str(exc) != self.db_error:
                 self.log.error("database unreadable; keeping %d workers as they are: %s", len(self.by_camera), exc)
@@ -234,6 +244,7 @@ class Master:
         if self.db_error is not None:
             self.log.info("database readable again")
             self.db_error = self.db_error_since = None
+        self.columns = columns
         good, bad = wanted(cameras, True)
         self._report_rows(cameras, bad)
         self.last_reconcile = time.time()
@@ -261,13 +272,14 @@ class Master:
     def _converge(self) -> None:
         now = time.monotonic()
         running = {cid: r.key for cid, r in self.by_camera.items() if not r.stopping}
-        plan = diff(running, self.desired_keys)
+        desired = {} if self.mount_problem else self.desired
+        plan = diff(running, {cid: self.desired_keys[cid] for cid in desired})
         for cid in plan.stop:
-            self._stop(self.by_camera[cid], "no longer mirrored")
+            self._stop(self.by_camera[cid], self.mount_problem or "no longer mirrored")
         for cid in plan.restart:
             self._stop(self.by_camera[cid], "recording settings changed; restarting")
         self._check_remains(now)
-        for cid, camera in self.desired.items():
+        for cid, camera in desired.items():
             if cid in self.by_camera or cid in self.remains:
                 continue
             pending = self.respawn.get(cid)
@@ -289,6 +301,7 @@ class Master:
             stop_timeout=self.settings.stop_timeout,
             master_pid=os.getpid(),
             status_fd=self._reports_w,
+            stall_timeout=self.settings.stall_timeout or default_stall_timeout(camera.segment_seconds),
         )
         _flush_logs()
         # Objects that exist now are shared with the child; frozen, the child's garbage collector
@@ -386,6 +399,50 @@ class Master:
                 lifeline.signal_group(rest.pgid, signal.SIGKILL)
                 rest.killed = True
 
+    # -- the mirror volume and leftovers ----------------------------------------------------------
+
+    def _check_mount(self) -> None:
+        """With --require-mount, record only onto the mounted volume, never onto what is under it."""
+        mirror_dir = self.settings.mirror_dir
+        problem = None
+        if self.settings.require_mount and not os.path.ismount(mirror_dir):
+            problem = f"mirror dir {mirror_dir} is not a mount point (--require-mount): not recording"
+        if problem != self.mount_problem:
+            if problem:
+                self.log.error("%s", problem)
+            else:
+                self.log.info("mirror dir %s is mounted: recording", mirror_dir)
+            self.mount_problem = problem
+            self._status_dirty = True
+
+    def _warn_about_volume(self) -> None:
+        if self.settings.require_mount:
+            return
+        try:
+            same = os.stat(self.settings.mirror_dir).st_dev == os.stat("/").st_dev
+        except OSError:
+            return
+        if same:
+            self.log.warning("mirror dir %s is on the same filesystem as /: it is not a separate volume",
+                             self.settings.mirror_dir)
+
+    def _end_orphans(self) -> None:
+        found = orphans.recorders(self.settings.mirror_dir, self.settings.ffmpeg)
+        for recorder in found:
+            if recorder.owned:
+                logs.for_camera(recorder.camera_id).error(
+                    "ffmpeg pid=%d of another mirror-supervisor writes into this mirror dir; two masters "
+                    "share %s (their state dirs differ)", recorder.proc.pid, self.settings.mirror_dir)
+        leftovers = [r for r in found if not r.owned]
+        if not leftovers:
+            return
+        for recorder in leftovers:
+            logs.for_camera(recorder.camera_id).warning(
+                "ending ffmpeg pid=%d left by an earlier instance", recorder.proc.pid)
+        killed = orphans.end([r.proc for r in leftovers], self.settings.stop_timeout)
+        if killed:
+            self.log.warning("%d leftover ffmpegs ignored SIGTERM and were killed", len(killed))
+
     # -- reports and presentation -------------------------------------------------------------
 
     def _read_reports(self) -> None:
@@ -423,6 +480,8 @@ class Master:
                 row["last_error"] = report.get("last_error") or row["last_error"]
             elif cid in self.unrecordable:
                 row.update(state="error", last_error=self.unrecordable[cid].problem)
+            elif self.mount_problem:
+                row.update(state="error", last_error=self.mount_problem)
             elif cid in self.respawn or cid in self.remains:
                 row["state"] = "backoff"
             cameras.append(row)

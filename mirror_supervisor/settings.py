@@ -39,6 +39,8 @@ class Settings:
     stop_timeout: float = 8.0
     state_dir: Path = Path("/run/mirror-supervisor")
     recorder_enabled: bool = True
+    stall_timeout: float | None = None  # None: max(60 s, 3 x segment_seconds) per camera
+    require_mount: bool = False
     config: Path | None = None
 
 
@@ -104,6 +106,8 @@ _OPTIONS = (
     _Option("stop_timeout", "--stop-timeout", ("MIRROR_SUPERVISOR_STOP_TIMEOUT",), _seconds, 8.0),
     _Option("state_dir", "--state-dir", ("MIRROR_SUPERVISOR_STATE_DIR",), _path, default_state_dir),
     _Option("recorder_enabled", "--recorder-enabled", ("MIRROR_SUPERVISOR_RECORDER_ENABLED", "HELDAR_RECORDER_ENABLED"), parse_bool, True),
+    _Option("stall_timeout", "--stall-timeout", ("MIRROR_SUPERVISOR_STALL_TIMEOUT",), _seconds, lambda: None),
+    _Option("require_mount", "--require-mount", ("MIRROR_SUPERVISOR_REQUIRE_MOUNT",), parse_bool, False),
 )
 
 # The one variable whose parser differs from its flag's: an sqlx URL, not a path.

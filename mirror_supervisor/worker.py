@@ -32,6 +32,12 @@ LOGGED_TAIL_CHARS = 800
 CONNECTING_CHECK_SECONDS = 1.0
 RECORDING_CHECK_SECONDS = 5.0
 SECOND_SIGNAL_AFTER = 2.0
+STALL_FLOOR_SECONDS = 60.0
+
+
+def default_stall_timeout(segment_seconds: int) -> float:
+    """Long enough that a slow source's keyframe interval or a segment switch never trips it."""
+    return max(STALL_FLOOR_SECONDS, 3.0 * segment_seconds)
 
 
 @dataclass(frozen=True)
@@ -45,6 +51,7 @@ class WorkerSpec:
     stop_timeout: float
     master_pid: int
     status_fd: int  # write end of the master's report pipe
+    stall_timeout: float = 60.0
 
 
 class StderrTail(threading.Thread):
@@ -129,7 +136,8 @@ class Worker:
                 wait = backoff.SPAWN_FAILED_DELAY
             else:
                 wait, delay = backoff.ffmpeg_delay(delay, ran)
-                self._set_state("backoff")
+                if self.state != "stalled":  # a stall stays visible through its back-off
+                    self._set_state("backoff")
             self.log.info("retrying in %.0fs", wait)
             self._sleep(wait)
         self._set_state("stopped")
@@ -174,32 +182,54 @@ class Worker:
             proc.pid, self.spec.generation, self.camera.masked_url, self.camera.segment_seconds,
             "copy" if self.camera.record_audio else "off", self.spec.directory,
         )
-        self._watch(proc, wall_started)
+        stalled = self._watch(proc)
         if proc.poll() is None:
-            self._end_ffmpeg(proc)
+            self._end_ffmpeg(proc, "stalled" if stalled else "stopping")
         tail.join(timeout=2.0)
         proc.stderr.close()
         ran = time.monotonic() - started
         self.ffmpeg_pid = None
         self.ffmpeg_started = None
-        self._log_exit(proc.returncode, ran, tail.text())
+        self._log_exit(proc.returncode, ran, tail.text(), stalled)
         return ran
 
-    def _watch(self, proc: subprocess.Popen, wall_started: float) -> None:
-        while proc.poll() is None and not self._stopping:
-            check = CONNECTING_CHECK_SECONDS if self.state == "connecting" else RECORDING_CHECK_SECONDS
-            self._wait(check)
-            if self.state == "connecting" and not self._stopping and self._segment_written_since(wall_started):
-                self._set_state("recording")
-                self.log.info("recording")
+    def _watch(self, proc: subprocess.Popen) -> bool:
+        """Wait while ffmpeg runs; True when it stalled: alive but writing nothing.
 
-    def _end_ffmpeg(self, proc: subprocess.Popen) -> None:
+        Progress is what reaches the disk (the newest segment's name and size), not ffmpeg's
+        liveness: a source that keeps its TCP session open and sends nothing leaves ffmpeg alive
+        for its whole socket timeout. With flush_packets=1 each fragment is written as it
+        completes, so even a 30 kbit/s camera grows its file every keyframe interval.
+        """
+        last_seen = self._progress()
+        last_progress = time.monotonic()
+        while proc.poll() is None and not self._stopping:
+            if self.state == "connecting":
+                check = CONNECTING_CHECK_SECONDS
+            else:
+                check = min(RECORDING_CHECK_SECONDS, self.spec.stall_timeout / 4)
+            self._wait(check)
+            if self._stopping or proc.poll() is not None:
+                return False
+            seen, now = self._progress(), time.monotonic()
+            if seen != last_seen:
+                last_seen, last_progress = seen, now
+                if self.state == "connecting" and seen[1] > 0:
+                    self._set_state("recording")
+                    self.log.info("recording")
+            elif now - last_progress >= self.spec.stall_timeout:
+                self.last_error = f"stalled: ffmpeg wrote nothing for {now - last_progress:.0f}s"
+                self.log.warning("%s; restarting it", self.last_error)
+                return True
+        return False
+
+    def _end_ffmpeg(self, proc: subprocess.Popen, state: str) -> None:
         """Stop ffmpeg so the segment being written stays playable, escalating within the budget.
 
         ffmpeg writes the trailer on SIGTERM; a stalled one may ignore the first signal, so a
         second follows, then SIGKILL just before the master would kill the whole group.
         """
-        self._set_state("stopping")
+        self._set_state(state)
         begun = time.monotonic()
         kill_at = begun + max(0.5, self.spec.stop_timeout - 1.0)
         second_at = begun + min(SECOND_SIGNAL_AFTER, (kill_at - begun) / 2)
@@ -220,10 +250,10 @@ class Worker:
                 second_sent = True
             self._wait((second_at if not second_sent else kill_at) - now)
 
-    def _log_exit(self, code: int | None, ran: float, stderr: str) -> None:
+    def _log_exit(self, code: int | None, ran: float, stderr: str, stalled: bool) -> None:
         how = f"signal {-code}" if code is not None and code < 0 else f"status {code}"
         tail = summarize_tail(stderr, self.camera.secrets)
-        if self._stopping:
+        if self._stopping or stalled:
             self.log.info("ffmpeg stopped %s ran=%.1fs", how, ran)
             return
         # ffmpeg 5.1 exits with status 0 and prints nothing when the server vanishes: every
@@ -245,15 +275,15 @@ class Worker:
         if wait > 0:
             self._sleep(wait)
 
-    def _segment_written_since(self, since: float) -> bool:
+    def _progress(self) -> tuple[str | None, int]:
+        """The newest segment and its size: changes whenever ffmpeg gets data to the disk."""
         newest = segments.newest(self.spec.directory)
         if newest is None:
-            return False
+            return None, -1
         try:
-            stat = os.stat(self.spec.directory / newest[0])
+            return newest[0], os.stat(self.spec.directory / newest[0]).st_size
         except OSError:
-            return False
-        return stat.st_mtime >= since - 1.0 and stat.st_size > 0
+            return newest[0], -1
 
     def _set_state(self, state: str) -> None:
         self.state = state
