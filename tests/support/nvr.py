@@ -39,12 +39,16 @@ CREATE TABLE cameras (
 
 
 class NvrDatabase:
-    def __init__(self, path: Path, wal: bool = True) -> None:
+    def __init__(self, path: Path, wal: bool = True, not_null: bool = True) -> None:
+        """``not_null=False`` drops the NOT NULL constraints, for rows with NULL anywhere."""
         self.path = Path(path)
-        with self._connect() as conn:
+        conn = self._connect()
+        try:
             if wal:
                 conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(SCHEMA)
+            conn.execute(SCHEMA if not_null else SCHEMA.replace(" NOT NULL", ""))
+        finally:
+            conn.close()
 
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(self.path, timeout=30, isolation_level=None)

@@ -26,6 +26,11 @@ class WorkerView:
     ffmpeg_pids: tuple[int, ...]
 
 
+def identities(table: dict[str, WorkerView]) -> dict[str, tuple]:
+    """Who runs, not what state they are in: worker pid, generation, ffmpeg pids per camera."""
+    return {camera: (view.pid, view.generation, view.ffmpeg_pids) for camera, view in table.items()}
+
+
 def title(proc: psutil.Process) -> str:
     try:
         return " ".join(proc.cmdline()).strip()
