@@ -128,22 +128,24 @@ def parse_row(row: Mapping[str, Any]) -> Camera:
     """Turn one ``cameras`` row into a Camera; never raises for bad data, reports it instead."""
     camera_id = "" if row.get("id") is None else str(row["id"])
     name = "" if row.get("name") is None else str(row["name"])
+    # Retention belongs to every row, mirrored or not: its old mirror files must still age out.
+    retention = row.get("retention_hours", 24)
     warnings: list[str] = []
 
     flags = {}
     for column, default in (("enabled", True), ("record_enabled", True), ("mirror_enabled", False)):
         value, error = _flag(row.get(column), default)
         if error:
-            return Camera(camera_id, name, problem=f"{column}: {error}")
+            return Camera(camera_id, name, retention_hours=retention, problem=f"{column}: {error}")
         flags[column] = value
     reasons = [f"{word} ({column} = 0)" for column, word in _OFF_WORDS.items() if not flags[column]]
     if reasons:
-        return Camera(camera_id, name, not_mirrored_because=", ".join(reasons))
+        return Camera(camera_id, name, retention_hours=retention, not_mirrored_because=", ".join(reasons))
 
     if not is_safe_id(camera_id):
         shown = camera_id[:40] + ("..." if len(camera_id) > 40 else "")
         return Camera(
-            camera_id, name, mirrored=True,
+            camera_id, name, mirrored=True, retention_hours=retention,
             problem=f"unsafe id {shown!r}: must be 1-{MAX_ID_LENGTH} letters, digits, '_', '.', '-' "
             "and start with a letter or digit",
         )
@@ -176,7 +178,7 @@ def parse_row(row: Mapping[str, Any]) -> Camera:
         url=url if reason is None else None,
         segment_seconds=segment_seconds,
         record_audio=bool(record_audio),
-        retention_hours=row.get("retention_hours", 24),
+        retention_hours=retention,
         problem=mask(reason, secrets) if reason else None,
         warnings=tuple(warnings),
         secrets=secrets,

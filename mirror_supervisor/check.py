@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from typing import TextIO
 
 from .database import DatabaseError, read_cameras
+from .prune import format_bytes, parse_retention, prune_pass
 from .reconcile import wanted
 from .settings import Settings
 
@@ -67,4 +69,19 @@ def run_check(settings: Settings, out: TextIO) -> int:
         else:
             verdict = f"not mirrored: {camera.not_mirrored_because}"
         print(f"camera {camera.id!r}: {verdict}", file=out)
+    _retention_findings(settings, cameras, out)
     return 0
+
+
+def _retention_findings(settings: Settings, cameras: list, out: TextIO) -> None:
+    """Orphaned camera directories and retention values that keep pruning from working."""
+    for camera in cameras:
+        hours, reason = parse_retention(camera.retention_hours)
+        if hours is None:
+            print(f"retention {camera.id!r}: never pruned: {reason}", file=out)
+    if settings.mirror_dir is None or not settings.mirror_dir.is_dir():
+        return
+    report = prune_pass(settings.mirror_dir, cameras, running=set(), now=time.time(), dry_run=True)
+    for orphan in report.orphans:
+        print(f"orphaned mirror directory {orphan.name!r}: not in the database, never pruned: "
+              f"{orphan.files} files, {format_bytes(orphan.bytes)}", file=out)

@@ -39,6 +39,8 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
                        help="restart an ffmpeg that wrote nothing for this long (default max(60, 3 x segment))")
     group.add_argument(FLAGS["require_mount"], dest="require_mount", action="store_const", const="true",
                        help="record only while the mirror dir is a mount point")
+    group.add_argument(FLAGS["prune_interval"], dest="prune_interval", metavar="S",
+                       help="delete segments past their camera's retention_hours this often (default 600; 0 = never)")
     group.add_argument("--config", metavar="FILE", help="KEY=VALUE settings file, re-read on SIGHUP")
 
 
@@ -66,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = commands.add_parser("check", help="read settings and database; say for every camera whether it is mirrored")
     _add_settings(check)
+
+    prune = commands.add_parser("prune", help="one retention pass by hand: delete segments past retention_hours")
+    prune.add_argument("--dry-run", action="store_true", help="only say what would be deleted")
+    _add_settings(prune)
     return parser
 
 
@@ -198,7 +204,23 @@ def cmd_check(args: argparse.Namespace) -> int:
     return run_check(settings, sys.stdout)
 
 
-COMMANDS = {"run": cmd_run, "reload": cmd_reload, "stop": cmd_stop, "status": cmd_status, "check": cmd_check}
+def cmd_prune(args: argparse.Namespace) -> int:
+    """Exit 0 after a pass, 1 when it was skipped (database unreadable) or files could not go."""
+    from .prune import run_pass
+
+    settings = _settings(args)
+    assert settings.mirror_dir is not None
+    if not settings.mirror_dir.is_dir():
+        raise SettingsError(f"{FLAGS['mirror_dir']}: {str(settings.mirror_dir)!r} is not an existing directory")
+    report = run_pass(settings.db, settings.mirror_dir, dry_run=args.dry_run)
+    for line in report.format_lines():
+        print(line)
+    failed = report.error is not None or any(cam.failed_files for cam in report.cameras)
+    return 1 if failed else 0
+
+
+COMMANDS = {"run": cmd_run, "reload": cmd_reload, "stop": cmd_stop, "status": cmd_status, "check": cmd_check,
+            "prune": cmd_prune}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -41,6 +41,7 @@ from .status import STATUS_FILE, decode_reports, write_atomically
 from .worker import WorkerSpec, default_stall_timeout, run_worker
 
 REMAINS_POLL_SECONDS = 0.2
+PRUNE_FIRST_DELAY = 30.0  # the first pass soon after start, not a whole interval later
 STATUS_WRITE_INTERVAL = 0.5  # status.json at most twice a second, however busy the workers are
 
 
@@ -105,6 +106,8 @@ class Master:
         self.death_notes: dict[str, str] = {}
         self.next_generation = 1
         self.next_poll = 0.0
+        self.next_prune = time.monotonic() + min(settings.prune_interval, PRUNE_FIRST_DELAY)
+        self.pruner_pid: int | None = None
         self._reload_requested = False
         self._shutdown_requested = False
         self._said_disabled = False
@@ -141,6 +144,7 @@ class Master:
             elif time.monotonic() >= self.next_poll:
                 self._refresh()
             self._converge()
+            self._maybe_prune(time.monotonic())
         self._shutdown()
         return 0
 
@@ -158,12 +162,14 @@ class Master:
             if not record.stopping:
                 self._stop(record, "shutdown")
         self.respawn.clear()
-        while self.workers or self.remains:
+        if self.pruner_pid is not None:
+            lifeline.signal_process(self.pruner_pid, signal.SIGTERM)  # any unlink is atomic; stop mid-pass
+        while self.workers or self.remains or self.pruner_pid is not None:
             self._reap()
             now = time.monotonic()
             self._check_remains(now)
             self._enforce_deadlines(now)
-            if not (self.workers or self.remains):
+            if not (self.workers or self.remains or self.pruner_pid is not None):
                 break
             self._publish()
             self._wait(self._next_timeout())
@@ -198,6 +204,8 @@ class Master:
             moments.append(now + REMAINS_POLL_SECONDS)
         if self._status_dirty:
             moments.append(self._next_status_write)
+        if self.settings.prune_interval > 0 and self.pruner_pid is None:
+            moments.append(self.next_prune)
         return max(0.0, min(moments) - now)
 
     # -- database -----------------------------------------------------------------------------
@@ -303,27 +311,12 @@ class Master:
             status_fd=self._reports_w,
             stall_timeout=self.settings.stall_timeout or default_stall_timeout(camera.segment_seconds),
         )
-        _flush_logs()
-        # Objects that exist now are shared with the child; frozen, the child's garbage collector
-        # never writes to them, so their pages stay shared instead of being copied.
-        gc.collect()
-        gc.freeze()
-        wakeup.block_handled()
         try:
-            pid = os.fork()
+            pid = self._fork(lambda: run_worker(spec, self._inherited_fds()))
         except OSError as exc:
-            wakeup.unblock_handled()
             self.log.error("cannot fork a worker for %s: %s", camera.id, exc)
             self.respawn[camera.id] = Respawn(backoff.SPAWN_FAILED_DELAY, time.monotonic() + backoff.SPAWN_FAILED_DELAY)
             return
-        if pid == 0:  # the worker; it must never return into the master's code
-            code = 1
-            try:
-                code = run_worker(spec, (*self._signals.fds, self._reports_r))
-            finally:
-                _flush_logs()
-                os._exit(code)
-        wakeup.unblock_handled()
         try:
             os.setpgid(pid, pid)
         except OSError:
@@ -333,6 +326,53 @@ class Master:
         self.by_camera[camera.id] = record
         self._status_dirty = True
         logs.for_camera(camera.id).info("worker started gen=%d pid=%d", generation, pid)
+
+    def _fork(self, child: Callable[[], int]) -> int:
+        """Fork a child that runs ``child()`` and exits with its result; it never returns here."""
+        _flush_logs()
+        # Objects that exist now are shared with the child; frozen, the child's garbage collector
+        # never writes to them, so their pages stay shared instead of being copied.
+        gc.collect()
+        gc.freeze()
+        wakeup.block_handled()
+        try:
+            pid = os.fork()
+        except OSError:
+            wakeup.unblock_handled()
+            raise
+        if pid == 0:
+            code = 1
+            try:
+                code = child()
+            finally:
+                _flush_logs()
+                os._exit(code)
+        wakeup.unblock_handled()
+        return pid
+
+    def _inherited_fds(self) -> tuple[int, ...]:
+        """The master's own descriptors, which a child closes (the report pipe's write end stays)."""
+        assert self._signals is not None
+        return (*self._signals.fds, self._reports_r)
+
+    # -- pruning ------------------------------------------------------------------------------
+
+    def _maybe_prune(self, now: float) -> None:
+        """Start a retention pass in a short-lived child when one is due.
+
+        A child process, not a thread: a pass over 100 cameras x 1,440 files is about 1.5 s of
+        file I/O that must never delay signals, reaping or reconcile, and a master with a thread
+        would fork workers while that thread may hold locks. The child reads the database itself
+        (a worker never does); an unreadable database skips the pass.
+        """
+        if self.settings.prune_interval <= 0 or self.pruner_pid is not None or now < self.next_prune:
+            return
+        self.next_prune = now + self.settings.prune_interval
+        settings, master_pid = self.settings, os.getpid()
+        try:
+            self.pruner_pid = self._fork(lambda: _prune_child(settings, self._inherited_fds(), master_pid))
+        except OSError as exc:
+            self.log.error("cannot fork the pruner: %s", exc)
 
     def _stop(self, record: WorkerRecord, reason: str) -> None:
         record.stop_deadline = time.monotonic() + self.settings.stop_timeout
@@ -361,8 +401,13 @@ class Master:
             if pid == 0:
                 return
             record = self.workers.pop(pid, None)
-            if record is not None:  # otherwise an adopted ffmpeg of a worker that died before it
+            if record is not None:
                 self._worker_exited(record, os.waitstatus_to_exitcode(status))
+            elif pid == self.pruner_pid:
+                self.pruner_pid = None
+                if os.waitstatus_to_exitcode(status) != 0:
+                    self.log.warning("prune pass ended with %s", os.waitstatus_to_exitcode(status))
+            # anything else: an adopted ffmpeg of a worker that died before it
 
     def _worker_exited(self, record: WorkerRecord, code: int) -> None:
         cid = record.camera.id
@@ -530,6 +575,26 @@ class Master:
         if not self.settings.recorder_enabled:
             title += " disabled"
         setproctitle.setproctitle(title)
+
+
+def _prune_child(settings: Settings, inherited_fds: tuple[int, ...], master_pid: int) -> int:
+    """The pruner process: default signal handling, dies with the master, one pass, exit."""
+    from .prune import log_report, run_pass
+
+    signal.set_wakeup_fd(-1)
+    for sig in wakeup.HANDLED_SIGNALS:
+        signal.signal(sig, signal.SIG_DFL)
+    for fd in inherited_fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    lifeline.die_with_parent(master_pid, signal.SIGKILL)
+    wakeup.unblock_handled()
+    setproctitle.setproctitle("mirror-supervisor: prune")
+    assert settings.mirror_dir is not None
+    log_report(run_pass(settings.db, settings.mirror_dir))
+    return 0
 
 
 def _flush_logs() -> None:

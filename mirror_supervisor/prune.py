@@ -41,6 +41,7 @@ import psutil
 from . import logs
 from .camera import Camera, is_safe_id
 from .database import DatabaseError, read_cameras
+from .ffmpeg import SEGMENT_PATTERN
 from .segments import SEGMENT_NAME
 
 SECONDS_PER_HOUR = 3600.0
@@ -174,18 +175,24 @@ def running_cameras(mirror_dir: Path) -> set[str]:
     """Ids of cameras with a live ffmpeg writing into ``<mirror_dir>/<id>/``.
 
     Asked of the process table, not of the master's bookkeeping, so that the hand-run CLI and the
-    master's own pass agree, and an ffmpeg left behind by a crashed worker still counts. Any
-    argument of such a process that lies directly in a camera directory marks that camera: seeing
-    too much only keeps one extra file, seeing too little could delete the file being written.
+    master's own pass agree, and an ffmpeg left behind by a crashed worker still counts. A process
+    counts when its argv[0] is named ffmpeg, or, because the binary is configurable and may have
+    any name, when an argument is our output pattern. Any argument of such a process that lies
+    directly in a camera directory marks that camera: seeing too much only keeps one extra file,
+    seeing too little could delete the file being written.
     """
     mirror = Path(mirror_dir).resolve()
     found: set[str] = set()
     for proc in psutil.process_iter(["cmdline"]):
         cmdline = proc.info.get("cmdline")
-        if not cmdline or "ffmpeg" not in os.path.basename(cmdline[0]):
+        if not cmdline:
             continue
+        if "ffmpeg" in os.path.basename(cmdline[0]):
+            candidates = cmdline[1:]
+        else:
+            candidates = [arg for arg in cmdline[1:] if os.path.basename(arg) == SEGMENT_PATTERN]
         cwd: str | None = None
-        for arg in cmdline[1:]:
+        for arg in candidates:
             if not arg or arg.startswith("-"):
                 continue
             path = Path(arg)

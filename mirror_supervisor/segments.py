@@ -13,7 +13,7 @@ import re
 import time
 from pathlib import Path
 
-SEGMENT_NAME = re.compile(r"(\d{8})_(\d{6})\.mp4")
+SEGMENT_NAME = re.compile(r"([0-9]{8})_([0-9]{6})\.mp4")
 # A newest name further ahead of the clock than this means the clock was stepped back: waiting it
 # out would stop recording for that long, so the worker starts anyway and says so.
 MAX_CLOCK_SKEW_WAIT = 5.0
@@ -32,19 +32,24 @@ def parse_name(name: str) -> float | None:
 
 
 def newest(directory: Path) -> tuple[str, float] | None:
-    """The newest segment (name, start second) directly inside ``directory``, or None."""
-    best: str | None = None
+    """The newest segment (name, start second) directly inside ``directory``, or None.
+
+    Only regular files with a real date count, so a stray ``20261399_999999.mp4`` (or a
+    directory of that name) can neither hide the real newest segment nor pose as one.
+    """
+    names = []
     try:
         with os.scandir(directory) as entries:
             for entry in entries:
-                if SEGMENT_NAME.fullmatch(entry.name) and (best is None or entry.name > best):
-                    best = entry.name
+                if SEGMENT_NAME.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
+                    names.append(entry.name)
     except OSError:
         return None
-    if best is None:
-        return None
-    start = parse_name(best)
-    return None if start is None else (best, start)
+    for name in sorted(names, reverse=True):
+        start = parse_name(name)
+        if start is not None:
+            return name, start
+    return None
 
 
 def wait_before_start(newest_start: float | None, now: float) -> float:

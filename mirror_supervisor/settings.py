@@ -41,6 +41,7 @@ class Settings:
     recorder_enabled: bool = True
     stall_timeout: float | None = None  # None: max(60 s, 3 x segment_seconds) per camera
     require_mount: bool = False
+    prune_interval: float = 600.0  # 0: never prune
     config: Path | None = None
 
 
@@ -85,6 +86,12 @@ def _seconds(value: str) -> float:
     return seconds
 
 
+def _seconds_or_off(value: str) -> float:
+    if value.strip() in ("0", "0.0"):
+        return 0.0
+    return _seconds(value)
+
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -108,6 +115,7 @@ _OPTIONS = (
     _Option("recorder_enabled", "--recorder-enabled", ("MIRROR_SUPERVISOR_RECORDER_ENABLED", "HELDAR_RECORDER_ENABLED"), parse_bool, True),
     _Option("stall_timeout", "--stall-timeout", ("MIRROR_SUPERVISOR_STALL_TIMEOUT",), _seconds, lambda: None),
     _Option("require_mount", "--require-mount", ("MIRROR_SUPERVISOR_REQUIRE_MOUNT",), parse_bool, False),
+    _Option("prune_interval", "--prune-interval", ("MIRROR_SUPERVISOR_PRUNE_INTERVAL",), _seconds_or_off, 600.0),
 )
 
 # The one variable whose parser differs from its flag's: an sqlx URL, not a path.

@@ -367,10 +367,6 @@ class TestRunPass:
         report = run_pass(db, mirror, now=NOW, dry_run=True)
         assert report.deleted_files == 1 and names(mirror / "fast") == {"20261123_080000.mp4"}
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="camera.parse_row returns early for an un-mirrored row and drops retention_hours (default 24)",
-    )
     def test_retention_of_an_unmirrored_camera_comes_from_the_database(self, tmp_path, mirror):
         db = self.database(tmp_path / "heldar.db", [("long", 0, 720), ("null", 0, None)])
         segment(mirror / "long", "20261123_080000.mp4", age_hours=30)
@@ -426,12 +422,15 @@ class TestRunningCameras:
         (mirror / "rel_cam").mkdir()
         spawn(str(tmp_path / "bin" / "ffmpeg"), "-f", "segment", str(mirror / "cam" / "%Y%m%d_%H%M%S.mp4"))
         spawn("ffmpeg", "-y", "mirror/rel_cam/%Y%m%d_%H%M%S.mp4", cwd=tmp_path)  # relative to its cwd
-        spawn("/usr/local/bin/ffmpeg-7", str(mirror / "linked" / "%Y%m%d_%H%M%S.mp4"))
-        # Not counted: an ffmpeg writing elsewhere, one writing deeper, and a non-ffmpeg process.
+        spawn("/usr/local/bin/ffmpeg-7", str(mirror / "versioned" / "%Y%m%d_%H%M%S.mp4"))
+        # The binary is configurable: any name writing our output pattern counts too.
+        spawn("/opt/recorder/ff", "-f", "segment", str(mirror / "custom" / "%Y%m%d_%H%M%S.mp4"))
+        # Not counted: an ffmpeg writing elsewhere or deeper, and a non-ffmpeg process that merely
+        # names a file in the mirror (a player, a copy).
         spawn("ffmpeg", str(tmp_path / "other" / "x" / "%Y%m%d_%H%M%S.mp4"))
         spawn("ffmpeg", str(mirror / "cam2" / "deeper" / "%Y%m%d_%H%M%S.mp4"))
-        spawn("python3", str(mirror / "not_ffmpeg" / "%Y%m%d_%H%M%S.mp4"))
-        assert running_cameras(mirror) == {"cam", "rel_cam", "linked"}
+        spawn("mpv", str(mirror / "viewed" / "20261123_080000.mp4"))
+        assert running_cameras(mirror) == {"cam", "rel_cam", "versioned", "custom"}
 
     def test_mirror_dir_given_through_a_symlink(self, tmp_path, mirror, spawn):
         alias = tmp_path / "alias"

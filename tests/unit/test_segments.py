@@ -13,8 +13,11 @@ def test_parse_name_is_utc():
 
 
 def test_newest_ignores_other_names(tmp_path):
-    for name in ("20261123_231500.mp4", "20261123_231502.mp4", "zzz.mp4", "20261123_231509.txt"):
+    for name in ("20261123_231500.mp4", "20261123_231502.mp4", "zzz.mp4", "20261123_231509.txt",
+                 "20261399_999999.mp4", "２0261123_231503.mp4"):
         (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "20261123_231508.mp4").mkdir()
+    (tmp_path / "20261123_231507.mp4").symlink_to(tmp_path / "20261123_231500.mp4")
     assert newest(tmp_path)[0] == "20261123_231502.mp4"
     assert newest(tmp_path / "missing") is None
 
