@@ -178,7 +178,8 @@ def test_status_json_agrees_with_ps_and_shows_a_down_source_in_backoff(rtsp, nvr
     down_line = next(line for line in text.splitlines() if line.startswith("down "))
     assert "Connection refused" in down_line and ("backoff" in down_line or "connecting" in down_line)
     title = procs.title(psutil.Process(pid))
-    assert "cameras=2" in title and "recording=1" in title and "backoff=1" in title
+    assert "cameras=2" in title and "recording=1" in title
+    assert "backoff=1" in title or "connecting=1" in title  # the down camera retries all the time
 
 
 def test_check_names_the_reason_for_every_camera(tmp_path, nvr, mirror_dir):
