@@ -27,13 +27,6 @@ class AlreadyRunning(Exception):
     """Another master holds the lock; the message says which."""
 
 
-def default_state_dir() -> Path:
-    if os.geteuid() == 0:
-        return Path("/run/mirror-supervisor")
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    return Path(runtime) / "mirror-supervisor" if runtime else Path(f"/tmp/mirror-supervisor-{os.geteuid()}")
-
-
 def read_pid(state_dir: Path) -> int | None:
     try:
         text = (Path(state_dir) / PIDFILE).read_text().strip()
