@@ -41,6 +41,7 @@ _SAFE_ID = re.compile(r"[^\W][\w.\-]*")
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):")
 # userinfo of any URL in free text: the last '@' before the first '/' after '://'.
 _USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://)[^\s/]*@")
+_UNSAFE_URL_CHARS = re.compile(r"[\s\x00-\x1f\x7f]")
 _SHORTEST_REDACTED_SECRET = 4
 _OFF_WORDS = {"enabled": "disabled", "record_enabled": "recording off", "mirror_enabled": "mirror off"}
 
@@ -98,7 +99,7 @@ def check_url(url: str) -> str | None:
     """Why ffmpeg must not be given ``url``, or None when it is an acceptable network input."""
     if url.startswith("-"):
         return "URL starts with '-' (ffmpeg would read it as an option)"
-    if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in url):
+    if _UNSAFE_URL_CHARS.search(url):
         return "URL contains whitespace or control characters"
     scheme = _SCHEME.match(url)
     if scheme is None:

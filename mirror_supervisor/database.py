@@ -44,30 +44,77 @@ def fingerprint(path: Path) -> tuple[tuple[int, int, int], ...]:
     return tuple(marks)
 
 
-def read_table(path: Path, busy_timeout: float = BUSY_TIMEOUT_SECONDS) -> tuple[list[Camera], frozenset[str]]:
-    """The parsed rows and the names of the table's columns that mirroring uses.
+RowCache = dict[tuple, Camera]
 
-    Only those columns are selected: the NVR's real table has many more, and building a dict of
-    each row's every column was most of the cost of a read.
+
+def probe(path: Path, busy_timeout: float = BUSY_TIMEOUT_SECONDS) -> frozenset[str]:
+    """Can the table be read right now? Its used columns, or DatabaseError with the reason.
+
+    The cheap check for a poll whose fingerprint says nothing changed: a lock, a table renamed
+    away or a lost column leave the file's size and mtime alone but must still be reported.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DatabaseError(f"database {str(path)!r} does not exist or is not a file")
+    conn = _connect(path, busy_timeout)
     try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=busy_timeout)
-    except sqlite3.Error as exc:
-        raise DatabaseError(f"cannot open database {str(path)!r}: {exc}") from None
-    try:
-        db = sqlite_utils.Database(conn, execute_plugins=False)
-        if not db["cameras"].exists():
-            raise DatabaseError(f"database {str(path)!r} has no table 'cameras'")
-        columns = {column.name for column in db["cameras"].columns} & set(COLUMNS)
-        if "id" not in columns:
-            raise DatabaseError(f"table 'cameras' in {str(path)!r} has no column 'id'")
-        selected = ", ".join(f'"{name}"' for name in COLUMNS if name in columns)
-        rows = list(db.query(f"SELECT {selected} FROM cameras ORDER BY id"))
+        _, columns = _cameras_table(conn, path)
+        conn.execute("SELECT 1 FROM cameras LIMIT 1").fetchall()
     except sqlite3.Error as exc:
         raise DatabaseError(f"cannot read database {str(path)!r}: {exc}") from None
     finally:
         conn.close()
-    return [parse_row(row) for row in rows], frozenset(columns)
+    return frozenset(columns)
+
+
+def _connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
+    if not path.is_file():
+        raise DatabaseError(f"database {str(path)!r} does not exist or is not a file")
+    try:
+        return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=busy_timeout)
+    except sqlite3.Error as exc:
+        raise DatabaseError(f"cannot open database {str(path)!r}: {exc}") from None
+
+
+def _cameras_table(conn: sqlite3.Connection, path: Path) -> tuple[sqlite_utils.Database, set[str]]:
+    """The table and the used columns it has; raises sqlite3.Error or DatabaseError."""
+    db = sqlite_utils.Database(conn, execute_plugins=False)
+    if not db["cameras"].exists():
+        raise DatabaseError(f"database {str(path)!r} has no table 'cameras'")
+    columns = {column.name for column in db["cameras"].columns} & set(COLUMNS)
+    if "id" not in columns:
+        raise DatabaseError(f"table 'cameras' in {str(path)!r} has no column 'id'")
+    return db, columns
+
+
+def read_table(
+    path: Path, busy_timeout: float = BUSY_TIMEOUT_SECONDS, cache: RowCache | None = None
+) -> tuple[list[Camera], frozenset[str]]:
+    """The parsed rows and the names of the table's columns that mirroring uses.
+
+    Only those columns are selected (the NVR's real table has many more). ``cache`` maps a raw
+    row to its parsed Camera: a caller that reads every poll passes the same dict each time, so
+    an unchanged row costs a dict lookup instead of a parse; it is refilled with this read's rows.
+    """
+    path = Path(path)
+    conn = _connect(path, busy_timeout)
+    try:
+        db, columns = _cameras_table(conn, path)
+        names = [name for name in COLUMNS if name in columns]
+        selected = ", ".join(f'"{name}"' for name in names)
+        rows = db.execute(f"SELECT {selected} FROM cameras ORDER BY id").fetchall()
+    except sqlite3.Error as exc:
+        raise DatabaseError(f"cannot read database {str(path)!r}: {exc}") from None
+    finally:
+        conn.close()
+    previous = cache.copy() if cache is not None else {}
+    if cache is not None:
+        cache.clear()
+    cameras = []
+    for row in rows:
+        key = (*names, *row)  # the column names too: a vanished column must not hit the cache
+        camera = previous.get(key)
+        if camera is None:
+            camera = parse_row(dict(zip(names, row)))
+        if cache is not None:
+            cache[key] = camera
+        cameras.append(camera)
+    return cameras, frozenset(columns)

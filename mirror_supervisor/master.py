@@ -33,7 +33,7 @@ import setproctitle
 
 from . import backoff, lifeline, logs, orphans, wakeup
 from .camera import Camera
-from .database import DatabaseError, fingerprint, read_table
+from .database import DatabaseError, RowCache, fingerprint, probe, read_table
 from .ffmpeg import build_command, camera_dir
 from .reconcile import diff, wanted
 from .settings import Settings, SettingsError
@@ -101,6 +101,8 @@ class Master:
         self.db_error_since: float | None = None
         self.columns: frozenset[str] = frozenset()
         self.db_fingerprint: tuple | None = None
+        self.row_cache: RowCache = {}
+        self._keys_basis: tuple = ()
         self.next_full_read = 0.0
         self.mount_problem: str | None = None
         self.last_reconcile: float | None = None
@@ -245,15 +247,14 @@ class Master:
         self._said_disabled = False
         self._check_mount()
         mark = fingerprint(self.settings.db)
-        if not force and mark == self.db_fingerprint and now < self.next_full_read and self.db_error is None:
-            return  # unchanged since the last good read
+        unchanged = not force and mark == self.db_fingerprint and now < self.next_full_read
         try:
-            cameras, columns = read_table(self.settings.db)
-            lost = self.columns - columns
-            if lost:
-                # A column that was there and is gone is a migration in progress or damage, not
-                # an older schema: defaults now could stop or restart every camera.
-                raise DatabaseError(f"table 'cameras' lost column(s) {', '.join(sorted(lost))} since the last read")
+            if unchanged and self.db_error is None:
+                # Nothing committed since the last good read: only check it is still readable.
+                self._check_columns(probe(self.settings.db))
+                return
+            cameras, columns = read_table(self.settings.db, cache=self.row_cache)
+            self._check_columns(columns)
         except DatabaseError as exc:
             if str(exc) != self.db_error:
                 self.log.error("database unreadable; keeping %d workers as they are: %s", len(self.by_camera), exc)
@@ -271,8 +272,28 @@ class Master:
         self.last_reconcile = time.time()
         self._status_dirty = True
         self.unrecordable = bad
+        self.desired_keys = self._keys(good)  # before self.desired changes: it compares with it
         self.desired = good
-        self.desired_keys = {cid: build_command(self.settings.ffmpeg, cam, self.settings.mirror_dir) for cid, cam in good.items()}
+
+    def _check_columns(self, columns: frozenset[str]) -> None:
+        """A column that was there and is gone is a migration in progress or damage, not an
+        older schema: taking defaults now could stop or restart every camera."""
+        lost = self.columns - columns
+        if lost:
+            raise DatabaseError(f"table 'cameras' lost column(s) {', '.join(sorted(lost))} since the last read")
+
+    def _keys(self, cameras: dict[str, Camera]) -> dict[str, tuple[str, ...]]:
+        """Each camera's ffmpeg argv. An unchanged row comes back from the row cache as the very
+        same object, so its argv is reused unless the ffmpeg binary or mirror dir changed."""
+        basis = (self.settings.ffmpeg, self.settings.mirror_dir)
+        keys = {}
+        for cid, camera in cameras.items():
+            if basis == self._keys_basis and self.desired.get(cid) is camera and cid in self.desired_keys:
+                keys[cid] = self.desired_keys[cid]
+            else:
+                keys[cid] = build_command(self.settings.ffmpeg, camera, self.settings.mirror_dir)
+        self._keys_basis = basis
+        return keys
 
     def _report_rows(self, cameras: list[Camera], bad: dict[str, Camera]) -> None:
         """Log each camera's problem or warnings once, when they change, not on every poll."""

@@ -283,3 +283,33 @@ def test_unusable_rows_are_reported_and_never_started(rtsp, nvr, mirror_dir, sup
     assert log.count("file_url not recorded") == 1
     assert set(sup.workers()) == {"good"}
     assert sorted(p.name for p in mirror_dir.iterdir()) == ["good"]
+
+
+def test_reload_with_a_new_mirror_dir_in_the_config_file_moves_every_camera(tmp_path, rtsp, nvr, mirror_dir):
+    from support.supervisor import Supervisor
+
+    second = tmp_path / "second_volume"
+    second.mkdir()
+    config = tmp_path / "mirror.conf"
+    config.write_text(f"MIRROR_SUPERVISOR_MIRROR_DIR={mirror_dir}\nMIRROR_SUPERVISOR_POLL_INTERVAL=600\n")
+    nvr.add_mirrored("a", rtsp.url("/live"))
+    nvr.add_mirrored("b", rtsp.url("/live"))
+    sup = Supervisor(tmp_path, nvr.path, mirror_dir, "--config", str(config), mirror_flag=False).start()
+    try:
+        before = sup.wait_one_each({"a", "b"})
+        sup.signal(signal.SIGHUP)  # nothing changed: nothing restarts
+        sup.wait_log("reload requested")
+        time.sleep(1)
+        assert procs.identities(sup.wait_one_each({"a", "b"}, timeout=5)) == procs.identities(before)
+
+        config.write_text(f"MIRROR_SUPERVISOR_MIRROR_DIR={second}\nMIRROR_SUPERVISOR_POLL_INTERVAL=600\n")
+        sup.signal(signal.SIGHUP)
+        procs.wait_for("both cameras recording into the new volume",
+                       lambda: all(segments(second / cam) for cam in ("a", "b")), 30)
+        after = sup.wait_one_each({"a", "b"})
+        assert all(after[c].generation > before[c].generation for c in ("a", "b"))
+        assert procs.ffmpegs_writing(mirror_dir) == []
+    finally:
+        sup.kill_everything()
+        for pid in procs.ffmpegs_writing(second):
+            os.kill(pid, signal.SIGKILL)

@@ -14,7 +14,10 @@ from . import procs
 
 
 class Supervisor:
-    def __init__(self, tmp: Path, db: Path, mirror_dir: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, tmp: Path, db: Path, mirror_dir: Path, *args: str, env: dict[str, str] | None = None,
+                 mirror_flag: bool = True) -> None:
+        """``mirror_flag=False`` leaves --mirror-dir out (the test sets it in a --config file)."""
+        self.mirror_flag = mirror_flag
         self.db = db
         self.mirror_dir = mirror_dir
         self.log_path = tmp / "supervisor.log"
@@ -25,7 +28,9 @@ class Supervisor:
 
     def start(self) -> "Supervisor":
         argv = [sys.executable, "-m", "mirror_supervisor", "run", "--db", str(self.db),
-                "--mirror-dir", str(self.mirror_dir), "--state-dir", str(self.state_dir), *self.args]
+                "--state-dir", str(self.state_dir), *self.args]
+        if self.mirror_flag:
+            argv += ["--mirror-dir", str(self.mirror_dir)]
         self._log_file = open(self.log_path, "ab")
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log_file,
                                      stderr=subprocess.STDOUT, env=self.env)
