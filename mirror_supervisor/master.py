@@ -201,17 +201,20 @@ class Master:
             self._shutdown_requested = True
 
     def _next_timeout(self) -> float:
+        """Until the earliest thing the loop must do; every deadline here is acted on when it
+        passes, or excluded once it cannot be (else the loop would spin on a past deadline)."""
         now = time.monotonic()
-        moments = [self.next_poll]
-        moments += [r.stop_deadline for r in self.workers.values() if r.stop_deadline and not r.killed]
-        moments += [r.not_before for cid, r in self.respawn.items() if self._awaits_respawn(cid)]
+        moments = [r.stop_deadline for r in self.workers.values() if r.stop_deadline and not r.killed]
         if self.remains:
             moments.append(now + REMAINS_POLL_SECONDS)
         if self._status_dirty:
             moments.append(self._next_status_write)
-        if self.settings.prune_interval > 0 and self.pruner_pid is None:
-            moments.append(self.next_prune)
-        return max(0.0, min(moments) - now)
+        if not self._shutdown_requested:  # shutting down: no polls, respawns or prune passes
+            moments.append(self.next_poll)
+            moments += [r.not_before for cid, r in self.respawn.items() if self._awaits_respawn(cid)]
+            if self.settings.prune_interval > 0 and self.pruner_pid is None:
+                moments.append(self.next_prune)
+        return max(0.0, min(moments, default=now + self.settings.poll_interval) - now)
 
     def _awaits_respawn(self, cid: str) -> bool:
         """A respawn entry outlives the respawn (it remembers the delay); it only counts as a
