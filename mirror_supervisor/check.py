@@ -17,12 +17,12 @@ from .reconcile import wanted
 from .settings import Settings
 
 
-def mirror_dir_findings(settings: Settings) -> tuple[list[str], bool]:
-    """Lines about the mirror directory, and whether recording into it can work at all."""
+def mirror_dir_findings(settings: Settings) -> list[str]:
+    """Lines about the mirror directory: exists, writable, a mount point, a separate volume."""
     path = settings.mirror_dir
     assert path is not None
     if not path.is_dir():
-        return [f"mirror dir {path}: MISSING (or not a directory)"], False
+        return [f"mirror dir {path}: MISSING (or not a directory)"]
     lines = [f"mirror dir {path}: exists"]
     usable = os.access(path, os.W_OK | os.X_OK)
     lines.append(f"mirror dir {path}: {'writable' if usable else 'NOT WRITABLE'}")
@@ -35,7 +35,7 @@ def mirror_dir_findings(settings: Settings) -> tuple[list[str], bool]:
             lines.append(f"WARNING: mirror dir {path} is on the same filesystem as / (not a separate volume)")
     except OSError:
         pass
-    return lines, usable
+    return lines
 
 
 def run_check(settings: Settings, out: TextIO) -> int:
@@ -43,8 +43,7 @@ def run_check(settings: Settings, out: TextIO) -> int:
     print(f"settings: db={settings.db} mirror_dir={settings.mirror_dir} ffmpeg={settings.ffmpeg} "
           f"poll_interval={settings.poll_interval:g}s stop_timeout={settings.stop_timeout:g}s "
           f"state_dir={settings.state_dir} recorder_enabled={str(settings.recorder_enabled).lower()}", file=out)
-    lines, _ = mirror_dir_findings(settings)
-    for line in lines:
+    for line in mirror_dir_findings(settings):
         print(line, file=out)
     found = shutil.which(settings.ffmpeg)
     print(f"ffmpeg {settings.ffmpeg}: {found or 'NOT FOUND (workers will retry every 15 s)'}", file=out)

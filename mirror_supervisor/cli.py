@@ -86,9 +86,8 @@ def _absolute(args: argparse.Namespace) -> None:
         value = getattr(args, name, None)
         if value:
             setattr(args, name, os.path.abspath(value))
-    for name in ("MIRROR_SUPERVISOR_CONFIG",):
-        if os.environ.get(name):
-            os.environ[name] = os.path.abspath(os.environ[name])
+    if os.environ.get("MIRROR_SUPERVISOR_CONFIG"):
+        os.environ["MIRROR_SUPERVISOR_CONFIG"] = os.path.abspath(os.environ["MIRROR_SUPERVISOR_CONFIG"])
 
 
 def _prepare_state_dir(settings: Settings) -> None:

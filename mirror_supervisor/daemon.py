@@ -18,6 +18,8 @@ from pathlib import Path
 
 import psutil
 
+from .status import write_atomically
+
 PIDFILE = "mirror-supervisor.pid"
 LOCKFILE = "mirror-supervisor.lock"
 MASTER_TITLE = "mirror-supervisor: master"
@@ -77,10 +79,7 @@ def acquire_lock(state_dir: Path, wait: float) -> int:
 
 
 def write_pidfile(state_dir: Path, pid: int) -> None:
-    path = Path(state_dir) / PIDFILE
-    tmp = path.with_name(f".{PIDFILE}.{pid}.tmp")
-    tmp.write_text(f"{pid}\n")
-    os.replace(tmp, path)
+    write_atomically(Path(state_dir) / PIDFILE, f"{pid}\n")
 
 
 def remove_pidfile(state_dir: Path, pid: int) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .camera import MIN_SEGMENT_SECONDS, Camera, mask
+from .camera import MIN_SEGMENT_SECONDS, Camera
 
 SEGMENT_PATTERN = "%Y%m%d_%H%M%S.mp4"
 MOVFLAGS = "movflags=+frag_keyframe+empty_moov+default_base_moof:flush_packets=1"
@@ -40,10 +40,6 @@ def build_command(ffmpeg: str, camera: Camera, mirror_dir: Path) -> tuple[str, .
         str(camera_dir(mirror_dir, camera.id) / SEGMENT_PATTERN),
     ]
     return tuple(args)
-
-
-def masked_command(argv: tuple[str, ...], camera: Camera) -> str:
-    return mask(" ".join(argv), camera.secrets)
 
 
 def environment(base: dict[str, str]) -> dict[str, str]:

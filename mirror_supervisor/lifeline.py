@@ -43,6 +43,15 @@ def become_subreaper() -> bool:
     return True
 
 
+def close_fds(fds: tuple[int, ...]) -> None:
+    """In a forked child: close the parent's descriptors it must not hold (already closed is fine)."""
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
 def group_alive(pgid: int) -> bool:
     """True while any process (zombies included) is still in the group."""
     try:

@@ -33,6 +33,7 @@ import setproctitle
 
 from . import backoff, lifeline, logs, orphans, wakeup
 from .camera import Camera
+from .daemon import MASTER_TITLE
 from .database import DatabaseError, RowCache, fingerprint, probe, read_table
 from .ffmpeg import build_command, camera_dir
 from .reconcile import diff, wanted
@@ -603,7 +604,7 @@ class Master:
             pass
 
     def _update_title(self, snapshot: dict[str, Any] | None = None) -> None:
-        title = f"mirror-supervisor: master cameras={len(self.desired)}"
+        title = f"{MASTER_TITLE} cameras={len(self.desired)}"
         if snapshot is not None:
             states = Counter(row["state"] for row in snapshot["cameras"] if row["id"] in self.desired)
             title += "".join(f" {state}={states[state]}" for state in sorted(states))
@@ -621,11 +622,7 @@ def _prune_child(settings: Settings, inherited_fds: tuple[int, ...], master_pid:
     signal.set_wakeup_fd(-1)
     for sig in wakeup.HANDLED_SIGNALS:
         signal.signal(sig, signal.SIG_DFL)
-    for fd in inherited_fds:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
+    lifeline.close_fds(inherited_fds)
     lifeline.die_with_parent(master_pid, signal.SIGKILL)
     wakeup.unblock_handled()
     setproctitle.setproctitle("mirror-supervisor: prune")

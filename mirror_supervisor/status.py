@@ -19,7 +19,6 @@ from . import segments
 
 STATUS_FILE = "status.json"
 MAX_REPORT_BYTES = 3072  # below PIPE_BUF (4096): a write of a whole line is atomic
-STATES = ("starting", "connecting", "recording", "backoff", "stalled", "stopping", "error")
 
 
 def encode_report(report: Mapping[str, Any]) -> bytes:

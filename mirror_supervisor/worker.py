@@ -25,6 +25,7 @@ import setproctitle
 from . import backoff, lifeline, logs, segments, wakeup
 from .camera import Camera, mask
 from .ffmpeg import environment
+from .orphans import WORKER_TITLE
 from .status import encode_report
 
 STDERR_TAIL_BYTES = 8192
@@ -114,11 +115,7 @@ class Worker:
             pass  # the master already made us a group leader
         lifeline.die_with_parent(self.spec.master_pid)
         self._signals = wakeup.SignalPipe()
-        for fd in inherited_fds:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        lifeline.close_fds(inherited_fds)
         self._set_state("starting")
 
     # -- the loop -----------------------------------------------------------------------------
@@ -288,7 +285,7 @@ class Worker:
     def _set_state(self, state: str) -> None:
         self.state = state
         setproctitle.setproctitle(
-            f"mirror-supervisor: worker {self.camera.id} gen={self.spec.generation} {state}"
+            f"{WORKER_TITLE}{self.camera.id} gen={self.spec.generation} {state}"
         )
         self._report()
 
@@ -306,7 +303,7 @@ class Worker:
         })
         try:
             os.write(self.spec.status_fd, line)
-        except (BlockingIOError, BrokenPipeError, OSError):
+        except OSError:  # full (BlockingIOError) or master gone (BrokenPipeError)
             pass
 
     def _sleep(self, seconds: float) -> None:
