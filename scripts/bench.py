@@ -47,23 +47,14 @@ from mirror_supervisor import database, reconcile  # noqa: E402
 from mirror_supervisor.camera import parse_row  # noqa: E402
 from mirror_supervisor.ffmpeg import build_command  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "tests"))
+from support.nvr import NvrDatabase  # noqa: E402  (one schema for the tests and the benchmark)
+
 CAMERA_SCRIPT = ROOT / "scripts" / "test_camera.py"
 SYSTEM_PYTHON = "/usr/bin/python3"
 VENV_BIN = Path(sys.executable).parent
 POLL = 0.005  # the fine polling interval for latencies
 WORKER_TITLE = re.compile(r"mirror-supervisor: worker (\S+) gen=(\d+)")
-
-SCHEMA = """
-CREATE TABLE cameras (
-    id TEXT PRIMARY KEY, name TEXT NOT NULL DEFAULT '', vendor TEXT NOT NULL DEFAULT 'generic',
-    address TEXT, rtsp_port INTEGER NOT NULL DEFAULT 554, username TEXT, password TEXT,
-    main_stream_url TEXT, sub_stream_url TEXT, record_stream TEXT NOT NULL DEFAULT 'main',
-    segment_seconds INTEGER NOT NULL DEFAULT 60, retention_hours INTEGER NOT NULL DEFAULT 24,
-    record_audio INTEGER NOT NULL DEFAULT 0, record_enabled INTEGER NOT NULL DEFAULT 1,
-    mirror_enabled INTEGER NOT NULL DEFAULT 0, enabled INTEGER NOT NULL DEFAULT 1, updated_at TEXT,
-    ptz_enabled INTEGER NOT NULL DEFAULT 0, onvif_profile TEXT, location TEXT, created_at TEXT
-)
-"""
 
 # The stand-in recorder: takes ffmpeg's argv, ignores all of it but the last argument (the
 # strftime output pattern), writes a small file named by the current UTC second, once a second,
@@ -306,30 +297,9 @@ def summary(values: list[float]) -> dict[str, Any]:
 # -- the NVR database -------------------------------------------------------------------------
 
 
-class Nvr:
-    """The NVR's ``cameras`` table, written from its own short connection, as the NVR would."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        conn = self._connect()
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(SCHEMA)
-        finally:
-            conn.close()
-
-    def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path, timeout=30, isolation_level=None)
-
-    def execute(self, sql: str, params: tuple = ()) -> None:
-        conn = self._connect()
-        try:
-            conn.execute(sql, params)
-        finally:
-            conn.close()
-
-    def add(self, cam: str, url: str, segment_seconds: int, mirrored: bool = True) -> None:
-        self.add_many([(cam, url, segment_seconds, mirrored)])
+class Nvr(NvrDatabase):
+    """The test suite's NVR database (same schema, written from its own connection), plus a
+    batch insert so that hundreds of cameras land in one transaction."""
 
     def add_many(self, rows: list[tuple[str, str, int, bool]]) -> None:
         conn = self._connect()
@@ -343,13 +313,6 @@ class Nvr:
             conn.execute("COMMIT")
         finally:
             conn.close()
-
-    def update(self, cam: str, **columns: Any) -> None:
-        sets = ", ".join(f"{name} = ?" for name in columns)
-        self.execute(f"UPDATE cameras SET {sets} WHERE id = ?", (*columns.values(), cam))
-
-    def delete(self, cam: str) -> None:
-        self.execute("DELETE FROM cameras WHERE id = ?", (cam,))
 
 
 # -- the two systems --------------------------------------------------------------------------
@@ -699,7 +662,7 @@ class Run:
             cam = f"{tag}{r:02d}"
             before = self.snapshot()
             t0 = mono()
-            self.s.nvr.add(cam, self.url, self.segment_seconds)
+            self.s.nvr.add_many([(cam, self.url, self.segment_seconds, True)])
             thread, box = self.in_background(self.s.apply)
             latency, pid = self.wait_new_ffmpeg(cam, set(), t0, 30.0)
             thread.join(120)
