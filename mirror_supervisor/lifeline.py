@@ -75,3 +75,37 @@ def signal_process(pid: int, sig: int) -> None:
         os.kill(pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def group_members(pgids: set[int]) -> set[int]:
+    """Pids of every process whose process group is one of ``pgids`` (read from /proc)."""
+    found = set()
+    if not pgids:
+        return found
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if os.getpgid(int(entry)) in pgids:
+                found.add(int(entry))
+        except OSError:
+            continue
+    return found
+
+
+def describe(pid: int) -> str:
+    """``comm=... state=... wchan=...`` of a process, from /proc, for a log line about it."""
+    parts = []
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as handle:
+            stat = handle.read()
+        comm = stat[stat.index("(") + 1:stat.rindex(")")]
+        parts += [f"comm={comm}", f"state={stat[stat.rindex(')') + 2:].split(' ', 1)[0]}"]
+    except (OSError, ValueError):
+        return "(gone)"
+    try:
+        with open(f"/proc/{pid}/wchan", encoding="utf-8", errors="replace") as handle:
+            parts.append(f"wchan={handle.read().strip() or '-'}")
+    except OSError:
+        pass
+    return " ".join(parts)

@@ -23,6 +23,7 @@ import logging
 import os
 import signal
 import time
+import traceback
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,8 +32,8 @@ from typing import Any
 
 import setproctitle
 
-from . import backoff, lifeline, logs, orphans, wakeup
-from .camera import Camera
+from . import backoff, lifeline, logs, orphans, volume, wakeup
+from .camera import Camera, mask
 from .daemon import MASTER_TITLE
 from .database import DatabaseError, RowCache, fingerprint, probe, read_table
 from .ffmpeg import build_command, camera_dir
@@ -45,6 +46,12 @@ REMAINS_POLL_SECONDS = 0.2
 FULL_READ_EVERY = 60.0  # read even an unchanged-looking database this often
 PRUNE_FIRST_DELAY = 30.0  # the first pass soon after start, not a whole interval later
 STATUS_WRITE_INTERVAL = 0.5  # status.json at most twice a second, however busy the workers are
+REMAINS_KILLED_POLL_SECONDS = 1.0  # after SIGKILL, only the kernel can keep them; look less often
+FAILED_PASS_PAUSE = 1.0  # after an unexpected error, so a failure that repeats cannot spin
+SHUTDOWN_GRACE = 5.0  # after the stop timeout's SIGKILL: what is still there is stuck in the kernel
+VOLUME_PROBE_INTERVAL = 10.0
+VOLUME_PROBE_TIMEOUT = 5.0
+ZERO_TIMEOUT_LIMIT = 1000  # consecutive zero timeouts: a deadline nothing acts on, i.e. a spin
 
 
 @dataclass
@@ -97,6 +104,8 @@ class Master:
         self.desired: dict[str, Camera] = {}
         self.desired_keys: dict[str, tuple[str, ...]] = {}
         self.unrecordable: dict[str, Camera] = {}
+        self.all_cameras: list[Camera] | None = None  # every row of the last good read, for the pruner
+        self.fold_case = False  # the mirror volume treats ids that differ in case as one directory
         self.reported: dict[str, str] = {}
         self.db_error: str | None = None
         self.db_error_since: float | None = None
@@ -106,6 +115,16 @@ class Master:
         self._keys_basis: tuple = ()
         self.next_full_read = 0.0
         self.mount_problem: str | None = None
+        self._mirror_real = str(settings.mirror_dir)  # resolved at start, for the mount table
+        self._mirror_setting = settings.mirror_dir
+        self.volume_problem: str | None = None
+        self.volume_since: float | None = None
+        self.probe_pid: int | None = None
+        self.probe_deadline = 0.0
+        self.next_probe = 0.0
+        self._failures_logged: set[tuple[str, str, int]] = set()
+        self._zero_timeouts = 0
+        self._kill_all_at = float("inf")  # set by shutdown: nothing outlives the stop timeout
         self.last_reconcile: float | None = None
         self.started = time.time()
         self.ffmpeg_starts: Counter[str] = Counter()
@@ -127,32 +146,70 @@ class Master:
 
     def run(self) -> int:
         self._setup()
+        try:
+            self._start()
+            while not self._shutdown_requested:
+                self._guarded(self._one_pass)
+        finally:
+            # Also when something above raised: a master never leaves workers behind.
+            self._shutdown()
+        return 0
+
+    def _start(self) -> None:
         self.log.info(
             "master started pid=%d db=%s mirror_dir=%s poll=%.1fs stop_timeout=%.1fs recorder_enabled=%s",
             os.getpid(), self.settings.db, self.settings.mirror_dir, self.settings.poll_interval,
             self.settings.stop_timeout, self.settings.recorder_enabled,
         )
-        self._warn_about_volume()
-        self._end_orphans()
-        self._refresh()
+        self._learn_volume()
+        self._guarded(self._end_orphans)
+        self._guarded(self._refresh)
         if self._on_ready is not None:
             self._on_ready()
+        self._guarded(self._converge)
+
+    def _one_pass(self) -> None:
+        self._publish()
+        self._wait(self._next_timeout())
+        self._reap()
+        if self._shutdown_requested:
+            return
+        if self._reload_requested:
+            self._reload_requested = False
+            self._reload()
+        elif time.monotonic() >= self.next_poll:
+            self._refresh()
         self._converge()
-        while not self._shutdown_requested:
-            self._publish()
-            self._wait(self._next_timeout())
-            self._reap()
-            if self._shutdown_requested:
-                break
-            if self._reload_requested:
-                self._reload_requested = False
-                self._reload()
-            elif time.monotonic() >= self.next_poll:
-                self._refresh()
-            self._converge()
-            self._maybe_prune(time.monotonic())
-        self._shutdown()
-        return 0
+        now = time.monotonic()
+        self._maybe_prune(now)
+        self._maybe_probe_volume(now)
+
+    def _guarded(self, step: Callable[[], None]) -> None:
+        """Run one step of the loop; an unexpected error is logged once and the loop carries on.
+
+        Recording must outlive a bug or an errno nobody expected (EIO, ESTALE, EACCES...): the
+        workers keep recording while the master is confused. The pause keeps a failure that
+        repeats on every pass from turning into a hot loop; signals still end it at once.
+        """
+        try:
+            step()
+        except Exception as exc:  # noqa: BLE001 - the point is to survive anything
+            self._unexpected(exc)
+            try:
+                self._wait(FAILED_PASS_PAUSE)
+            except Exception:  # noqa: BLE001
+                time.sleep(FAILED_PASS_PAUSE)
+
+    def _unexpected(self, exc: BaseException) -> None:
+        frames = traceback.extract_tb(exc.__traceback__)
+        where = frames[-1] if frames else None
+        signature = (type(exc).__name__, where.filename if where else "", where.lineno or 0 if where else 0)
+        if signature in self._failures_logged:
+            return
+        if len(self._failures_logged) < 100:
+            self._failures_logged.add(signature)
+        self.log.error("unexpected error, carrying on (logged once): %s",
+                       mask("".join(traceback.format_exception(exc)).strip()))
 
     def _setup(self) -> None:
         if not lifeline.become_subreaper():
@@ -163,24 +220,56 @@ class Master:
         self._update_title()
 
     def _shutdown(self) -> None:
+        """Stop every worker in parallel; give up on what the kernel holds after the grace time.
+
+        A process sleeping in the kernel on a hung volume cannot die, even of SIGKILL, until
+        the volume answers; waiting for it would make ``stop`` hang for as long. It is named in
+        the log instead, and the master exits.
+        """
         self.log.info("shutting down: stopping %d workers", len(self.workers))
+        self._shutdown_requested = True
+        self._kill_all_at = time.monotonic() + self.settings.stop_timeout
+        give_up = self._kill_all_at + SHUTDOWN_GRACE
+        self._guarded(self._stop_all)
+        while self._children_left():
+            now = time.monotonic()
+            if now >= give_up:
+                self._report_stuck()
+                break
+            try:
+                self._reap()
+                now = time.monotonic()
+                self._check_remains(now)
+                self._enforce_deadlines(now)
+                if not self._children_left():
+                    break
+                self._publish()
+                self._wait(min(self._next_timeout(), give_up - now))
+            except Exception as exc:  # noqa: BLE001
+                self._unexpected(exc)
+                time.sleep(0.2)
+        self._remove_status()
+        self.log.info("all workers stopped; master exiting")
+
+    def _stop_all(self) -> None:
         for record in list(self.by_camera.values()):
             if not record.stopping:
                 self._stop(record, "shutdown")
         self.respawn.clear()
         if self.pruner_pid is not None:
             lifeline.signal_process(self.pruner_pid, signal.SIGTERM)  # any unlink is atomic; stop mid-pass
-        while self.workers or self.remains or self.pruner_pid is not None:
-            self._reap()
-            now = time.monotonic()
-            self._check_remains(now)
-            self._enforce_deadlines(now)
-            if not (self.workers or self.remains or self.pruner_pid is not None):
-                break
-            self._publish()
-            self._wait(self._next_timeout())
-        self._remove_status()
-        self.log.info("all workers stopped; master exiting")
+        if self.probe_pid is not None:
+            lifeline.signal_process(self.probe_pid, signal.SIGKILL)
+
+    def _children_left(self) -> bool:
+        return bool(self.workers or self.remains or self.pruner_pid is not None or self.probe_pid is not None)
+
+    def _report_stuck(self) -> None:
+        groups = {r.pid for r in self.workers.values()} | {r.pgid for r in self.remains.values()}
+        loose = {pid for pid in (self.pruner_pid, self.probe_pid) if pid is not None}
+        for pid in lifeline.group_members(groups) | loose:
+            self.log.error("pid=%d %s did not end after SIGKILL; left behind (stuck in the kernel, "
+                           "typically on a hung volume)", pid, lifeline.describe(pid))
 
     # -- signals ------------------------------------------------------------------------------
 
@@ -202,25 +291,50 @@ class Master:
             self._shutdown_requested = True
 
     def _next_timeout(self) -> float:
-        """Until the earliest thing the loop must do; every deadline here is acted on when it
-        passes, or excluded once it cannot be (else the loop would spin on a past deadline)."""
+        """Until the earliest thing the loop must do.
+
+        Each deadline here is listed only while the step that acts on it would act when it
+        passes; a past deadline that nothing acts on would make this 0 on every pass (a spin).
+        The last lines are a guard for a rule broken anyway: a long run of zero timeouts is
+        logged once and slowed down, so a bug costs a little latency, not a core.
+        """
         now = time.monotonic()
-        moments = [r.stop_deadline for r in self.workers.values() if r.stop_deadline and not r.killed]
+        moments = [min(r.stop_deadline, self._kill_all_at) for r in self.workers.values()
+                   if r.stop_deadline and not r.killed]
         if self.remains:
-            moments.append(now + REMAINS_POLL_SECONDS)
+            killed = all(rest.killed for rest in self.remains.values())
+            moments.append(now + (REMAINS_KILLED_POLL_SECONDS if killed else REMAINS_POLL_SECONDS))
         if self._status_dirty:
             moments.append(self._next_status_write)
-        if not self._shutdown_requested:  # shutting down: no polls, respawns or prune passes
+        if self.probe_pid is not None and self.volume_problem is None:
+            moments.append(self.probe_deadline)
+        if not self._shutdown_requested:  # shutting down: no polls, respawns, probes or prune passes
             moments.append(self.next_poll)
-            moments += [r.not_before for cid, r in self.respawn.items() if self._awaits_respawn(cid)]
+            moments += self._respawn_deadlines()
             if self.settings.prune_interval > 0 and self.pruner_pid is None:
                 moments.append(self.next_prune)
-        return max(0.0, min(moments, default=now + self.settings.poll_interval) - now)
+            if self.probe_pid is None:
+                moments.append(self.next_probe)
+        timeout = max(0.0, min(moments, default=now + self.settings.poll_interval) - now)
+        if timeout > 0:
+            self._zero_timeouts = 0
+            return timeout
+        self._zero_timeouts += 1
+        if self._zero_timeouts == ZERO_TIMEOUT_LIMIT:
+            self.log.error("main loop found a past deadline %d times in a row; slowing down (a bug: "
+                           "please report it with this log)", ZERO_TIMEOUT_LIMIT)
+        return 0.05 if self._zero_timeouts >= ZERO_TIMEOUT_LIMIT else 0.0
 
-    def _awaits_respawn(self, cid: str) -> bool:
-        """A respawn entry outlives the respawn (it remembers the delay); it only counts as a
-        deadline while the camera is wanted and has no worker and no remains."""
-        return cid in self.desired and cid not in self.by_camera and cid not in self.remains
+    def _wanted_now(self) -> dict[str, Camera]:
+        """The cameras that should have a worker now: the one rule for converging and waiting."""
+        return {} if self.mount_problem else self.desired
+
+    def _respawn_deadlines(self) -> list[float]:
+        """A respawn entry outlives the respawn (it remembers the delay); it is a deadline only
+        while the camera is wanted now and has neither a worker nor remains."""
+        wanted = self._wanted_now()
+        return [r.not_before for cid, r in self.respawn.items()
+                if cid in wanted and cid not in self.by_camera and cid not in self.remains]
 
     # -- database -----------------------------------------------------------------------------
 
@@ -250,27 +364,24 @@ class Master:
             return
         self._said_disabled = False
         self._check_mount()
-        mark = fingerprint(self.settings.db)
-        unchanged = not force and mark == self.db_fingerprint and now < self.next_full_read
         try:
+            mark = fingerprint(self.settings.db)
+            unchanged = not force and mark == self.db_fingerprint and now < self.next_full_read
             if unchanged and self.db_error is None:
                 # Nothing committed since the last good read: only check it is still readable.
                 self._check_columns(probe(self.settings.db))
                 return
             cameras, columns = read_table(self.settings.db, cache=self.row_cache)
             self._check_columns(columns)
-        except DatabaseError as exc:
-            if str(exc) != self.db_error:
-                self.log.error("database unreadable; keeping %d workers as they are: %s", len(self.by_camera), exc)
-                self.db_error_since = self.db_error_since or time.time()
-                self._status_dirty = True
-            self.db_error = str(exc)
+        except Exception as exc:  # noqa: BLE001 - any failure to read is "no news", never "no cameras"
+            self._database_failed(exc)
             return
         if self.db_error is not None:
             self.log.info("database readable again")
             self.db_error = self.db_error_since = None
         self.columns = columns
         self.db_fingerprint, self.next_full_read = mark, now + FULL_READ_EVERY
+        self.all_cameras = cameras
         good, bad = wanted(cameras, True)
         self._report_rows(cameras, bad)
         self.last_reconcile = time.time()
@@ -278,6 +389,23 @@ class Master:
         self.unrecordable = bad
         self.desired_keys = self._keys(good)  # before self.desired changes: it compares with it
         self.desired = good
+
+    def _database_failed(self, exc: Exception) -> None:
+        """Keep the last good list; log a changed reason once. The reason is built from the
+        error's kind, never from values read out of the table."""
+        if isinstance(exc, DatabaseError):
+            reason = str(exc)
+        elif isinstance(exc, OSError):
+            reason = f"cannot read database {str(self.settings.db)!r}: {exc.strerror or type(exc).__name__}"
+        else:
+            self._unexpected(exc)
+            reason = f"unexpected {type(exc).__name__} while reading database {str(self.settings.db)!r} (see log)"
+        reason = mask(reason)
+        if reason != self.db_error:
+            self.log.error("database unreadable; keeping %d workers as they are: %s", len(self.by_camera), reason)
+            self.db_error_since = self.db_error_since or time.time()
+            self._status_dirty = True
+        self.db_error = reason
 
     def _check_columns(self, columns: frozenset[str]) -> None:
         """A column that was there and is gone is a migration in progress or damage, not an
@@ -318,7 +446,7 @@ class Master:
     def _converge(self) -> None:
         now = time.monotonic()
         running = {cid: r.key for cid, r in self.by_camera.items() if not r.stopping}
-        desired = {} if self.mount_problem else self.desired
+        desired = self._wanted_now()
         plan = diff(running, {cid: self.desired_keys[cid] for cid in desired})
         for cid in plan.stop:
             self._stop(self.by_camera[cid], self.mount_problem or "no longer mirrored")
@@ -332,6 +460,9 @@ class Master:
             if pending is not None and now < pending.not_before:
                 continue
             self._spawn(camera, self.desired_keys[cid])
+            # Drain the report pipe between forks: hundreds of new workers report at once and
+            # the pipe holds only 64 KiB; a report that does not fit is lost.
+            self._read_reports()
         for cid in [cid for cid in self.respawn if cid not in self.desired]:
             del self.respawn[cid]
         self._enforce_deadlines(now)
@@ -420,7 +551,7 @@ class Master:
 
     def _enforce_deadlines(self, now: float) -> None:
         for record in self.workers.values():
-            if record.stop_deadline is not None and not record.killed and now >= record.stop_deadline:
+            if record.stop_deadline is not None and not record.killed and now >= min(record.stop_deadline, self._kill_all_at):
                 logs.for_camera(record.camera.id).warning(
                     "worker gen=%d pid=%d did not stop within %.1fs; killing its process group",
                     record.generation, record.pid, self.settings.stop_timeout,
@@ -441,6 +572,8 @@ class Master:
             record = self.workers.pop(pid, None)
             if record is not None:
                 self._worker_exited(record, os.waitstatus_to_exitcode(status))
+            elif pid == self.probe_pid:
+                self._probe_ended(os.waitstatus_to_exitcode(status))
             elif pid == self.pruner_pid:
                 self.pruner_pid = None
                 if os.waitstatus_to_exitcode(status) != 0:
@@ -471,13 +604,14 @@ class Master:
         if lifeline.group_alive(record.pid):
             # Its ffmpeg outlived it (it was SIGKILLed, or crashed): end that first, then replace.
             lifeline.signal_group(record.pid, signal.SIGTERM)
-            self.remains[cid] = Remains(record.pid, record.generation, now + self.settings.stop_timeout)
+            kill_at = min(now + self.settings.stop_timeout, self._kill_all_at)
+            self.remains[cid] = Remains(record.pid, record.generation, kill_at)
 
     def _check_remains(self, now: float) -> None:
         for cid, rest in list(self.remains.items()):
             if not lifeline.group_alive(rest.pgid):
                 del self.remains[cid]
-            elif now >= rest.kill_at and not rest.killed:
+            elif now >= min(rest.kill_at, self._kill_all_at) and not rest.killed:
                 logs.for_camera(cid).warning("ffmpeg of dead worker gen=%d still alive; killing it", rest.generation)
                 lifeline.signal_group(rest.pgid, signal.SIGKILL)
                 rest.killed = True
@@ -485,29 +619,93 @@ class Master:
     # -- the mirror volume and leftovers ----------------------------------------------------------
 
     def _check_mount(self) -> None:
-        """With --require-mount, record only onto the mounted volume, never onto what is under it."""
-        mirror_dir = self.settings.mirror_dir
-        problem = None
-        if self.settings.require_mount and not os.path.ismount(mirror_dir):
-            problem = f"mirror dir {mirror_dir} is not a mount point (--require-mount): not recording"
+        """With --require-mount, record only onto the mounted volume, never onto what is under it.
+
+        Asked of the kernel's mount table, not of the mirror dir itself: on a hung network
+        volume ``os.path.ismount`` blocks the master for as long as the volume hangs.
+        """
+        if not self.settings.require_mount:
+            problem = None
+        else:
+            try:
+                mounted = volume.is_mount_point(self._mirror_path(), volume.read_mounts())
+            except OSError as exc:
+                self.log.warning("cannot read the mount table: %s; mount state unchanged", exc.strerror)
+                return
+            mirror_dir = self.settings.mirror_dir
+            problem = None if mounted else f"mirror dir {mirror_dir} is not a mount point (--require-mount): not recording"
         if problem != self.mount_problem:
             if problem:
                 self.log.error("%s", problem)
-            else:
-                self.log.info("mirror dir %s is mounted: recording", mirror_dir)
+            elif self.mount_problem:
+                self.log.info("mirror dir %s is mounted: recording", self.settings.mirror_dir)
             self.mount_problem = problem
             self._status_dirty = True
 
-    def _warn_about_volume(self) -> None:
-        if self.settings.require_mount:
-            return
+    def _mirror_path(self) -> str:
+        """The resolved mirror dir; resolved again only when the setting changed (resolving
+        touches the volume)."""
+        if self.settings.mirror_dir != self._mirror_setting:
+            self._mirror_setting = self.settings.mirror_dir
+            self._mirror_real = volume.resolve_once(self.settings.mirror_dir)
+        return self._mirror_real
+
+    def _learn_volume(self) -> None:
+        """What the mirror volume is, asked once at start (this may touch the volume)."""
+        assert self.settings.mirror_dir is not None
         try:
-            same = os.stat(self.settings.mirror_dir).st_dev == os.stat("/").st_dev
-        except OSError:
+            self._mirror_real = volume.resolve_once(self.settings.mirror_dir)
+            self.fold_case = volume.folds_case(self.settings.mirror_dir) is True
+            mounts = volume.read_mounts()
+        except OSError as exc:
+            self.log.warning("cannot inspect the mirror volume: %s", exc.strerror)
             return
-        if same:
+        if self.fold_case:
+            self.log.warning("mirror dir %s is on a case-insensitive file system: ids that differ only "
+                             "in case are refused as duplicates", self.settings.mirror_dir)
+        holder = volume.mount_of(self._mirror_real, mounts)
+        if not self.settings.require_mount and holder is not None and holder.point == "/":
             self.log.warning("mirror dir %s is on the same filesystem as /: it is not a separate volume",
                              self.settings.mirror_dir)
+
+    def _maybe_probe_volume(self, now: float) -> None:
+        """Ask a child whether the volume answers; a child that does not return in time means
+        the volume hangs. Never more than one probe at a time, so a hung volume costs one
+        sleeping process, not one per interval."""
+        if self.probe_pid is not None:
+            if self.volume_problem is None and now >= self.probe_deadline:
+                self._set_volume_problem(
+                    f"mirror volume {self.settings.mirror_dir} not responding (no answer in {VOLUME_PROBE_TIMEOUT:.0f}s)")
+            return
+        if now < self.next_probe:
+            return
+        self.next_probe = now + VOLUME_PROBE_INTERVAL
+        directory, fds, master_pid = str(self.settings.mirror_dir), self._inherited_fds(), os.getpid()
+        try:
+            self.probe_pid = self._fork(lambda: _probe_child(directory, fds, master_pid))
+        except OSError as exc:
+            self.log.error("cannot fork the volume probe: %s", exc.strerror)
+            return
+        self.probe_deadline = now + VOLUME_PROBE_TIMEOUT
+
+    def _probe_ended(self, code: int) -> None:
+        self.probe_pid = None
+        if code == 0:
+            self._set_volume_problem(None)
+        else:
+            self._set_volume_problem(f"mirror dir {self.settings.mirror_dir} cannot be read (stat failed)")
+
+    def _set_volume_problem(self, problem: str | None) -> None:
+        if problem == self.volume_problem:
+            return
+        if problem:
+            self.log.error("%s", problem)
+            self.volume_since = time.time()
+        else:
+            self.log.info("mirror volume %s responds again", self.settings.mirror_dir)
+            self.volume_since = None
+        self.volume_problem = problem
+        self._status_dirty = True
 
     def _end_orphans(self) -> None:
         found = orphans.recorders(self.settings.mirror_dir, self.settings.ffmpeg)
@@ -559,6 +757,7 @@ class Master:
                 report = record.report
                 row.update(generation=record.generation, worker_pid=record.pid,
                            ffmpeg_pid=report.get("ffmpeg_pid"), ffmpeg_started=report.get("ffmpeg_started"),
+                           segment=report.get("segment"),
                            state="stopping" if record.stopping else report.get("state", "starting"))
                 row["last_error"] = report.get("last_error") or row["last_error"]
             elif cid in self.unrecordable:
@@ -578,6 +777,9 @@ class Master:
                 "mirror_dir": str(self.settings.mirror_dir),
                 "db_path": str(self.settings.db),
                 "db": {"state": "error" if self.db_error else "ok", "error": self.db_error, "since": self.db_error_since},
+                "columns": sorted(self.columns),
+                "volume": {"state": "not responding" if self.volume_problem else "ok",
+                           "error": self.volume_problem, "since": self.volume_since},
                 "last_reconcile": self.last_reconcile,
             },
             "cameras": cameras,
@@ -610,25 +812,37 @@ class Master:
             title += "".join(f" {state}={states[state]}" for state in sorted(states))
         if self.db_error:
             title += " db=error"
+        if self.volume_problem:
+            title += " volume=not-responding"
         if not self.settings.recorder_enabled:
             title += " disabled"
         setproctitle.setproctitle(title)
 
 
-def _prune_child(settings: Settings, inherited_fds: tuple[int, ...], master_pid: int) -> int:
-    """The pruner process: default signal handling, dies with the master, one pass, exit."""
-    from .prune import log_report, run_pass
-
+def _helper_child(title: str, inherited_fds: tuple[int, ...], master_pid: int) -> None:
+    """Make a forked helper (pruner, volume probe) a plain process that dies with the master."""
     signal.set_wakeup_fd(-1)
     for sig in wakeup.HANDLED_SIGNALS:
         signal.signal(sig, signal.SIG_DFL)
     lifeline.close_fds(inherited_fds)
     lifeline.die_with_parent(master_pid, signal.SIGKILL)
     wakeup.unblock_handled()
-    setproctitle.setproctitle("mirror-supervisor: prune")
+    setproctitle.setproctitle(title)
+
+
+def _prune_child(settings: Settings, inherited_fds: tuple[int, ...], master_pid: int) -> int:
+    """The pruner process: default signal handling, dies with the master, one pass, exit."""
+    from .prune import log_report, run_pass
+
+    _helper_child("mirror-supervisor: prune", inherited_fds, master_pid)
     assert settings.mirror_dir is not None
     log_report(run_pass(settings.db, settings.mirror_dir))
     return 0
+
+
+def _probe_child(directory: str, inherited_fds: tuple[int, ...], master_pid: int) -> int:
+    _helper_child("mirror-supervisor: volume probe", inherited_fds, master_pid)
+    return volume.probe_child(directory)
 
 
 def _flush_logs() -> None:

@@ -1,7 +1,7 @@
 """Signals as bytes in a pipe, read by the main loop (the self-pipe pattern of a pre-fork arbiter).
 
 Python's C-level handler writes each caught signal's number into the pipe; the Python-level
-handler does nothing. The main loop ``select``s on the pipe with a timeout, so it sleeps until a
+handler does nothing. The main loop ``poll``s the pipe with a timeout, so it sleeps until a
 signal or a deadline, and handles signals in ordinary code, never inside a handler.
 """
 
@@ -38,10 +38,16 @@ class SignalPipe:
         Returns the distinct signals received (a burst of one signal counts once) and the fds
         of ``also`` that are readable.
         """
+        # poll(), not select(): select() cannot watch a descriptor numbered 1024 or more, which
+        # a master with hundreds of workers and their pipes reaches.
+        poller = select.poll()
+        for fd in (self.read_fd, *also):
+            poller.register(fd, select.POLLIN)
         try:
-            readable, _, _ = select.select([self.read_fd, *also], [], [], max(0.0, timeout))
+            events = poller.poll(max(0.0, timeout) * 1000.0)
         except InterruptedError:
-            readable = [self.read_fd]
+            events = [(self.read_fd, select.POLLIN)]
+        readable = [fd for fd, _ in events]
         signals: list[int] = []
         if self.read_fd in readable:
             try:

@@ -1,0 +1,131 @@
+"""The mirror volume, seen without ever blocking the master on it.
+
+A mirror volume can be a network mount with a *hard* mount option: when its server goes away,
+every system call that touches it (``stat``, ``lstat``, ``statvfs``, ``open``) sleeps in the kernel
+until the server returns, possibly for hours. A master that called ``os.path.ismount`` on the
+mirror every poll would then neither reap, nor answer SIGTERM, nor write its status. So:
+
+- whether the mirror dir is a mount point, and which file system holds it, is read from
+  ``/proc/self/mountinfo`` (the kernel's table, never the volume itself);
+- whether the volume *answers* is asked by a short-lived child process (:func:`probe_child`),
+  which the master forks, waits for with a deadline, and only reaps: a probe that hangs marks the
+  volume "not responding", and the master carries on;
+- the one check that must touch the volume, whether it folds case, runs once at start.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+MOUNTINFO = "/proc/self/mountinfo"
+
+
+@dataclass(frozen=True)
+class Mount:
+    point: str
+    fstype: str
+    source: str
+
+
+def _unescape(field: str) -> str:
+    """mountinfo writes space, tab, newline and backslash in paths as ``\\ooo`` octal escapes."""
+    if "\\" not in field:
+        return field
+    out, i = [], 0
+    while i < len(field):
+        if field[i] == "\\" and len(field) - i >= 4 and field[i + 1:i + 4].isdigit():
+            out.append(chr(int(field[i + 1:i + 4], 8)))
+            i += 4
+        else:
+            out.append(field[i])
+            i += 1
+    return "".join(out)
+
+
+def parse_mountinfo(text: str) -> list[Mount]:
+    """The mounts of a ``/proc/<pid>/mountinfo`` text, in table order (later mounts stack on top).
+
+    Each line: ``id parent major:minor root mount-point options [optional...] - fstype source
+    super-options``; lines that do not have that shape are skipped, not guessed at.
+    """
+    mounts = []
+    for line in text.splitlines():
+        fields = line.split(" ")
+        try:
+            dash = fields.index("-", 6)
+        except ValueError:
+            continue
+        if len(fields) < dash + 3:
+            continue
+        mounts.append(Mount(_unescape(fields[4]), fields[dash + 1], _unescape(fields[dash + 2])))
+    return mounts
+
+
+def read_mounts(path: str = MOUNTINFO) -> list[Mount]:
+    """Raises OSError if the table cannot be read (no /proc): the caller decides what that means."""
+    with open(path, encoding="utf-8", errors="surrogateescape") as handle:
+        return parse_mountinfo(handle.read())
+
+
+def mount_of(path: str, mounts: list[Mount]) -> Mount | None:
+    """The mount that holds ``path`` (absolute, already resolved): the longest matching mount
+    point, the last one listed when several share it (it is the one on top)."""
+    best: Mount | None = None
+    for mount in mounts:
+        point = mount.point
+        inside = path == point or point == "/" or path.startswith(point.rstrip("/") + "/")
+        if inside and (best is None or len(point) >= len(best.point)):
+            best = mount
+    return best
+
+
+def is_mount_point(path: str, mounts: list[Mount]) -> bool:
+    return any(mount.point == path for mount in mounts)
+
+
+def resolve_once(path: Path) -> str:
+    """The absolute, symlink-free form of the mirror dir, for comparing with the mount table.
+
+    This touches the volume (``lstat`` of each component), so it is called at start and when the
+    setting changes, never on a periodic path.
+    """
+    return os.path.realpath(path)
+
+
+def folds_case(directory: Path) -> bool | None:
+    """Does the file system of ``directory`` treat ``a`` and ``A`` as one name (vfat, exFAT)?
+
+    Creates and removes one hidden probe file; None when that cannot be done (read-only,
+    permission): the caller then assumes case matters, as on every Linux file system.
+    """
+    name = f".case-probe-{uuid.uuid4().hex}"
+    lower = Path(directory) / name
+    try:
+        fd = os.open(lower, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except OSError:
+        return None
+    os.close(fd)
+    try:
+        return os.path.lexists(Path(directory) / name.upper())
+    finally:
+        try:
+            os.unlink(lower)
+        except OSError:
+            pass
+
+
+def probe_child(directory: str) -> int:
+    """Body of the probe process: 0 when the volume answered, 1 when it answered with an error.
+
+    ``statvfs`` and ``stat`` both reach the file system's server (FUSE daemon, NFS server); when
+    the volume hangs, this process sleeps in the kernel and the master's deadline notices.
+    """
+    try:
+        os.statvfs(directory)
+        os.stat(directory)
+    except OSError:
+        return 1
+    return 0
