@@ -215,6 +215,7 @@ class Master:
         if not lifeline.become_subreaper():
             self.log.warning("cannot become child subreaper; orphaned ffmpegs are polled instead")
         self._signals = wakeup.SignalPipe()
+        wakeup.unblock_handled()  # the entry point held SIGHUP back until this pipe existed
         # Workers inherit the write end; O_NONBLOCK so a worker can never block on reporting.
         self._reports_r, self._reports_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._update_title()
