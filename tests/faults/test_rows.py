@@ -89,13 +89,16 @@ def test_credentials_in_the_address_or_an_unencoded_url_never_reach_log_or_statu
 
     sup = supervisor("--poll-interval", "1")
     procs.wait_for("good records", lambda: recording(mirror_dir / "good"), 60, interval=0.2)
+    sup.wait_log("query ffmpeg started", timeout=60)
+    present = {"in_address", "slash_in_url", "empty_user_slash", "query"}
+    procs.wait_for("every row in status", lambda: present <= set(camera_rows(sup)), 30)
+
+    for where, raw in raw_outputs(sup).items():
+        for secret in (SECRET, "12/34", "12%2F34", "admin:12"):
+            assert secret.encode() not in raw, (where, secret)
+
     procs.wait_for("refused rows reported", lambda: errors_reported(sup, {
         "in_address": "address contains '@'",
         "slash_in_url": "'@' after its host part",
         "empty_user_slash": "'@' after its host part",
     }), 30)
-    sup.wait_log("query ffmpeg started", timeout=60)
-
-    for where, raw in raw_outputs(sup).items():
-        for secret in (SECRET, "12/34", "12%2F34", "admin:12"):
-            assert secret.encode() not in raw, (where, secret)
