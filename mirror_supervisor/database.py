@@ -3,11 +3,16 @@
 The database belongs to the NVR, which writes it while we read. So: open read-only, wait for a
 lock only briefly, hold nothing between reads, and turn every failure into :class:`DatabaseError`
 so that the caller can treat "cannot read" as "no news", never as "no cameras".
+
+A TEXT value that is not UTF-8 must not be such a failure: it is one row's problem, so text is
+decoded per value and undecodable values reach :func:`parse_row` as bytes, which decides per
+column what they mean.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 from pathlib import Path
 
@@ -16,6 +21,9 @@ import sqlite_utils
 from .camera import COLUMNS, Camera, parse_row
 
 BUSY_TIMEOUT_SECONDS = 1.0
+# sqlite3 quotes the offending value in some errors ("... with text '<value>'"): it may be a
+# password, or raw bytes, and DatabaseError texts go to the log and status.json.
+_QUOTED_VALUE = re.compile(r"\s*with text\b.*", re.DOTALL)
 
 
 class DatabaseError(Exception):
@@ -59,7 +67,7 @@ def probe(path: Path, busy_timeout: float = BUSY_TIMEOUT_SECONDS) -> frozenset[s
         _, columns = _cameras_table(conn, path)
         conn.execute("SELECT 1 FROM cameras LIMIT 1").fetchall()
     except sqlite3.Error as exc:
-        raise DatabaseError(f"cannot read database {str(path)!r}: {exc}") from None
+        raise DatabaseError(f"cannot read database {str(path)!r}: {describe(exc)}") from None
     finally:
         conn.close()
     return frozenset(columns)
@@ -69,9 +77,29 @@ def _connect(path: Path, busy_timeout: float) -> sqlite3.Connection:
     if not path.is_file():
         raise DatabaseError(f"database {str(path)!r} does not exist or is not a file")
     try:
-        return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=busy_timeout)
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=busy_timeout)
     except sqlite3.Error as exc:
-        raise DatabaseError(f"cannot open database {str(path)!r}: {exc}") from None
+        raise DatabaseError(f"cannot open database {str(path)!r}: {describe(exc)}") from None
+    conn.text_factory = decode_text
+    return conn
+
+
+def decode_text(raw: bytes) -> str | bytes:
+    """The connection's text_factory: UTF-8 text as str, anything else left as bytes.
+
+    With the default factory one undecodable value anywhere in the table makes the whole SELECT
+    fail (so no camera at all would be read), and the error quotes the value.
+    """
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw
+
+
+def describe(exc: BaseException) -> str:
+    """An sqlite3 error as one line that quotes no column value."""
+    text = _QUOTED_VALUE.sub("", str(exc))
+    return " ".join(text.split()) or type(exc).__name__
 
 
 def _cameras_table(conn: sqlite3.Connection, path: Path) -> tuple[sqlite_utils.Database, set[str]]:
@@ -102,7 +130,7 @@ def read_table(
         selected = ", ".join(f'"{name}"' for name in names)
         rows = db.execute(f"SELECT {selected} FROM cameras ORDER BY id").fetchall()
     except sqlite3.Error as exc:
-        raise DatabaseError(f"cannot read database {str(path)!r}: {exc}") from None
+        raise DatabaseError(f"cannot read database {str(path)!r}: {describe(exc)}") from None
     finally:
         conn.close()
     previous = cache.copy() if cache is not None else {}
