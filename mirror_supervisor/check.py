@@ -15,6 +15,7 @@ from .database import DatabaseError, read_cameras
 from .prune import format_bytes, parse_retention, prune_pass
 from .reconcile import wanted
 from .settings import Settings
+from .volume import folds_case
 
 
 def mirror_dir_findings(settings: Settings) -> list[str]:
@@ -53,7 +54,8 @@ def run_check(settings: Settings, out: TextIO) -> int:
         print(f"database: ERROR: {exc}", file=out)
         return 1
     print(f"database {settings.db}: {len(cameras)} cameras", file=out)
-    good, bad = wanted(cameras, settings.recorder_enabled)
+    fold_case = settings.mirror_dir is not None and folds_case(settings.mirror_dir) is True
+    good, bad = wanted(cameras, settings.recorder_enabled, fold_case=fold_case)
     for camera in cameras:
         if camera.id in good:
             verdict = f"mirrored: {camera.masked_url} segment={camera.segment_seconds}s audio={'copy' if camera.record_audio else 'off'}"

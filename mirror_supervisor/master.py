@@ -33,7 +33,7 @@ from typing import Any
 import setproctitle
 
 from . import backoff, lifeline, logs, orphans, volume, wakeup
-from .camera import Camera, mask
+from .camera import Camera, is_safe_id, mask
 from .daemon import MASTER_TITLE
 from .database import DatabaseError, RowCache, fingerprint, probe, read_table
 from .ffmpeg import build_command, camera_dir
@@ -383,7 +383,7 @@ class Master:
         self.columns = columns
         self.db_fingerprint, self.next_full_read = mark, now + FULL_READ_EVERY
         self.all_cameras = cameras
-        good, bad = wanted(cameras, True)
+        good, bad = wanted(cameras, True, fold_case=self.fold_case)
         self._report_rows(cameras, bad)
         self.last_reconcile = time.time()
         self._status_dirty = True
@@ -439,7 +439,9 @@ class Master:
         for cid, text in current.items():
             if self.reported.get(cid) != text:
                 level = logging.ERROR if cid in bad else logging.WARNING
-                logs.for_camera(cid if cid else "(empty-id)").log(level, "%s", text)
+                # An id that is not a plain name may hold control characters: shown quoted.
+                shown = cid if is_safe_id(cid) else repr(cid[:40])
+                logs.for_camera(shown).log(level, "%s", text)
         self.reported = current
 
     # -- converging ---------------------------------------------------------------------------
