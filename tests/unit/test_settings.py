@@ -10,9 +10,9 @@ NO_FLAGS: dict = {}
 
 
 def test_defaults_need_only_the_mirror_dir():
-    s = load({}, {"MIRROR_SUPERVISOR_MIRROR_DIR": "/m"})
+    s = load({}, {"MIRROR_SUPERVISOR_MIRROR_DIR": "/m"}, cwd=Path("/start"))
     assert (s.db, s.mirror_dir, s.ffmpeg, s.poll_interval, s.stop_timeout, s.recorder_enabled) == (
-        Path("./data/heldar.db"), Path("/m"), "ffmpeg", 5.0, 8.0, True)
+        Path("/start/data/heldar.db"), Path("/m"), "ffmpeg", 5.0, 8.0, True)
 
 
 def test_flag_beats_environment_beats_alias():
@@ -22,10 +22,11 @@ def test_flag_beats_environment_beats_alias():
     assert load({}, {"HELDAR_MIRROR_RECORDINGS_DIR": "/heldar"}).mirror_dir == Path("/heldar")
 
 
-@pytest.mark.parametrize("url,path", [("sqlite://data/x.db", "data/x.db"), ("sqlite:///var/x.db", "/var/x.db"),
-                                      ("sqlite:x.db?mode=rwc", "x.db")])
+@pytest.mark.parametrize("url,path", [("sqlite://data/x.db", "/start/data/x.db"), ("sqlite:///var/x.db", "/var/x.db"),
+                                      ("sqlite:x.db?mode=rwc", "/start/x.db")])
 def test_heldar_database_url(url, path):
-    assert load({}, {"HELDAR_DATABASE_URL": url, "MIRROR_SUPERVISOR_MIRROR_DIR": "/m"}).db == Path(path)
+    env = {"HELDAR_DATABASE_URL": url, "MIRROR_SUPERVISOR_MIRROR_DIR": "/m"}
+    assert load({}, env, cwd=Path("/start")).db == Path(path)
 
 
 def test_config_file_is_below_environment(tmp_path):
