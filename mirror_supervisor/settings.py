@@ -120,7 +120,7 @@ def parse_bool(value: str) -> bool:
 
 
 _OPTIONS = (
-    _Option("db", "--db", ("MIRROR_SUPERVISOR_DB", "HELDAR_DATABASE_URL"), _path, "./data/heldar.db", path=True),
+    _Option("db", "--db", ("MIRROR_SUPERVISOR_DB", "HELDAR_DATABASE_URL"), _path, Path("./data/heldar.db"), path=True),
     _Option("mirror_dir", "--mirror-dir", ("MIRROR_SUPERVISOR_MIRROR_DIR", "HELDAR_MIRROR_RECORDINGS_DIR"), _path, None,
             path=True),
     _Option("ffmpeg", "--ffmpeg", ("MIRROR_SUPERVISOR_FFMPEG", "HELDAR_FFMPEG_BIN"), _text, "ffmpeg", path=True),
