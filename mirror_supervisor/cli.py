@@ -16,8 +16,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import __version__, daemon, logs
-from .settings import FLAGS, Settings, SettingsError, load
+from . import __version__, daemon, files, logs
+from .settings import FLAGS, Settings, SettingsError, absolute, check_mirror_dir, check_reload, load, start_cwd
 
 PROG = "mirror-supervisor"
 EXIT_SETTINGS = 2
@@ -76,55 +76,107 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace, need_mirror_dir: bool = True) -> Settings:
+    """Settings with relative paths resolved against the directory the command started in
+    (``args.cwd``, recorded by :func:`main`), which stays right after the daemon moved to /."""
     flags = {field: getattr(args, field, None) for field in FLAGS}
-    return load(flags, os.environ, args.config, need_mirror_dir=need_mirror_dir)
-
-
-def _absolute(args: argparse.Namespace) -> None:
-    """A daemon runs in /, so every path given relative to the caller is fixed first."""
-    for name in ("db", "mirror_dir", "state_dir", "config", "log_file"):
-        value = getattr(args, name, None)
-        if value:
-            setattr(args, name, os.path.abspath(value))
-    if os.environ.get("MIRROR_SUPERVISOR_CONFIG"):
-        os.environ["MIRROR_SUPERVISOR_CONFIG"] = os.path.abspath(os.environ["MIRROR_SUPERVISOR_CONFIG"])
+    return load(flags, os.environ, args.config, need_mirror_dir=need_mirror_dir, cwd=getattr(args, "cwd", None))
 
 
 def _prepare_state_dir(settings: Settings) -> None:
+    """Create the state dir 0750, or accept an existing one only we can write (see files.py)."""
+    name, path = FLAGS["state_dir"], str(settings.state_dir)
     try:
-        Path(settings.state_dir).mkdir(parents=True, exist_ok=True)
+        files.ensure_private_dir(settings.state_dir)
+    except files.UnsafeDirectory as exc:
+        raise SettingsError(f"{name}: {path!r} {exc}; refusing to use it") from None
     except OSError as exc:
-        raise SettingsError(f"{FLAGS['state_dir']}: cannot create {str(settings.state_dir)!r}: {exc.strerror}") from None
+        raise SettingsError(f"{name}: cannot create {path!r}: {exc.strerror}") from None
     if not os.access(settings.state_dir, os.W_OK):
-        raise SettingsError(f"{FLAGS['state_dir']}: {str(settings.state_dir)!r} is not writable")
+        raise SettingsError(f"{name}: {path!r} is not writable")
+
+
+def _check_log_file(args: argparse.Namespace) -> None:
+    """Resolve --log-file against the start directory and check it can be written (created 0640)."""
+    if not args.log_file:
+        return
+    args.log_file = str(absolute(args.log_file, getattr(args, "cwd", None), "--log-file"))
+    try:
+        os.close(files.open_append(Path(args.log_file)))
+    except OSError as exc:
+        raise SettingsError(f"--log-file: cannot write {args.log_file!r}: {exc.strerror}") from None
+
+
+class _Reloader:
+    """The master's ``reload_settings``: re-reads flags, environment and config file as at start.
+
+    Relative paths resolve against the start directory, never the daemon's /. Anything the running
+    master cannot take raises :class:`SettingsError`, so the master keeps its old settings. A new
+    mirror dir is locked before it is accepted (and the old lock let go: old workers keep holding
+    it until they stop), so a reload cannot make two masters share one mirror either.
+    """
+
+    def __init__(self, args: argparse.Namespace, settings: Settings, mirror_lock: int) -> None:
+        self.args, self.current, self.mirror_lock = args, settings, mirror_lock
+
+    def __call__(self) -> Settings:
+        try:
+            new = _settings(self.args)
+            check_reload(self.current, new)
+        except SettingsError:
+            raise
+        except Exception as exc:  # the master must never die of a reload: footage would stop
+            raise SettingsError(f"reload: {type(exc).__name__}: {exc}".replace("\n", " ")) from None
+        if new.mirror_dir != self.current.mirror_dir:
+            self._move_mirror_lock(new)
+        self.current = new
+        return new
+
+    def _move_mirror_lock(self, new: Settings) -> None:
+        assert new.mirror_dir is not None
+        try:
+            fd = daemon.acquire_mirror_lock(new.mirror_dir, wait=0)
+        except daemon.AlreadyRunning as exc:
+            raise SettingsError(f"{FLAGS['mirror_dir']}: {exc}") from None
+        except OSError as exc:
+            raise SettingsError(f"{FLAGS['mirror_dir']}: cannot lock {str(new.mirror_dir)!r}: {exc.strerror}") from None
+        os.close(self.mirror_lock)
+        self.mirror_lock = fd
+
+    def close(self) -> None:
+        os.close(self.mirror_lock)
+
+
+def _take_locks(settings: Settings) -> tuple[int, int]:
+    """The state-dir lock, then the mirror-dir lock: both before any ffmpeg can start."""
+    assert settings.mirror_dir is not None
+    wait = settings.stop_timeout + 5
+    state_lock = daemon.acquire_lock(settings.state_dir, wait=wait)
+    try:
+        return state_lock, daemon.acquire_mirror_lock(settings.mirror_dir, wait=wait)
+    except BaseException:
+        os.close(state_lock)
+        raise
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .master import Master
 
-    _absolute(args)
     settings = _settings(args)
-    assert settings.mirror_dir is not None
-    if not settings.mirror_dir.is_dir():
-        raise SettingsError(f"{FLAGS['mirror_dir']}: {str(settings.mirror_dir)!r} is not an existing directory")
+    check_mirror_dir(settings)
     _prepare_state_dir(settings)
     if args.daemon and not args.log_file:
         raise SettingsError("--log-file: required with --daemon (a daemon has no terminal to log to)")
-    if args.log_file:
-        try:
-            open(args.log_file, "a").close()
-        except OSError as exc:
-            raise SettingsError(f"--log-file: cannot write {args.log_file!r}: {exc.strerror}") from None
+    _check_log_file(args)
 
     ready_fd = daemon.detach() if args.daemon else None
     if ready_fd is not None:
         # Python-level crashes of the daemon land in the log file, not in /dev/null.
-        log_fd = os.open(args.log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        log_fd = files.open_append(Path(args.log_file))
         os.dup2(log_fd, 2)
         os.close(log_fd)
     logs.setup(args.log_level, path=args.log_file)
     try:
-        lock_fd = daemon.acquire_lock(settings.state_dir, wait=settings.stop_timeout + 5)
+        lock_fd, mirror_lock_fd = _take_locks(settings)
     except (daemon.AlreadyRunning, OSError) as exc:
         logs.master().error("not starting: %s", exc)
         daemon.report_ready(ready_fd, str(exc))
@@ -132,16 +184,18 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
     pid = os.getpid()
+    reloader = _Reloader(args, settings, mirror_lock_fd)
 
     def ready() -> None:
         daemon.write_pidfile(settings.state_dir, pid)
         daemon.report_ready(ready_fd)
 
     try:
-        return Master(settings, reload_settings=lambda: _settings(args), on_ready=ready).run()
+        return Master(settings, reload_settings=reloader, on_ready=ready).run()
     finally:
         if os.getpid() == pid:  # never in a forked worker
             daemon.remove_pidfile(settings.state_dir, pid)
+            reloader.close()
             os.close(lock_fd)
 
 
@@ -208,9 +262,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
     from .prune import run_pass
 
     settings = _settings(args)
+    check_mirror_dir(settings)
     assert settings.mirror_dir is not None
-    if not settings.mirror_dir.is_dir():
-        raise SettingsError(f"{FLAGS['mirror_dir']}: {str(settings.mirror_dir)!r} is not an existing directory")
     report = run_pass(settings.db, settings.mirror_dir, dry_run=args.dry_run)
     for line in report.format_lines():
         print(line)
@@ -224,6 +277,7 @@ COMMANDS = {"run": cmd_run, "reload": cmd_reload, "stop": cmd_stop, "status": cm
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    args.cwd = start_cwd()  # relative paths mean this directory, also after the daemon moved to /
     try:
         return COMMANDS[args.command](args)
     except SettingsError as exc:

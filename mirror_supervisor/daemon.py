@@ -5,6 +5,14 @@ masters: it is held by the master *and inherited by its workers*, so while any w
 master is still stopping its ffmpeg, a new master cannot start a second ffmpeg for the same
 camera. The pidfile is only a pointer for ``reload``/``stop``/``status`` and init scripts; it is
 written atomically once the master is ready and removed on exit only if it still names us.
+
+The state-dir lock alone lets two masters with *different* state dirs record into one mirror dir
+(two ffmpegs per camera fighting over segment names). So the master also locks
+``<mirror_dir>/.mirror-supervisor.lock`` the same way (inherited by workers, waited for while a
+dead master's workers stop) and writes its pid into it, so a refusal can name the other master.
+That file is opened once at start (and on a reload that changes the mirror dir), never
+periodically: the mirror may be a hung NFS mount. On NFS, ``flock`` is emulated with POSIX locks,
+which workers do not inherit: there it covers the master's life only.
 """
 
 from __future__ import annotations
@@ -14,14 +22,16 @@ import fcntl
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
 
-from .status import write_atomically
+from .files import PIDFILE_MODE, open_lock_file, write_atomically
 
 PIDFILE = "mirror-supervisor.pid"
 LOCKFILE = "mirror-supervisor.lock"
+MIRROR_LOCKFILE = ".mirror-supervisor.lock"
 MASTER_TITLE = "mirror-supervisor: master"
 
 
@@ -58,28 +68,78 @@ def acquire_lock(state_dir: Path, wait: float) -> int:
 
     A live master holding it is refused at once; returns the locked fd, to keep open.
     """
-    fd = os.open(Path(state_dir) / LOCKFILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    deadline = time.monotonic() + wait
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return fd
-        except OSError as exc:
-            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
-                os.close(fd)
-                raise
+    path = Path(state_dir) / LOCKFILE
+
+    def live_holder(fd: int) -> str | None:
         pid = running_master(state_dir)
-        if pid is not None:
-            os.close(fd)
-            raise AlreadyRunning(f"already running as pid {pid} (pidfile {Path(state_dir) / PIDFILE})")
-        if time.monotonic() >= deadline:
-            os.close(fd)
-            raise AlreadyRunning(f"{Path(state_dir) / LOCKFILE} is held by processes of an earlier master that did not exit")
-        time.sleep(0.1)
+        return None if pid is None else f"already running as pid {pid} (pidfile {Path(state_dir) / PIDFILE})"
+
+    return _locked(path, wait, live_holder, lambda: f"{path} is held by processes of an earlier master that did not exit")
+
+
+def acquire_mirror_lock(mirror_dir: Path, wait: float) -> int:
+    """Lock the mirror dir for this master (see the module docstring); returns the fd to keep.
+
+    Raises :class:`AlreadyRunning` naming the mirror dir and, if known, the other master's pid.
+    """
+    path = Path(mirror_dir) / MIRROR_LOCKFILE
+    seen: list[int] = []
+
+    def live_holder(fd: int) -> str | None:
+        pid = _pid_in(fd)
+        if pid is None:
+            return None
+        seen[:] = [pid]
+        return f"mirror dir {mirror_dir} is in use by another master, pid {pid}" if is_master(pid) else None
+
+    def stale() -> str:
+        who = f" (pid {seen[0]})" if seen else ""
+        return f"mirror dir {mirror_dir} is locked by processes of another master{who} that did not exit ({path})"
+
+    fd = _locked(path, wait, live_holder, stale)
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    except OSError:
+        pass  # a full volume: the lock still holds, a refusal just cannot name us
+    return fd
+
+
+def _pid_in(fd: int) -> int | None:
+    try:
+        text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() and int(text) > 0 else None
+
+
+def _locked(path: Path, wait: float, live_holder: Callable[[int], str | None], stale: Callable[[], str]) -> int:
+    """``flock`` ``path``; refuse at once when ``live_holder(fd)`` names a live master, else retry
+    until ``wait`` s passed (a dead master's workers may still be stopping), then refuse with
+    ``stale()``. Returns the locked fd."""
+    fd = open_lock_file(path)
+    deadline = time.monotonic() + wait
+    try:
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return fd
+            except OSError as exc:
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    raise
+            message = live_holder(fd)
+            if message is not None:
+                raise AlreadyRunning(message)
+            if time.monotonic() >= deadline:
+                raise AlreadyRunning(stale())
+            time.sleep(0.1)
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def write_pidfile(state_dir: Path, pid: int) -> None:
-    write_atomically(Path(state_dir) / PIDFILE, f"{pid}\n")
+    write_atomically(Path(state_dir) / PIDFILE, f"{pid}\n", mode=PIDFILE_MODE)
 
 
 def remove_pidfile(state_dir: Path, pid: int) -> None:

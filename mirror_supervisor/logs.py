@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import os
 import sys
 import time
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
+from . import files
 from .camera import mask
 
 LOGGER_NAME = "mirror_supervisor"
@@ -32,6 +35,15 @@ class _Formatter(logging.Formatter):
         return mask(text.replace("\r", "").replace("\n", " | "))
 
 
+class _PrivateFileHandler(logging.handlers.WatchedFileHandler):
+    """A WatchedFileHandler whose file, also when re-created after rotation, is created 0640
+    (not 0666 minus umask: the log names cameras and their addresses) and never via a symlink."""
+
+    def _open(self) -> IO[str]:
+        fd = files.open_append(Path(self.baseFilename))
+        return os.fdopen(fd, "a", encoding=self.encoding, errors=self.errors)
+
+
 def setup(level: str = "INFO", stream: Any = None, path: str | None = None) -> logging.Logger:
     """Log to ``path`` if given, else to ``stream`` (stderr).
 
@@ -42,7 +54,7 @@ def setup(level: str = "INFO", stream: Any = None, path: str | None = None) -> l
     logger.handlers.clear()
     handler: logging.Handler
     if path:
-        handler = logging.handlers.WatchedFileHandler(path, encoding="utf-8")
+        handler = _PrivateFileHandler(path, encoding="utf-8")
     else:
         handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(_Formatter())

@@ -5,6 +5,14 @@ Flags and the environment are fixed for the life of a process. The optional conf
 ``/etc/default/mirror-supervisor``) is re-read on SIGHUP, so an operator can change, say,
 ``MIRROR_SUPERVISOR_RECORDER_ENABLED`` without restarting the master and cutting footage.
 
+Relative paths. The daemon runs in ``/``, so every path setting (db, mirror_dir, state_dir,
+ffmpeg when it contains a ``/``, the config file itself) is made absolute when it is read, against
+the directory it was given in: a flag or an environment variable against the working directory
+the process *started* in (``cwd``, which the CLI records before it detaches and hands to every
+reload), a value in the config file against that file's directory, so the file means the same
+wherever it is used from (``/etc/default`` files normally hold absolute paths anyway). A default
+(``./data/heldar.db``) counts as given on the command line.
+
 Every problem is a :class:`SettingsError` whose message is one line naming the setting.
 """
 
@@ -12,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +32,11 @@ class SettingsError(Exception):
 
 
 def default_state_dir() -> Path:
-    """/run for root (as init scripts run it); otherwise the user's runtime directory."""
+    """/run for root (as init scripts run it); otherwise the user's runtime directory.
+
+    The /tmp fallback is a name any local user can create first: whoever uses a state dir
+    checks that it is ours and only we can write it (``files.ensure_private_dir``).
+    """
     if os.geteuid() == 0:
         return Path("/run/mirror-supervisor")
     runtime = os.environ.get("XDG_RUNTIME_DIR")
@@ -54,6 +67,7 @@ class _Option:
     env: tuple[str, ...]
     parse: Callable[[str], Any]
     default: Any  # None means required; a callable is called for the default
+    path: bool = False  # made absolute against the directory it was given in
 
 
 def _text(value: str) -> str:
@@ -106,12 +120,13 @@ def parse_bool(value: str) -> bool:
 
 
 _OPTIONS = (
-    _Option("db", "--db", ("MIRROR_SUPERVISOR_DB", "HELDAR_DATABASE_URL"), _path, Path("./data/heldar.db")),
-    _Option("mirror_dir", "--mirror-dir", ("MIRROR_SUPERVISOR_MIRROR_DIR", "HELDAR_MIRROR_RECORDINGS_DIR"), _path, None),
-    _Option("ffmpeg", "--ffmpeg", ("MIRROR_SUPERVISOR_FFMPEG", "HELDAR_FFMPEG_BIN"), _text, "ffmpeg"),
+    _Option("db", "--db", ("MIRROR_SUPERVISOR_DB", "HELDAR_DATABASE_URL"), _path, Path("./data/heldar.db"), path=True),
+    _Option("mirror_dir", "--mirror-dir", ("MIRROR_SUPERVISOR_MIRROR_DIR", "HELDAR_MIRROR_RECORDINGS_DIR"), _path, None,
+            path=True),
+    _Option("ffmpeg", "--ffmpeg", ("MIRROR_SUPERVISOR_FFMPEG", "HELDAR_FFMPEG_BIN"), _text, "ffmpeg", path=True),
     _Option("poll_interval", "--poll-interval", ("MIRROR_SUPERVISOR_POLL_INTERVAL",), _seconds, 5.0),
     _Option("stop_timeout", "--stop-timeout", ("MIRROR_SUPERVISOR_STOP_TIMEOUT",), _seconds, 8.0),
-    _Option("state_dir", "--state-dir", ("MIRROR_SUPERVISOR_STATE_DIR",), _path, default_state_dir),
+    _Option("state_dir", "--state-dir", ("MIRROR_SUPERVISOR_STATE_DIR",), _path, default_state_dir, path=True),
     _Option("recorder_enabled", "--recorder-enabled", ("MIRROR_SUPERVISOR_RECORDER_ENABLED", "HELDAR_RECORDER_ENABLED"), parse_bool, True),
     _Option("stall_timeout", "--stall-timeout", ("MIRROR_SUPERVISOR_STALL_TIMEOUT",), _seconds, lambda: None),
     _Option("require_mount", "--require-mount", ("MIRROR_SUPERVISOR_REQUIRE_MOUNT",), parse_bool, False),
@@ -150,44 +165,113 @@ def read_config_file(path: Path) -> dict[str, str]:
     return values
 
 
+def start_cwd() -> Path | None:
+    """The working directory now, or None when it was removed (then only absolute paths work)."""
+    try:
+        return Path(os.getcwd())
+    except OSError:
+        return None
+
+
+def absolute(value: str | Path, base: Path | None, name: str) -> Path:
+    """``value`` made absolute against ``base`` (lexically: symlinks are left as they are)."""
+    path = Path(value)
+    if not path.is_absolute():
+        if base is None:
+            raise SettingsError(f"{name}: {str(value)!r} is relative, but the working directory is gone")
+        path = base / path
+    return Path(os.path.normpath(path))
+
+
 def load(
     flags: Mapping[str, str | None],
     environ: Mapping[str, str] | None = None,
     config_path: str | None = None,
     need_mirror_dir: bool = True,
+    cwd: Path | None = None,
 ) -> Settings:
-    """Resolve every setting; ``flags`` maps field names to flag values (None when not given)."""
+    """Resolve every setting; ``flags`` maps field names to flag values (None when not given).
+
+    ``cwd`` is the directory flags and environment were given in (default: the current one);
+    a reload in the daemon must pass the directory the process started in, not ``/``.
+    """
     environ = os.environ if environ is None else environ
+    cwd = start_cwd() if cwd is None else cwd
+    config_name = "--config" if config_path else "MIRROR_SUPERVISOR_CONFIG"
     config_path = config_path or environ.get("MIRROR_SUPERVISOR_CONFIG") or None
-    file_values = read_config_file(Path(config_path)) if config_path else {}
+    config = absolute(config_path, cwd, config_name) if config_path else None
+    file_values = read_config_file(config) if config else {}
+    bases = {"flag": cwd, "env": cwd, "file": config.parent if config else None}
     resolved: dict[str, Any] = {}
     for option in _OPTIONS:
         if option.field == "mirror_dir" and not need_mirror_dir:
             option = dataclasses.replace(option, default=_no_mirror_dir)
-        resolved[option.field] = _resolve(option, flags.get(option.field), environ, file_values)
-    resolved["config"] = Path(config_path) if config_path else None
+        resolved[option.field] = _resolve(option, flags.get(option.field), environ, file_values, bases)
+    resolved["config"] = config
     return Settings(**resolved)
 
 
-def _resolve(option: _Option, flag_value: str | None, environ: Mapping[str, str], file_values: Mapping[str, str]) -> Any:
-    candidates: list[tuple[str, str, Callable[[str], Any]]] = []
+def _resolve(option: _Option, flag_value: str | None, environ: Mapping[str, str], file_values: Mapping[str, str],
+             bases: Mapping[str, Path | None]) -> Any:
+    candidates: list[tuple[str, str, Callable[[str], Any], str]] = []
     if flag_value is not None:
-        candidates.append((option.flag, flag_value, option.parse))
-    for source in (environ, file_values):
+        candidates.append((option.flag, flag_value, option.parse, "flag"))
+    for source, origin in ((environ, "env"), (file_values, "file")):
         for name in option.env:
             if name in source:
-                candidates.append((name, source[name], _SPECIAL_PARSERS.get(name, option.parse)))
+                candidates.append((name, source[name], _SPECIAL_PARSERS.get(name, option.parse), origin))
     if not candidates:
         if option.default is None:
             names = " or ".join((option.flag,) + option.env)
             raise SettingsError(f"{option.flag}: required (set {names})")
-        return option.default() if callable(option.default) else option.default
-    name, value, parse = candidates[0]
+        default = option.default() if callable(option.default) else option.default
+        return _anchor(option, option.flag, default, bases["flag"])
+    name, value, parse, origin = candidates[0]
     try:
-        return parse(value)
+        parsed = parse(value)
     except ValueError as exc:
         raise SettingsError(f"{name}: {exc}") from None
+    return _anchor(option, name, parsed, bases[origin])
+
+
+def _anchor(option: _Option, name: str, value: Any, base: Path | None) -> Any:
+    """A path setting made absolute; a bare ffmpeg name stays a name, looked up in PATH."""
+    if not option.path or value is None:
+        return value
+    if isinstance(value, str):
+        return str(absolute(value, base, name)) if "/" in value else value
+    return absolute(value, base, name)
 
 
 def _no_mirror_dir() -> None:
     return None
+
+
+def check_mirror_dir(settings: Settings) -> None:
+    """Recording needs an existing mirror dir: ffmpeg must never create one on the disk under a
+    missing mount. Called once at start and on a reload that changes it, never periodically (the
+    volume may be a hung NFS mount)."""
+    if settings.mirror_dir is None or not settings.mirror_dir.is_dir():
+        raise SettingsError(f"{FLAGS['mirror_dir']}: {str(settings.mirror_dir)!r} is not an existing directory")
+
+
+def check_reload(old: Settings, new: Settings) -> None:
+    """Refuse new settings a running master cannot take; the master then keeps the old ones.
+
+    Only what changed is checked, so a reload never touches an unchanged (maybe hung) mirror
+    volume. The state dir holds the lock and pidfile of this very master: it cannot move.
+    A changed ffmpeg that is not there would restart every camera into a failure.
+    """
+    if new.state_dir != old.state_dir:
+        raise SettingsError(f"{FLAGS['state_dir']}: cannot change from {str(old.state_dir)!r} to "
+                            f"{str(new.state_dir)!r} while running (it holds the lock and pidfile); restart instead")
+    if new.mirror_dir != old.mirror_dir:
+        check_mirror_dir(new)
+    if new.ffmpeg != old.ffmpeg and not _executable(new.ffmpeg):
+        raise SettingsError(f"{FLAGS['ffmpeg']}: {new.ffmpeg!r} is not an executable file")
+
+
+def _executable(program: str) -> bool:
+    if "/" in program:
+        return os.path.isfile(program) and os.access(program, os.X_OK)
+    return shutil.which(program) is not None

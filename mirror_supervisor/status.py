@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import segments
+from .files import write_atomically  # noqa: F401  (the master imports it from here)
 
 STATUS_FILE = "status.json"
 MAX_REPORT_BYTES = 3072  # below PIPE_BUF (4096): a write of a whole line is atomic
@@ -42,13 +43,6 @@ def decode_reports(buffer: bytes) -> tuple[list[dict[str, Any]], bytes]:
         if isinstance(report, dict) and isinstance(report.get("camera"), str):
             reports.append(report)
     return reports, rest
-
-
-def write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
 
 
 def read_status(state_dir: Path) -> dict[str, Any] | None:

@@ -1,18 +1,21 @@
 """Settings precedence and one-line errors (SPEC section 7)."""
 
+import dataclasses
+import os
 from pathlib import Path
 
 import pytest
 
-from mirror_supervisor.settings import SettingsError, load, parse_bool
+from mirror_supervisor import cli, daemon
+from mirror_supervisor.settings import Settings, SettingsError, absolute, check_reload, load, parse_bool
 
 NO_FLAGS: dict = {}
 
 
 def test_defaults_need_only_the_mirror_dir():
-    s = load({}, {"MIRROR_SUPERVISOR_MIRROR_DIR": "/m"})
+    s = load({}, {"MIRROR_SUPERVISOR_MIRROR_DIR": "/m"}, cwd=Path("/start"))
     assert (s.db, s.mirror_dir, s.ffmpeg, s.poll_interval, s.stop_timeout, s.recorder_enabled) == (
-        Path("./data/heldar.db"), Path("/m"), "ffmpeg", 5.0, 8.0, True)
+        Path("/start/data/heldar.db"), Path("/m"), "ffmpeg", 5.0, 8.0, True)
 
 
 def test_flag_beats_environment_beats_alias():
@@ -22,10 +25,11 @@ def test_flag_beats_environment_beats_alias():
     assert load({}, {"HELDAR_MIRROR_RECORDINGS_DIR": "/heldar"}).mirror_dir == Path("/heldar")
 
 
-@pytest.mark.parametrize("url,path", [("sqlite://data/x.db", "data/x.db"), ("sqlite:///var/x.db", "/var/x.db"),
-                                      ("sqlite:x.db?mode=rwc", "x.db")])
+@pytest.mark.parametrize("url,path", [("sqlite://data/x.db", "/start/data/x.db"), ("sqlite:///var/x.db", "/var/x.db"),
+                                      ("sqlite:x.db?mode=rwc", "/start/x.db")])
 def test_heldar_database_url(url, path):
-    assert load({}, {"HELDAR_DATABASE_URL": url, "MIRROR_SUPERVISOR_MIRROR_DIR": "/m"}).db == Path(path)
+    env = {"HELDAR_DATABASE_URL": url, "MIRROR_SUPERVISOR_MIRROR_DIR": "/m"}
+    assert load({}, env, cwd=Path("/start")).db == Path(path)
 
 
 def test_config_file_is_below_environment(tmp_path):
@@ -64,3 +68,109 @@ def test_unreadable_config_file(tmp_path):
 
 def test_parse_bool():
     assert [parse_bool(v) for v in ("1", "TRUE", "yes", "On", "0", "false", "No", "off")] == [True] * 4 + [False] * 4
+
+
+# -- relative paths: against the directory they were given in, not the daemon's / ----------------
+
+def test_relative_flags_and_environment_resolve_against_the_start_directory():
+    flags = {"mirror_dir": "rec", "state_dir": "./state/../run", "ffmpeg": "bin/ffmpeg"}
+    s = load(flags, {"HELDAR_DATABASE_URL": "sqlite://data/x.db?mode=rwc"}, cwd=Path("/start"))
+    assert (s.mirror_dir, s.state_dir, s.ffmpeg, s.db) == (
+        Path("/start/rec"), Path("/start/run"), "/start/bin/ffmpeg", Path("/start/data/x.db"))
+    assert load({}, {"MIRROR_SUPERVISOR_MIRROR_DIR": "m", "MIRROR_SUPERVISOR_DB": "/abs.db"},
+                cwd=Path("/start")).db == Path("/abs.db")
+
+
+def test_a_bare_ffmpeg_name_is_left_to_path_lookup():
+    assert load({"mirror_dir": "/m", "ffmpeg": "ffmpeg7"}, {}, cwd=Path("/start")).ffmpeg == "ffmpeg7"
+
+
+def test_config_file_values_resolve_against_the_config_files_directory(tmp_path, monkeypatch):
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "default").write_text("MIRROR_SUPERVISOR_MIRROR_DIR=mirror\nHELDAR_DATABASE_URL=sqlite://../data/x.db\n"
+                                 "MIRROR_SUPERVISOR_STATE_DIR=/run/abs\nMIRROR_SUPERVISOR_FFMPEG=./ff\n")
+    monkeypatch.chdir("/")  # the daemon's cwd: must not matter
+    for flag, env in (("etc/default", {}), (None, {"MIRROR_SUPERVISOR_CONFIG": "etc/default"})):
+        s = load({}, env, flag, cwd=tmp_path)
+        assert (s.config, s.mirror_dir, s.db, s.state_dir, s.ffmpeg) == (
+            etc / "default", etc / "mirror", tmp_path / "data" / "x.db", Path("/run/abs"), str(etc / "ff"))
+
+
+def test_flag_and_environment_still_beat_the_file_and_keep_their_own_base(tmp_path):
+    (tmp_path / "conf").mkdir()
+    (tmp_path / "conf" / "default").write_text("MIRROR_SUPERVISOR_MIRROR_DIR=from-file\n")
+    s = load({"mirror_dir": "from-flag"}, {}, "conf/default", cwd=tmp_path)
+    assert s.mirror_dir == tmp_path / "from-flag"
+
+
+def test_relative_path_without_a_working_directory_is_a_settings_error():
+    with pytest.raises(SettingsError, match=r"^--mirror-dir: 'rec' is relative"):
+        absolute("rec", None, "--mirror-dir")
+    assert absolute("/abs/./x", None, "--mirror-dir") == Path("/abs/x")
+
+
+# -- reload: what a running master may take ----------------------------------------------------
+
+def settings_at(tmp_path: Path, **changes) -> Settings:
+    base = Settings(db=tmp_path / "db", mirror_dir=tmp_path, state_dir=tmp_path / "state", ffmpeg="ffmpeg")
+    return dataclasses.replace(base, **changes)
+
+
+def test_reload_refuses_a_missing_mirror_dir_a_moved_state_dir_and_a_missing_ffmpeg(tmp_path):
+    old = settings_at(tmp_path)
+    cases = [
+        (settings_at(tmp_path, mirror_dir=tmp_path / "gone"), "--mirror-dir: "),
+        (settings_at(tmp_path, state_dir=tmp_path / "elsewhere"), "--state-dir: cannot change"),
+        (settings_at(tmp_path, ffmpeg=str(tmp_path / "no-ffmpeg")), "--ffmpeg: "),
+    ]
+    for new, message in cases:
+        with pytest.raises(SettingsError) as info:
+            check_reload(old, new)
+        assert str(info.value).startswith(message) and "\n" not in str(info.value)
+
+
+def test_reload_does_not_look_at_an_unchanged_mirror_dir(tmp_path):
+    """An unchanged mirror dir may be a hung NFS mount: the reload must not stat it."""
+    hung = settings_at(tmp_path, mirror_dir=tmp_path / "not-even-there")
+    check_reload(hung, dataclasses.replace(hung, poll_interval=2.0))
+
+
+def _run_args(tmp_path: Path, *argv: str):
+    args = cli.build_parser().parse_args(["run", *argv])
+    args.cwd = tmp_path
+    return args
+
+
+def test_the_reload_callable_resolves_against_the_start_directory_after_chdir(tmp_path, monkeypatch):
+    for name in ("m1", "m2", "state"):
+        (tmp_path / name).mkdir()
+    config = tmp_path / "default"
+    config.write_text("MIRROR_SUPERVISOR_MIRROR_DIR=m1\nMIRROR_SUPERVISOR_STATE_DIR=state\n")
+    for key in ("MIRROR_SUPERVISOR_MIRROR_DIR", "HELDAR_MIRROR_RECORDINGS_DIR", "MIRROR_SUPERVISOR_STATE_DIR",
+                "MIRROR_SUPERVISOR_CONFIG"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.chdir(tmp_path)
+    args = _run_args(tmp_path, "--config", "default", "--db", "heldar.db")
+    start = cli._settings(args)
+    lock = daemon.acquire_mirror_lock(start.mirror_dir, wait=0)
+    reload_settings = cli._Reloader(args, start, lock)
+    monkeypatch.chdir("/")  # what the daemon does
+    try:
+        config.write_text("MIRROR_SUPERVISOR_MIRROR_DIR=m2\nMIRROR_SUPERVISOR_STATE_DIR=state\n")
+        new = reload_settings()
+        assert (new.mirror_dir, new.db, new.state_dir) == (tmp_path / "m2", tmp_path / "heldar.db", tmp_path / "state")
+        # the new mirror dir is locked by us now, the old one let go
+        with pytest.raises(daemon.AlreadyRunning):
+            daemon.acquire_mirror_lock(tmp_path / "m2", wait=0)
+        os.close(daemon.acquire_mirror_lock(tmp_path / "m1", wait=0))
+
+        for bad in ("MIRROR_SUPERVISOR_MIRROR_DIR=missing\n", "MIRROR_SUPERVISOR_POLL_INTERVAL=soon\n"):
+            config.write_text(bad + "MIRROR_SUPERVISOR_STATE_DIR=state\n")
+            with pytest.raises(SettingsError):
+                reload_settings()
+        config.unlink()
+        with pytest.raises(SettingsError, match="^--config: cannot read"):
+            reload_settings()
+    finally:
+        reload_settings.close()
