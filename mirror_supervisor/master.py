@@ -39,7 +39,8 @@ from .database import DatabaseError, RowCache, fingerprint, probe, read_table
 from .ffmpeg import build_command, camera_dir
 from .reconcile import diff, wanted
 from .settings import Settings, SettingsError
-from .status import STATUS_FILE, decode_reports, write_atomically
+from .files import STATUS_MODE, write_atomically
+from .status import STATUS_FILE, decode_reports
 from .worker import WorkerSpec, default_stall_timeout, run_worker
 
 REMAINS_POLL_SECONDS = 0.2
@@ -798,7 +799,7 @@ class Master:
         snapshot = self._snapshot()
         self._update_title(snapshot)
         try:
-            write_atomically(Path(self.settings.state_dir) / STATUS_FILE, json.dumps(snapshot, indent=1))
+            write_atomically(Path(self.settings.state_dir) / STATUS_FILE, json.dumps(snapshot, indent=1), mode=STATUS_MODE)
         except OSError as exc:
             self.log.warning("cannot write status file in %s: %s", self.settings.state_dir, exc)
 
