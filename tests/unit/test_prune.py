@@ -32,8 +32,13 @@ NOW = 1_800_000_000.0
 HOUR = 3600.0
 
 
-def cam(camera_id: str, retention=24, mirrored=True) -> Camera:
-    return Camera(camera_id, mirrored=mirrored, retention_hours=retention)
+# One segment here stands for more footage than any retention in these tests, so the footage
+# cutoff only ever keeps the mirror's newest file; TestClockRules sets real segment lengths.
+LONG_SEGMENT = 10**9
+
+
+def cam(camera_id: str, retention=24, mirrored=True, segment_seconds=LONG_SEGMENT) -> Camera:
+    return Camera(camera_id, mirrored=mirrored, retention_hours=retention, segment_seconds=segment_seconds)
 
 
 def segment(directory: Path, name: str, age_hours: float, size: int = 10) -> Path:
@@ -44,6 +49,12 @@ def segment(directory: Path, name: str, age_hours: float, size: int = 10) -> Pat
     mtime = NOW - age_hours * HOUR
     os.utime(path, (mtime, mtime))
     return path
+
+
+def recording(mirror: Path) -> Camera:
+    """A camera with a segment written just now: the footage that shows time really passed."""
+    segment(mirror / "rec", "20270115_075900.mp4", age_hours=0)
+    return cam("rec", 24)
 
 
 def names(directory: Path) -> set[str]:
@@ -102,15 +113,16 @@ class TestPrunePass:
     def test_fractional_retention_and_each_camera_its_own(self, mirror):
         segment(mirror / "a", "20261123_080000.mp4", age_hours=1)
         segment(mirror / "b", "20261123_080000.mp4", age_hours=1)
+        segment(mirror / "b", "20270115_075900.mp4", age_hours=0)
         report = prune_pass(mirror, [cam("a", 0.5), cam("b", "2")], set(), NOW)
         assert names(mirror / "a") == set()
-        assert names(mirror / "b") == {"20261123_080000.mp4"}
+        assert names(mirror / "b") == {"20261123_080000.mp4", "20270115_075900.mp4"}
         assert [c.deleted_files for c in report.cameras] == [1, 0]
         assert report.cameras[0].oldest_kept is None
 
     def test_unmirrored_camera_in_the_database_is_pruned_too(self, mirror):
         segment(mirror / "off", "20261123_080000.mp4", age_hours=5)
-        prune_pass(mirror, [cam("off", 1, mirrored=False)], set(), NOW)
+        prune_pass(mirror, [cam("off", 1, mirrored=False), recording(mirror)], set(), NOW)
         assert names(mirror / "off") == set()
 
     def test_keeps_newest_of_a_running_camera_even_when_expired(self, mirror):
@@ -122,7 +134,7 @@ class TestPrunePass:
         assert report.cameras[0].deleted_files == 2
         assert report.cameras[0].oldest_kept == "20261123_020000.mp4"
 
-        prune_pass(mirror, [cam("cam", 1)], set(), NOW)  # not running: nothing is being written
+        prune_pass(mirror, [cam("cam", 1), recording(mirror)], set(), NOW)  # not running: nothing is being written
         assert names(d) == set()
 
     def test_running_camera_keeps_newest_by_mtime_too_after_a_clock_step(self, mirror):
@@ -157,7 +169,7 @@ class TestPrunePass:
             os.utime(link, (NOW - 100 * HOUR,) * 2, follow_symlinks=False)
         before = names(d)
 
-        report = prune_pass(mirror, [cam("cam", 1)], set(), NOW)
+        report = prune_pass(mirror, [cam("cam", 1), recording(mirror)], set(), NOW)
 
         assert names(d) == before - {"20261123_070000.mp4"}
         assert outside.exists() and os.path.islink(link_out) and os.path.lexists(link_in)
@@ -192,7 +204,7 @@ class TestPrunePass:
         (mirror / "dirlink").symlink_to(tmp_path, target_is_directory=True)
         segment(mirror / "cam", "20261123_080000.mp4", age_hours=1000)
 
-        report = prune_pass(mirror, [cam("cam", 1)], set(), NOW)
+        report = prune_pass(mirror, [cam("cam", 1), recording(mirror)], set(), NOW)
 
         assert names(mirror / "gone_cam") == {"20261123_080000.mp4", "other.bin", "deeper", "link"}
         assert [(o.name, o.files, o.bytes) for o in report.orphans] == [("empty_cam", 0, 0), ("gone_cam", 2, 345)]
@@ -266,8 +278,8 @@ class TestPrunePass:
                 raise FileNotFoundError(2, "No such file or directory")
 
         monkeypatch.setattr(os, "unlink", racing_unlink)
-        report = prune_pass(mirror, [cam("cam", 1)], set(), NOW)
-        (result,) = report.cameras
+        report = prune_pass(mirror, [cam("cam", 1), recording(mirror)], set(), NOW)
+        result = report.cameras[0]
         assert (result.deleted_files, result.kept_files, result.errors) == (1, 0, [])
 
     def test_unlink_failures_are_reported_and_the_file_counts_as_kept(self, mirror, monkeypatch):
@@ -279,8 +291,8 @@ class TestPrunePass:
             raise PermissionError(13, "Permission denied")
 
         monkeypatch.setattr(os, "unlink", refusing_unlink)
-        report = prune_pass(mirror, [cam("cam", 1)], set(), NOW)
-        (result,) = report.cameras
+        report = prune_pass(mirror, [cam("cam", 1), recording(mirror)], set(), NOW)
+        result = report.cameras[0]
         assert (result.deleted_files, result.kept_files, result.failed_files) == (0, 10, 10)
         assert len(result.errors) == 5 and "Permission denied" in result.errors[0]
         assert result.oldest_kept == "20261123_000000.mp4"
@@ -339,11 +351,15 @@ def test_format_bytes():
 class TestRunPass:
     @staticmethod
     def database(path: Path, rows: list[tuple]) -> Path:
-        """The oldest schema that still matters: the columns the table may lack take defaults."""
+        """The oldest schema that still matters: the columns the table may lack take defaults.
+
+        segment_seconds is there only to make one test segment stand for a long time (see cam()).
+        """
         conn = sqlite3.connect(path)
         with conn:
-            conn.execute("CREATE TABLE cameras (id TEXT PRIMARY KEY, mirror_enabled INTEGER, retention_hours INTEGER)")
-            conn.executemany("INSERT INTO cameras VALUES (?, ?, ?)", rows)
+            conn.execute("CREATE TABLE cameras (id TEXT PRIMARY KEY, mirror_enabled INTEGER, retention_hours INTEGER, "
+                         f"segment_seconds INTEGER DEFAULT {LONG_SEGMENT})")
+            conn.executemany("INSERT INTO cameras (id, mirror_enabled, retention_hours) VALUES (?, ?, ?)", rows)
         conn.close()
         return path
 
@@ -364,8 +380,9 @@ class TestRunPass:
     def test_dry_run(self, tmp_path, mirror):
         db = self.database(tmp_path / "heldar.db", [("fast", 1, 1)])
         segment(mirror / "fast", "20261123_080000.mp4", age_hours=30)
+        segment(mirror / "fast", "20270115_075900.mp4", age_hours=0)
         report = run_pass(db, mirror, now=NOW, dry_run=True)
-        assert report.deleted_files == 1 and names(mirror / "fast") == {"20261123_080000.mp4"}
+        assert report.deleted_files == 1 and len(names(mirror / "fast")) == 2
 
     def test_retention_of_an_unmirrored_camera_comes_from_the_database(self, tmp_path, mirror):
         db = self.database(tmp_path / "heldar.db", [("long", 0, 720), ("null", 0, None)])
@@ -447,7 +464,8 @@ class TestRunningCameras:
         assert running_cameras(mirror) == set()
 
     def test_run_pass_keeps_the_segment_a_live_ffmpeg_writes(self, tmp_path, mirror, spawn):
-        db = TestRunPass.database(tmp_path / "heldar.db", [("cam", 1, 1), ("idle", 1, 1)])
+        db = TestRunPass.database(tmp_path / "heldar.db", [("cam", 1, 1), ("idle", 1, 1), ("rec", 1, 24)])
+        recording(mirror)
         for camera_id in ("cam", "idle"):
             segment(mirror / camera_id, "20261123_080000.mp4", age_hours=30)
             segment(mirror / camera_id, "20261123_090000.mp4", age_hours=20)
