@@ -34,7 +34,8 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_master_prunes_expired_segments_while_recording(rtsp, nvr, mirror_dir, supervisor):
-    nvr.add_mirrored("cam", rtsp.url("/live"), retention_hours=24)
+    # One long segment stands for a day of footage: the live one is the evidence that a day passed.
+    nvr.add_mirrored("cam", rtsp.url("/live"), retention_hours=24, segment_seconds=DAY)
     nvr.add_mirrored("keep_all", rtsp.url("/live"), retention_hours=0)
     expired = old_segments(mirror_dir / "cam", 5, 2 * DAY)
     fresh = old_segments(mirror_dir / "cam", 2, 3600)
@@ -59,9 +60,10 @@ def test_master_prunes_expired_segments_while_recording(rtsp, nvr, mirror_dir, s
 
 
 def test_prune_command_dry_run_then_real(tmp_path, nvr, mirror_dir):
-    nvr.add("cam", main_stream_url="rtsp://10.0.0.5/x", retention_hours=24, mirror_enabled=1)
+    nvr.add("cam", main_stream_url="rtsp://10.0.0.5/x", retention_hours=24, mirror_enabled=1, segment_seconds=DAY)
     nvr.add("bad_retention", main_stream_url="rtsp://10.0.0.5/x", retention_hours=-1, mirror_enabled=1)
     expired = old_segments(mirror_dir / "cam", 3, 2 * DAY)
+    old_segments(mirror_dir / "cam", 1, 60)  # a fresh segment: footage recorded since the expired ones
     kept = old_segments(mirror_dir / "bad_retention", 2, 2 * DAY)
     old_segments(mirror_dir / "orphan", 1, DAY)
     args = ("--db", str(nvr.path), "--mirror-dir", str(mirror_dir))
@@ -89,3 +91,24 @@ def test_prune_skips_when_the_database_cannot_be_read(tmp_path, mirror_dir):
     result = cli("prune", "--db", str(garbage), "--mirror-dir", str(mirror_dir))
     assert result.returncode == 1 and "prune pass skipped, nothing deleted" in result.stdout
     assert all(p.exists() for p in files)
+
+
+def test_prune_command_refuses_a_table_without_retention_hours(nvr, mirror_dir):
+    """An NVR migration rebuilds the table; in its window the column is gone. Before, every camera
+    then defaulted to 24 h."""
+    nvr.add("cam", main_stream_url="rtsp://10.0.0.5/x", retention_hours=720, mirror_enabled=1, segment_seconds=DAY)
+    files = old_segments(mirror_dir / "cam", 3, 2 * DAY) + old_segments(mirror_dir / "cam", 1, 60)
+    rebuild_without_retention(nvr)
+    result = cli("prune", "--db", str(nvr.path), "--mirror-dir", str(mirror_dir))
+    assert result.returncode == 1
+    assert "prune pass skipped, nothing deleted: table 'cameras' has no column retention_hours" in result.stdout
+    assert all(p.exists() for p in files)
+
+
+def rebuild_without_retention(nvr) -> None:
+    """CREATE new, copy, DROP old, RENAME: the migration pattern, from the NVR's own connection."""
+    nvr.execute("CREATE TABLE cameras_new AS SELECT id, name, vendor, address, rtsp_port, username, password, "
+                "main_stream_url, sub_stream_url, record_stream, segment_seconds, record_audio, record_enabled, "
+                "mirror_enabled, enabled, updated_at FROM cameras")
+    nvr.execute("DROP TABLE cameras")
+    nvr.execute("ALTER TABLE cameras_new RENAME TO cameras")

@@ -7,24 +7,31 @@ for the "ffmpeg is writing this" rule: the safety of a deletion is only as good 
 from __future__ import annotations
 
 import logging
+import datetime
+import json
 import math
 import os
+import re
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from mirror_supervisor import logs
+from mirror_supervisor import daemon, logs
 from mirror_supervisor.camera import Camera
+from mirror_supervisor import prune
 from mirror_supervisor.prune import (
     PassReport,
+    child_main,
     format_bytes,
     log_report,
     parse_retention,
     prune_pass,
     run_pass,
+    run_pass_for,
     running_cameras,
 )
 
@@ -32,8 +39,13 @@ NOW = 1_800_000_000.0
 HOUR = 3600.0
 
 
-def cam(camera_id: str, retention=24, mirrored=True) -> Camera:
-    return Camera(camera_id, mirrored=mirrored, retention_hours=retention)
+# One segment here stands for more footage than any retention in these tests, so the footage
+# cutoff only ever keeps the mirror's newest file; TestClockRules sets real segment lengths.
+LONG_SEGMENT = 10**9
+
+
+def cam(camera_id: str, retention=24, mirrored=True, segment_seconds=LONG_SEGMENT) -> Camera:
+    return Camera(camera_id, mirrored=mirrored, retention_hours=retention, segment_seconds=segment_seconds)
 
 
 def segment(directory: Path, name: str, age_hours: float, size: int = 10) -> Path:
@@ -44,6 +56,12 @@ def segment(directory: Path, name: str, age_hours: float, size: int = 10) -> Pat
     mtime = NOW - age_hours * HOUR
     os.utime(path, (mtime, mtime))
     return path
+
+
+def recording(mirror: Path) -> Camera:
+    """A camera with a segment written just now: the footage that shows time really passed."""
+    segment(mirror / "rec", "20270115_075900.mp4", age_hours=0)
+    return cam("rec", 24)
 
 
 def names(directory: Path) -> set[str]:
@@ -102,15 +120,16 @@ class TestPrunePass:
     def test_fractional_retention_and_each_camera_its_own(self, mirror):
         segment(mirror / "a", "20261123_080000.mp4", age_hours=1)
         segment(mirror / "b", "20261123_080000.mp4", age_hours=1)
+        segment(mirror / "b", "20270115_075900.mp4", age_hours=0)
         report = prune_pass(mirror, [cam("a", 0.5), cam("b", "2")], set(), NOW)
         assert names(mirror / "a") == set()
-        assert names(mirror / "b") == {"20261123_080000.mp4"}
+        assert names(mirror / "b") == {"20261123_080000.mp4", "20270115_075900.mp4"}
         assert [c.deleted_files for c in report.cameras] == [1, 0]
         assert report.cameras[0].oldest_kept is None
 
     def test_unmirrored_camera_in_the_database_is_pruned_too(self, mirror):
         segment(mirror / "off", "20261123_080000.mp4", age_hours=5)
-        prune_pass(mirror, [cam("off", 1, mirrored=False)], set(), NOW)
+        prune_pass(mirror, [cam("off", 1, mirrored=False), recording(mirror)], set(), NOW)
         assert names(mirror / "off") == set()
 
     def test_keeps_newest_of_a_running_camera_even_when_expired(self, mirror):
@@ -122,7 +141,7 @@ class TestPrunePass:
         assert report.cameras[0].deleted_files == 2
         assert report.cameras[0].oldest_kept == "20261123_020000.mp4"
 
-        prune_pass(mirror, [cam("cam", 1)], set(), NOW)  # not running: nothing is being written
+        prune_pass(mirror, [cam("cam", 1), recording(mirror)], set(), NOW)  # not running: nothing is being written
         assert names(d) == set()
 
     def test_running_camera_keeps_newest_by_mtime_too_after_a_clock_step(self, mirror):
@@ -157,7 +176,7 @@ class TestPrunePass:
             os.utime(link, (NOW - 100 * HOUR,) * 2, follow_symlinks=False)
         before = names(d)
 
-        report = prune_pass(mirror, [cam("cam", 1)], set(), NOW)
+        report = prune_pass(mirror, [cam("cam", 1), recording(mirror)], set(), NOW)
 
         assert names(d) == before - {"20261123_070000.mp4"}
         assert outside.exists() and os.path.islink(link_out) and os.path.lexists(link_in)
@@ -192,7 +211,7 @@ class TestPrunePass:
         (mirror / "dirlink").symlink_to(tmp_path, target_is_directory=True)
         segment(mirror / "cam", "20261123_080000.mp4", age_hours=1000)
 
-        report = prune_pass(mirror, [cam("cam", 1)], set(), NOW)
+        report = prune_pass(mirror, [cam("cam", 1), recording(mirror)], set(), NOW)
 
         assert names(mirror / "gone_cam") == {"20261123_080000.mp4", "other.bin", "deeper", "link"}
         assert [(o.name, o.files, o.bytes) for o in report.orphans] == [("empty_cam", 0, 0), ("gone_cam", 2, 345)]
@@ -266,8 +285,8 @@ class TestPrunePass:
                 raise FileNotFoundError(2, "No such file or directory")
 
         monkeypatch.setattr(os, "unlink", racing_unlink)
-        report = prune_pass(mirror, [cam("cam", 1)], set(), NOW)
-        (result,) = report.cameras
+        report = prune_pass(mirror, [cam("cam", 1), recording(mirror)], set(), NOW)
+        result = report.cameras[0]
         assert (result.deleted_files, result.kept_files, result.errors) == (1, 0, [])
 
     def test_unlink_failures_are_reported_and_the_file_counts_as_kept(self, mirror, monkeypatch):
@@ -279,8 +298,8 @@ class TestPrunePass:
             raise PermissionError(13, "Permission denied")
 
         monkeypatch.setattr(os, "unlink", refusing_unlink)
-        report = prune_pass(mirror, [cam("cam", 1)], set(), NOW)
-        (result,) = report.cameras
+        report = prune_pass(mirror, [cam("cam", 1), recording(mirror)], set(), NOW)
+        result = report.cameras[0]
         assert (result.deleted_files, result.kept_files, result.failed_files) == (0, 10, 10)
         assert len(result.errors) == 5 and "Permission denied" in result.errors[0]
         assert result.oldest_kept == "20261123_000000.mp4"
@@ -339,11 +358,15 @@ def test_format_bytes():
 class TestRunPass:
     @staticmethod
     def database(path: Path, rows: list[tuple]) -> Path:
-        """The oldest schema that still matters: the columns the table may lack take defaults."""
+        """The oldest schema that still matters: the columns the table may lack take defaults.
+
+        segment_seconds is there only to make one test segment stand for a long time (see cam()).
+        """
         conn = sqlite3.connect(path)
         with conn:
-            conn.execute("CREATE TABLE cameras (id TEXT PRIMARY KEY, mirror_enabled INTEGER, retention_hours INTEGER)")
-            conn.executemany("INSERT INTO cameras VALUES (?, ?, ?)", rows)
+            conn.execute("CREATE TABLE cameras (id TEXT PRIMARY KEY, mirror_enabled INTEGER, retention_hours INTEGER, "
+                         f"segment_seconds INTEGER DEFAULT {LONG_SEGMENT})")
+            conn.executemany("INSERT INTO cameras (id, mirror_enabled, retention_hours) VALUES (?, ?, ?)", rows)
         conn.close()
         return path
 
@@ -364,8 +387,9 @@ class TestRunPass:
     def test_dry_run(self, tmp_path, mirror):
         db = self.database(tmp_path / "heldar.db", [("fast", 1, 1)])
         segment(mirror / "fast", "20261123_080000.mp4", age_hours=30)
+        segment(mirror / "fast", "20270115_075900.mp4", age_hours=0)
         report = run_pass(db, mirror, now=NOW, dry_run=True)
-        assert report.deleted_files == 1 and names(mirror / "fast") == {"20261123_080000.mp4"}
+        assert report.deleted_files == 1 and len(names(mirror / "fast")) == 2
 
     def test_retention_of_an_unmirrored_camera_comes_from_the_database(self, tmp_path, mirror):
         db = self.database(tmp_path / "heldar.db", [("long", 0, 720), ("null", 0, None)])
@@ -447,7 +471,8 @@ class TestRunningCameras:
         assert running_cameras(mirror) == set()
 
     def test_run_pass_keeps_the_segment_a_live_ffmpeg_writes(self, tmp_path, mirror, spawn):
-        db = TestRunPass.database(tmp_path / "heldar.db", [("cam", 1, 1), ("idle", 1, 1)])
+        db = TestRunPass.database(tmp_path / "heldar.db", [("cam", 1, 1), ("idle", 1, 1), ("rec", 1, 24)])
+        recording(mirror)
         for camera_id in ("cam", "idle"):
             segment(mirror / camera_id, "20261123_080000.mp4", age_hours=30)
             segment(mirror / camera_id, "20261123_090000.mp4", age_hours=20)
@@ -457,3 +482,331 @@ class TestRunningCameras:
         assert names(mirror / "cam") == {"20261123_090000.mp4"}
         assert names(mirror / "idle") == set()
         assert isinstance(report, PassReport)
+
+
+def utc(*fields: int) -> float:
+    return datetime.datetime(*fields, tzinfo=datetime.timezone.utc).timestamp()
+
+
+def recorded(directory: Path, end: float, count: int, seconds: int = 60) -> list[Path]:
+    """``count`` back-to-back segments ending at ``end``, named and stamped as ffmpeg would."""
+    directory.mkdir(parents=True, exist_ok=True)
+    made = []
+    for i in range(count):
+        mtime = end - i * seconds
+        start = mtime - seconds
+        path = directory / datetime.datetime.fromtimestamp(start, datetime.timezone.utc).strftime("%Y%m%d_%H%M%S.mp4")
+        path.write_bytes(b"x")
+        os.utime(path, (mtime, mtime))
+        made.append(path)
+    return made
+
+
+def write_table(path: Path, create: str, rows: list[tuple]) -> Path:
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute(create)
+        marks = ", ".join("?" for _ in rows[0])
+        conn.executemany(f"INSERT INTO cameras VALUES ({marks})", rows)
+    conn.close()
+    return path
+
+
+class TestMasterView:
+    """The master's pass prunes by the list the master last read well, never by its own read."""
+
+    def test_no_good_read_yet_skips_the_pass(self, mirror):
+        segment(mirror / "cam", "20261123_080000.mp4", age_hours=10_000)
+        report = run_pass_for(None, mirror, now=NOW)
+        assert report.error and "no good read" in report.error and report.cameras == []
+        assert names(mirror / "cam") == {"20261123_080000.mp4"}
+        assert report.format_lines() == [f"prune pass skipped, nothing deleted: {report.error}"]
+
+    def test_prunes_by_the_list_it_is_given_without_a_database(self, mirror):
+        long_kept = segment(mirror / "long", "20270113_080000.mp4", age_hours=48)
+        short_gone = segment(mirror / "short", "20270113_080000.mp4", age_hours=48)
+        report = run_pass_for([cam("long", 720), cam("short", 24), recording(mirror)], mirror, now=NOW)
+        assert long_kept.exists() and not short_gone.exists()
+        assert report.error is None and report.deleted_files == 1
+
+    def test_a_list_read_without_the_retention_column_prunes_nothing(self, mirror):
+        """A master whose first read fell into a migration has that read as its 'last good' one."""
+        kept = segment(mirror / "cam", "20270113_080000.mp4", age_hours=48)
+        columns = frozenset({"id", "mirror_enabled", "segment_seconds"})
+        report = run_pass_for([cam("cam", 24), recording(mirror)], mirror, now=NOW, columns=columns)
+        assert kept.exists() and "without column retention_hours" in report.error
+
+    def test_child_main_runs_one_pass_in_its_own_process(self, mirror):
+        """Forked like the master forks it; mtimes relative to the real clock, which it uses."""
+        now = time.time()
+        expired = recorded(mirror / "cam", now - 48 * HOUR, 1)[0]
+        kept = recorded(mirror / "long", now - 48 * HOUR, 1)[0]
+        recorded(mirror / "rec", now, 1)
+        cameras = [cam("cam", 24), cam("long", 720), cam("rec", 24)]
+        read_end, write_end = os.pipe()
+        parent = os.getpid()
+        pid = os.fork()
+        if pid == 0:  # the child: exactly what the master's fork will run
+            code = 1
+            try:
+                code = child_main(cameras, mirror, (read_end, write_end), parent)
+            finally:
+                os._exit(code)
+        os.close(read_end)
+        os.close(write_end)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert not expired.exists() and kept.exists()
+
+    def test_child_main_with_no_list_deletes_nothing(self, mirror):
+        old = segment(mirror / "cam", "20200102_000000.mp4", age_hours=(NOW - utc(2020, 1, 3)) / HOUR)
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                code = child_main(None, mirror, (), os.getppid())
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0 and old.exists()
+
+
+class TestHandRunColumns:
+    """``mirror-supervisor prune`` reads the database itself, so it applies the master's rule."""
+
+    FULL = ("CREATE TABLE cameras (id TEXT PRIMARY KEY, mirror_enabled INTEGER, retention_hours INTEGER, "
+            f"segment_seconds INTEGER DEFAULT {LONG_SEGMENT}, vendor TEXT)")
+    NO_RETENTION = f"CREATE TABLE cameras (id TEXT PRIMARY KEY, mirror_enabled INTEGER, segment_seconds INTEGER)"
+
+    def test_table_without_retention_column_is_refused(self, tmp_path, mirror):
+        """The NVR migration's window: before, this defaulted every camera to 24 h."""
+        db = write_table(tmp_path / "heldar.db", self.NO_RETENTION, [("cam", 1, LONG_SEGMENT), ("rec", 1, LONG_SEGMENT)])
+        old = segment(mirror / "cam", "20270113_080000.mp4", age_hours=48)
+        recording(mirror)
+        report = run_pass(db, mirror, now=NOW)
+        assert old.exists() and report.cameras == []
+        assert "no column retention_hours" in report.error
+
+    def test_other_missing_columns_proceed_and_are_named(self, tmp_path, mirror):
+        db = write_table(tmp_path / "heldar.db",
+                         "CREATE TABLE cameras (id TEXT PRIMARY KEY, retention_hours INTEGER, segment_seconds INTEGER, "
+                         "mirror_enabled INTEGER)",
+                         [("cam", 24, LONG_SEGMENT, 1), ("rec", 24, LONG_SEGMENT, 1)])
+        old = segment(mirror / "cam", "20270113_080000.mp4", age_hours=48)
+        recording(mirror)
+        report = run_pass(db, mirror, now=NOW, state_dir=tmp_path / "state")
+        assert not old.exists() and report.error is None
+        assert report.notes and "vendor" in report.notes[0] and "retention_hours" not in report.notes[0]
+        assert report.format_lines()[0].startswith("note: table 'cameras' has no column(s) ")
+
+    @pytest.fixture
+    def master_status(self, tmp_path, monkeypatch):
+        """A running master (this process stands in) whose last good read had ``columns``."""
+        state = tmp_path / "state"
+        state.mkdir()
+
+        def publish(columns: list[str], pid: int | None = None) -> Path:
+            monkeypatch.setattr(daemon, "running_master", lambda state_dir: os.getpid())
+            (state / "status.json").write_text(json.dumps({"master": {"pid": pid or os.getpid(), "columns": columns}}))
+            return state
+
+        return publish
+
+    def test_refused_when_the_running_master_read_a_column_the_table_lacks(self, tmp_path, mirror, master_status):
+        db = write_table(tmp_path / "heldar.db",
+                         "CREATE TABLE cameras (id TEXT PRIMARY KEY, retention_hours INTEGER, segment_seconds INTEGER, "
+                         "mirror_enabled INTEGER)",
+                         [("cam", 24, LONG_SEGMENT, 1), ("rec", 24, LONG_SEGMENT, 1)])
+        old = segment(mirror / "cam", "20270113_080000.mp4", age_hours=48)
+        recording(mirror)
+        state = master_status(["id", "mirror_enabled", "retention_hours", "segment_seconds", "vendor"])
+        report = run_pass(db, mirror, now=NOW, state_dir=state)
+        assert old.exists()
+        assert report.error.startswith("table 'cameras' lacks column(s) vendor that the running master (pid ")
+
+    @pytest.mark.parametrize("columns, pid", [(["id", "mirror_enabled", "retention_hours"], None),
+                                              (["id", "vendor"], 1)])  # status of another master: ignored
+    def test_proceeds_when_the_master_saw_no_more_columns(self, tmp_path, mirror, master_status, columns, pid):
+        db = write_table(tmp_path / "heldar.db",
+                         "CREATE TABLE cameras (id TEXT PRIMARY KEY, retention_hours INTEGER, segment_seconds INTEGER, "
+                         "mirror_enabled INTEGER)",
+                         [("cam", 24, LONG_SEGMENT, 1), ("rec", 24, LONG_SEGMENT, 1)])
+        old = segment(mirror / "cam", "20270113_080000.mp4", age_hours=48)
+        recording(mirror)
+        report = run_pass(db, mirror, now=NOW, state_dir=master_status(columns, pid))
+        assert report.error is None and not old.exists()
+
+
+class TestAmbiguousIds:
+    def test_a_repeated_id_keeps_everything(self, mirror):
+        """A table rebuilt without its primary key can hold one id twice, with two retentions."""
+        old = segment(mirror / "cam", "20270113_080000.mp4", age_hours=48)
+        report = prune_pass(mirror, [cam("cam", 720), cam("cam", 1), recording(mirror)], set(), NOW)
+        assert old.exists() and "2 times" in report.cameras[0].skipped
+        assert [c.camera_id for c in report.cameras] == ["cam", "rec"]
+
+    def test_ids_that_differ_only_in_case_keep_everything(self, mirror):
+        a = segment(mirror / "Cam", "20270113_080000.mp4", age_hours=48)
+        b = segment(mirror / "cam", "20270113_080000.mp4", age_hours=48)
+        report = prune_pass(mirror, [cam("Cam", 720), cam("cam", 1), recording(mirror)], set(), NOW)
+        assert a.exists() and b.exists()
+        assert all("letter case" in c.skipped for c in report.cameras[:2])
+
+    def test_a_directory_found_only_under_another_case_is_left_alone(self, mirror, monkeypatch):
+        """On a case-insensitive volume 'cam' opens the directory 'CAM': not this camera's own."""
+        old = segment(mirror / "cam", "20270113_080000.mp4", age_hours=48)
+        rec = recording(mirror)
+        real_listdir = os.listdir
+        monkeypatch.setattr(os, "listdir", lambda fd: [n.upper() if n == "cam" else n for n in real_listdir(fd)])
+        report = prune_pass(mirror, [cam("cam", 1), rec], set(), NOW)
+        assert old.exists() and "another letter case" in report.cameras[0].skipped
+
+    def test_a_directory_replaced_between_listing_and_deleting_is_left_alone(self, mirror, monkeypatch):
+        segment(mirror / "cam", "20270113_080000.mp4", age_hours=48)
+        rec = recording(mirror)
+        real_check = prune._clock_went_back
+
+        def swap_then_check(scans, now):
+            (mirror / "cam").rename(mirror / "cam.old")
+            segment(mirror / "cam", "20270113_090000.mp4", age_hours=47)
+            return real_check(scans, now)
+
+        monkeypatch.setattr(prune, "_clock_went_back", swap_then_check)
+        report = prune_pass(mirror, [cam("cam", 1), rec], set(), NOW)
+        assert names(mirror / "cam") == {"20270113_090000.mp4"} and names(mirror / "cam.old")
+        assert report.cameras[0].skipped == "camera directory was replaced during the pass"
+
+
+class TestSegmentNames:
+    def test_a_name_with_no_real_date_is_not_a_segment(self, mirror):
+        bogus = segment(mirror / "cam", "20261399_999999.mp4", age_hours=48)
+        report = prune_pass(mirror, [cam("cam", 1), recording(mirror)], set(), NOW)
+        assert bogus.exists() and report.cameras[0].kept_files == 0
+
+    def test_the_name_filter_is_one_parameter(self, mirror):
+        """Moved-aside names are not segments today; widening the one pattern makes them so."""
+        aside = segment(mirror / "cam", "20270113_080000~1.mp4", age_hours=48)
+        rec = recording(mirror)
+        prune_pass(mirror, [cam("cam", 1), rec], set(), NOW)
+        assert aside.exists()
+        wider = re.compile(r"([0-9]{8})_([0-9]{6})(?:~[0-9]+)?\.mp4")
+        prune_pass(mirror, [cam("cam", 1), rec], set(), NOW, segment_file=wider)
+        assert not aside.exists()
+
+
+class TestClockRules:
+    """Times that cannot be trusted never delete anything; each refusal says why."""
+
+    @pytest.mark.parametrize("now", [0.0, utc(2000, 1, 1), utc(2019, 12, 31, 23, 59, 59), math.nan])
+    def test_an_unset_clock_skips_the_pass(self, mirror, now):
+        old = segment(mirror / "cam", "20261123_080000.mp4", age_hours=48)
+        os.utime(old, (utc(2019, 1, 1),) * 2)
+        report = prune_pass(mirror, [cam("cam", 1)], set(), now)
+        assert old.exists() and "is not set" in report.error
+
+    def test_a_clock_set_back_skips_the_pass_and_names_the_newest_segment(self, mirror):
+        made = recorded(mirror / "cam", NOW, 5)
+        report = prune_pass(mirror, [cam("cam", 1, segment_seconds=60)], set(), NOW - 3 * 86400)
+        assert all(p.exists() for p in made)
+        assert "went backwards" in report.error and f"cam/{made[0].name}" in report.error
+
+    def test_a_clock_behind_by_less_than_a_day_is_not_refused(self, mirror):
+        recorded(mirror / "cam", NOW, 5)
+        report = prune_pass(mirror, [cam("cam", 1, segment_seconds=60)], set(), NOW - 3600)
+        assert report.error is None
+
+    @pytest.mark.parametrize("mtime, name", [
+        (utc(2019, 12, 31), "20191231_000000.mp4"),  # before any clock of this project was right
+        (0.0, "20261123_080000.mp4"),  # an RTC at the epoch
+        (NOW + 2 * 86400, "20261123_080000.mp4"),  # beyond a day in the future (and after its name)
+        (NOW - 48 * HOUR, "20270115_070000.mp4"),  # last written two days before it was opened
+    ])
+    def test_an_implausible_mtime_is_never_deleted(self, mirror, mtime, name):
+        path = segment(mirror / "cam", name, age_hours=0)
+        os.utime(path, (mtime, mtime))
+        rec = recording(mirror)
+        report = prune_pass(mirror, [cam("cam", 1), rec], set(), NOW)
+        assert path.exists() and report.error is None
+        assert report.cameras[0].implausible_files == 1 and report.cameras[0].deleted_files == 0
+        assert "implausible mtime" in report.format_lines()[0]
+
+    def test_a_future_mtime_within_a_day_is_kept_as_not_expired(self, mirror):
+        path = segment(mirror / "cam", "20270115_090000.mp4", age_hours=-2)
+        rec = recording(mirror)
+        report = prune_pass(mirror, [cam("cam", 1), rec], set(), NOW)
+        assert path.exists() and report.cameras[0].implausible_files == 0 and report.cameras[0].kept_files == 1
+
+    def test_a_stray_future_file_does_not_stop_pruning(self, mirror):
+        """Only a segment whose name agrees with its mtime says the clock went back."""
+        stray = segment(mirror / "cam", "20261123_080000.mp4", age_hours=0)
+        os.utime(stray, (utc(2040, 1, 1),) * 2)
+        old = segment(mirror / "cam", "20270113_080000.mp4", age_hours=48)
+        report = prune_pass(mirror, [cam("cam", 1), recording(mirror)], set(), NOW)
+        assert report.error is None and stray.exists() and not old.exists()
+
+    def test_steady_recording_is_pruned_by_the_clock(self, mirror):
+        """Back-to-back 60 s segments for 3 h, retention 2 h: the footage cutoff does not bind."""
+        made = recorded(mirror / "cam", NOW, 180)
+        report = prune_pass(mirror, [cam("cam", 2, segment_seconds=60)], {"cam"}, NOW)
+        gone = [p for p in made if not p.exists()]
+        assert gone == made[121:]  # mtime older than now - 2 h; made[120] is exactly at the cutoff
+        assert report.cameras[0].held_back_files == 0
+
+    def test_a_clock_set_forward_deletes_nothing(self, mirror):
+        """A bad RTC reads 2040: by the clock every file expired; by the footage, none did."""
+        made = recorded(mirror / "cam", NOW, 100)  # 100 min, retention 2 h: all inside it
+        other = segment(mirror / "long", "20270113_080000.mp4", age_hours=48)  # 720 h, 48 h old
+        cameras = [cam("cam", 2, segment_seconds=60), cam("long", 720, segment_seconds=60)]
+        report = prune_pass(mirror, cameras, {"cam"}, utc(2040, 1, 1))
+        assert all(p.exists() for p in made) and other.exists()
+        assert report.error is None and report.deleted_files == 0
+        assert report.cameras[0].held_back_files == 99 and report.cameras[0].jump_suspected
+        assert "clock stepped forward?" in report.format_lines()[0]
+
+    def test_after_a_forward_jump_old_files_go_only_as_footage_accumulates(self, mirror):
+        """ffmpeg keeps writing under the 2040 clock: files go once 2 h were really recorded since."""
+        before = recorded(mirror / "cam", NOW, 100)  # oldest first at the end of the list
+        jump = utc(2040, 1, 1)
+        recorded(mirror / "cam", jump, 10)
+        cameras = [cam("cam", 2, segment_seconds=60)]
+        assert prune_pass(mirror, cameras, {"cam"}, jump).deleted_files == 0  # 110 min < 2 h
+        recorded(mirror / "cam", jump + 30 * 60, 30)  # 30 more minutes: 140 min in all
+        report = prune_pass(mirror, cameras, {"cam"}, jump + 30 * 60)
+        # The 20 oldest are followed by 120 segments (2 h) of recording: really expired.
+        assert [p for p in before if not p.exists()] == before[80:]
+        assert report.cameras[0].deleted_files == 20
+
+    def test_nothing_recording_anywhere_deletes_nothing_more(self, mirror):
+        """With no footage at all after a file, nothing shows that time passed since it."""
+        old = segment(mirror / "cam", "20270113_080000.mp4", age_hours=48)
+        report = prune_pass(mirror, [cam("cam", 1, segment_seconds=60)], set(), NOW)
+        assert old.exists() and report.cameras[0].held_back_files == 1
+
+    def test_footage_of_any_camera_counts(self, mirror):
+        """An idle camera's files age out while another camera records."""
+        idle = segment(mirror / "idle", "20270115_050000.mp4", age_hours=3)
+        recorded(mirror / "busy", NOW, 130)
+        cameras = [cam("idle", 2, segment_seconds=60), cam("busy", 24, segment_seconds=60)]
+        prune_pass(mirror, cameras, {"busy"}, NOW)
+        assert not idle.exists()
+
+    def test_a_suspected_jump_is_logged(self, mirror, caplog):
+        recorded(mirror / "cam", NOW, 10)
+        report = prune_pass(mirror, [cam("cam", 2, segment_seconds=60)], set(), utc(2040, 1, 1))
+        records: list[logging.LogRecord] = []
+
+        class Keep(logging.Handler):
+            def emit(self, record):
+                records.append(record)
+
+        logger = logging.getLogger(logs.LOGGER_NAME)
+        handler = Keep()
+        logger.addHandler(handler)
+        try:
+            log_report(report, logs.master())
+        finally:
+            logger.removeHandler(handler)
+        assert [(r.levelname, r.getMessage()) for r in records] == [
+            ("WARNING", "prune: 10 files past retention kept: less than 2 h of footage recorded after them "
+                        "(clock stepped forward?)"),
+        ]
