@@ -258,13 +258,13 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    """Exit 0 after a pass, 1 when it was skipped (database unreadable) or files could not go."""
+    """Exit 0 after a pass; 1 when it was skipped (database unreadable, columns missing, clock untrustworthy) or files could not go."""
     from .prune import run_pass
 
     settings = _settings(args)
     check_mirror_dir(settings)
     assert settings.mirror_dir is not None
-    report = run_pass(settings.db, settings.mirror_dir, dry_run=args.dry_run)
+    report = run_pass(settings.db, settings.mirror_dir, dry_run=args.dry_run, state_dir=settings.state_dir)
     for line in report.format_lines():
         print(line)
     failed = report.error is not None or any(cam.failed_files for cam in report.cameras)

@@ -16,6 +16,10 @@ import ctypes.util
 import os
 import signal
 
+import setproctitle
+
+from . import wakeup
+
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 
@@ -109,3 +113,16 @@ def describe(pid: int) -> str:
     except OSError:
         pass
     return " ".join(parts)
+
+
+def become_helper(title: str, inherited_fds: tuple[int, ...], master_pid: int) -> None:
+    """In a forked helper of the master (pruner, volume probe): default signal handling (the
+    master's handlers only write into its wake-up pipe, which is closed here), die with the
+    master, and be recognisable in ``ps``."""
+    signal.set_wakeup_fd(-1)
+    for sig in wakeup.HANDLED_SIGNALS:
+        signal.signal(sig, signal.SIG_DFL)
+    close_fds(inherited_fds)
+    die_with_parent(master_pid, signal.SIGKILL)
+    wakeup.unblock_handled()
+    setproctitle.setproctitle(title)

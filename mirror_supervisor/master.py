@@ -32,7 +32,7 @@ from typing import Any
 
 import setproctitle
 
-from . import backoff, lifeline, logs, orphans, volume, wakeup
+from . import backoff, lifeline, logs, orphans, prune, volume, wakeup
 from .camera import Camera, is_safe_id, mask
 from .daemon import MASTER_TITLE
 from .database import DatabaseError, RowCache, fingerprint, probe, read_table
@@ -535,15 +535,18 @@ class Master:
 
         A child process, not a thread: a pass over 100 cameras x 1,440 files is about 1.5 s of
         file I/O that must never delay signals, reaping or reconcile, and a master with a thread
-        would fork workers while that thread may hold locks. The child reads the database itself
-        (a worker never does); an unreadable database skips the pass.
+        would fork workers while that thread may hold locks. The child is handed the master's
+        own view of the table (the last good read, and its columns): it never reads the
+        database, so a table caught mid-migration cannot shorten anyone's retention.
         """
         if self.settings.prune_interval <= 0 or self.pruner_pid is not None or now < self.next_prune:
             return
         self.next_prune = now + self.settings.prune_interval
-        settings, master_pid = self.settings, os.getpid()
+        cameras, columns, master_pid = self.all_cameras, self.columns, os.getpid()
+        assert self.settings.mirror_dir is not None
+        mirror_dir, fds = self.settings.mirror_dir, self._inherited_fds()
         try:
-            self.pruner_pid = self._fork(lambda: _prune_child(settings, self._inherited_fds(), master_pid))
+            self.pruner_pid = self._fork(lambda: prune.child_main(cameras, mirror_dir, fds, master_pid, columns=columns))
         except OSError as exc:
             self.log.error("cannot fork the pruner: %s", exc)
 
@@ -823,29 +826,8 @@ class Master:
         setproctitle.setproctitle(title)
 
 
-def _helper_child(title: str, inherited_fds: tuple[int, ...], master_pid: int) -> None:
-    """Make a forked helper (pruner, volume probe) a plain process that dies with the master."""
-    signal.set_wakeup_fd(-1)
-    for sig in wakeup.HANDLED_SIGNALS:
-        signal.signal(sig, signal.SIG_DFL)
-    lifeline.close_fds(inherited_fds)
-    lifeline.die_with_parent(master_pid, signal.SIGKILL)
-    wakeup.unblock_handled()
-    setproctitle.setproctitle(title)
-
-
-def _prune_child(settings: Settings, inherited_fds: tuple[int, ...], master_pid: int) -> int:
-    """The pruner process: default signal handling, dies with the master, one pass, exit."""
-    from .prune import log_report, run_pass
-
-    _helper_child("mirror-supervisor: prune", inherited_fds, master_pid)
-    assert settings.mirror_dir is not None
-    log_report(run_pass(settings.db, settings.mirror_dir))
-    return 0
-
-
 def _probe_child(directory: str, inherited_fds: tuple[int, ...], master_pid: int) -> int:
-    _helper_child("mirror-supervisor: volume probe", inherited_fds, master_pid)
+    lifeline.become_helper("mirror-supervisor: volume probe", inherited_fds, master_pid)
     return volume.probe_child(directory)
 
 

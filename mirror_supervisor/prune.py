@@ -402,22 +402,10 @@ def child_main(
     master_pid: int,
     columns: frozenset[str] | None = None,
 ) -> int:
-    """The pruner process, forked by the master: one pass over the master's list, then exit.
+    """The pruner process, forked by the master: one pass over the master's list, then exit."""
+    from . import lifeline
 
-    Signal handling back to the defaults (the master's handlers only write into its wake-up pipe,
-    which this process closes), dies with the master, and is recognisable in ``ps``.
-    """
-    import setproctitle
-
-    from . import lifeline, wakeup
-
-    signal.set_wakeup_fd(-1)
-    for sig in wakeup.HANDLED_SIGNALS:
-        signal.signal(sig, signal.SIG_DFL)
-    lifeline.close_fds(inherited_fds)
-    lifeline.die_with_parent(master_pid, signal.SIGKILL)
-    wakeup.unblock_handled()
-    setproctitle.setproctitle(PRUNE_TITLE)
+    lifeline.become_helper(PRUNE_TITLE, inherited_fds, master_pid)
     log_report(run_pass_for(cameras, mirror_dir, columns=columns))
     return 0
 

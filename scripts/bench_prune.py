@@ -50,7 +50,10 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
 
-    cameras = [Camera(f"cam_{c:03d}", mirrored=True, retention_hours=RETENTION_HOURS) for c in range(CAMERAS)]
+    # segment_seconds matches the spread: the pruner deletes only what recorded footage proves old.
+    seconds = int(SPREAD_HOURS * 3600 / FILES)
+    cameras = [Camera(f"cam_{c:03d}", mirrored=True, retention_hours=RETENTION_HOURS, segment_seconds=seconds)
+               for c in range(CAMERAS)]
     running = {camera.id for camera in cameras}  # every camera recording: the newest is protected
     times = []
     for run in range(args.runs):

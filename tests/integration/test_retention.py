@@ -15,6 +15,7 @@ from pathlib import Path
 from support import procs
 
 DAY = 86400
+HOUR = 3600  # the longest segment a row may ask for
 
 
 def old_segments(directory: Path, count: int, age: float) -> list[Path]:
@@ -34,11 +35,12 @@ def cli(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_master_prunes_expired_segments_while_recording(rtsp, nvr, mirror_dir, supervisor):
-    # One long segment stands for a day of footage: the live one is the evidence that a day passed.
-    nvr.add_mirrored("cam", rtsp.url("/live"), retention_hours=24, segment_seconds=DAY)
+    # One long segment stands for an hour of footage: the live one is the evidence that the
+    # retention's hour passed.
+    nvr.add_mirrored("cam", rtsp.url("/live"), retention_hours=1, segment_seconds=HOUR)
     nvr.add_mirrored("keep_all", rtsp.url("/live"), retention_hours=0)
     expired = old_segments(mirror_dir / "cam", 5, 2 * DAY)
-    fresh = old_segments(mirror_dir / "cam", 2, 3600)
+    fresh = old_segments(mirror_dir / "cam", 2, 600)
     unknown = old_segments(mirror_dir / "keep_all", 3, 2 * DAY)
     orphan = old_segments(mirror_dir / "gone_camera", 2, 3 * DAY)
     other = mirror_dir / "cam" / "notes.txt"
@@ -60,7 +62,7 @@ def test_master_prunes_expired_segments_while_recording(rtsp, nvr, mirror_dir, s
 
 
 def test_prune_command_dry_run_then_real(tmp_path, nvr, mirror_dir):
-    nvr.add("cam", main_stream_url="rtsp://10.0.0.5/x", retention_hours=24, mirror_enabled=1, segment_seconds=DAY)
+    nvr.add("cam", main_stream_url="rtsp://10.0.0.5/x", retention_hours=1, mirror_enabled=1, segment_seconds=HOUR)
     nvr.add("bad_retention", main_stream_url="rtsp://10.0.0.5/x", retention_hours=-1, mirror_enabled=1)
     expired = old_segments(mirror_dir / "cam", 3, 2 * DAY)
     old_segments(mirror_dir / "cam", 1, 60)  # a fresh segment: footage recorded since the expired ones

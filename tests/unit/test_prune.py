@@ -591,7 +591,9 @@ class TestHandRunColumns:
         db = write_table(tmp_path / "heldar.db",
                          "CREATE TABLE cameras (id TEXT PRIMARY KEY, retention_hours INTEGER, segment_seconds INTEGER, "
                          "mirror_enabled INTEGER)",
-                         [("cam", 24, LONG_SEGMENT, 1), ("rec", 24, LONG_SEGMENT, 1)])
+                         # Read through the row parser, which caps segment_seconds at an hour: a
+                         # 1 h retention is what one fresh segment of the recording camera proves.
+                         [("cam", 1, LONG_SEGMENT, 1), ("rec", 1, LONG_SEGMENT, 1)])
         old = segment(mirror / "cam", "20270113_080000.mp4", age_hours=48)
         recording(mirror)
         report = run_pass(db, mirror, now=NOW, state_dir=tmp_path / "state")
