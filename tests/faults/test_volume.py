@@ -195,6 +195,8 @@ def start_recording(rtsp, nvr, volume: HangFs, supervisor, *extra: str) -> Super
                      "--prune-interval", "0", *extra)
     sup.wait_one_each(CAMERAS, timeout=30)
     wait_recording(volume, CAMERAS, timeout=40)
+    procs.wait_for("status shows every camera recording", lambda: {
+        row["id"] for row in status_file(sup).get("cameras", []) if row.get("state") == "recording"} == CAMERAS, 20)
     return sup
 
 
