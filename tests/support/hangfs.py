@@ -16,8 +16,8 @@ Two ways to hang it, because the kernel treats them differently:
   server answers or the connection is aborted. The worst case a supervisor can meet.
 
 ``resume()`` answers everything that waited, in either mode. Run as a script, this file is the
-server: ``python hangfs.py BACKING MOUNTPOINT CONTROL_FILE`` (block mode hangs while
-CONTROL_FILE exists). The test side is :class:`HangFs`.
+server: ``python hangfs.py BACKING MOUNTPOINT CONTROL_FILE PARENT_PID`` (block mode hangs
+while CONTROL_FILE exists; it dies with PARENT_PID). The test side is :class:`HangFs`.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def unavailable_reason() -> str | None:
     if os.geteuid() != 0:
         return "mounting FUSE with mount(2) and aborting connections needs root"
     try:
-        import mfusepy  # noqa: F401  (loads libfuse through ctypes)
+        import mfusepy  # noqa: F401  (loads libfuse through ctypes)  # pyflakes: ignore
     except (ImportError, OSError, EnvironmentError) as exc:
         return f"mfusepy or libfuse is not installed (scripts/setup.sh installs them): {exc}"
     return None
@@ -88,7 +88,8 @@ class HangFs:
         self.control.unlink(missing_ok=True)
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, __file__, str(self.backing), str(self.mountpoint), str(self.control)],
+                [sys.executable, __file__, str(self.backing), str(self.mountpoint), str(self.control),
+                 str(os.getpid())],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
         deadline = time.monotonic() + timeout
@@ -313,13 +314,27 @@ def _operations_class() -> type:
     return Passthrough
 
 
-def serve(backing: str, mountpoint: str, control: str) -> None:
+def die_with_parent(parent: int) -> None:
+    """If the test process dies (killed by a timeout, say) while the volume hangs, the server
+    must not stay stopped: a hung mount left behind would hang whoever walks the temporary
+    directory next (pytest's own clean-up of old tmp dirs). SIGKILL ends even a stopped server;
+    the kernel then fails every request on the mount with ENOTCONN instead of waiting."""
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def serve(backing: str, mountpoint: str, control: str, parent: int) -> None:
     """Mount and serve until unmounted; multi-threaded, so one blocked request is not all."""
     from mfusepy import FUSE
 
+    die_with_parent(parent)
     FUSE(_operations_class()(os.path.realpath(backing), control), mountpoint, foreground=True,
          nothreads=False, fsname=FSNAME, subtype=FSNAME)
 
 
 if __name__ == "__main__":
-    serve(*sys.argv[1:4])
+    serve(*sys.argv[1:4], parent=int(sys.argv[4]))
