@@ -23,6 +23,7 @@ while CONTROL_FILE exists; it dies with PARENT_PID). The test side is :class:`Ha
 from __future__ import annotations
 
 import errno
+import importlib
 import os
 import signal
 import subprocess
@@ -48,7 +49,7 @@ def unavailable_reason() -> str | None:
     if os.geteuid() != 0:
         return "mounting FUSE with mount(2) and aborting connections needs root"
     try:
-        import mfusepy  # noqa: F401  (loads libfuse through ctypes)  # pyflakes: ignore
+        importlib.import_module("mfusepy")  # loads libfuse through ctypes: fails without it
     except (ImportError, OSError, EnvironmentError) as exc:
         return f"mfusepy or libfuse is not installed (scripts/setup.sh installs them): {exc}"
     return None
