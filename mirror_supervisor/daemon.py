@@ -7,12 +7,13 @@ camera. The pidfile is only a pointer for ``reload``/``stop``/``status`` and ini
 written atomically once the master is ready and removed on exit only if it still names us.
 
 The state-dir lock alone lets two masters with *different* state dirs record into one mirror dir
-(two ffmpegs per camera fighting over segment names). So the master also locks
-``<mirror_dir>/.mirror-supervisor.lock`` the same way (inherited by workers, waited for while a
-dead master's workers stop) and writes its pid into it, so a refusal can name the other master.
-That file is opened once at start (and on a reload that changes the mirror dir), never
-periodically: the mirror may be a hung NFS mount. On NFS, ``flock`` is emulated with POSIX locks,
-which workers do not inherit: there it covers the master's life only.
+(two ffmpegs per camera fighting over segment names). So the master also claims the mirror dir:
+it binds a listening abstract Unix socket named after the directory's device and inode, which
+its workers inherit like the lock, so a dead master's stopping workers keep the claim until
+they are gone. A second master asks the kernel who listens (``SO_PEERCRED``) to name it. No
+file is kept open on the mirror volume: closing one there (a lock file) blocks in the kernel
+for as long as a network or FUSE volume hangs, which would make ``stop`` hang too. The claim is
+per network namespace: masters in different containers do not see each other's.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import socket
+import struct
 import sys
 import time
 from collections.abc import Callable
@@ -31,7 +34,6 @@ from .files import PIDFILE_MODE, open_lock_file, write_atomically
 
 PIDFILE = "mirror-supervisor.pid"
 LOCKFILE = "mirror-supervisor.lock"
-MIRROR_LOCKFILE = ".mirror-supervisor.lock"
 MASTER_TITLE = "mirror-supervisor: master"
 
 
@@ -78,39 +80,48 @@ def acquire_lock(state_dir: Path, wait: float) -> int:
 
 
 def acquire_mirror_lock(mirror_dir: Path, wait: float) -> int:
-    """Lock the mirror dir for this master (see the module docstring); returns the fd to keep.
+    """Claim the mirror dir for this master (see the module docstring); returns the fd to keep.
 
     Raises :class:`AlreadyRunning` naming the mirror dir and, if known, the other master's pid.
     """
-    path = Path(mirror_dir) / MIRROR_LOCKFILE
-    seen: list[int] = []
+    name = mirror_lock_name(os.stat(mirror_dir))
+    deadline = time.monotonic() + wait
+    while True:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        try:
+            sock.bind(name)
+            sock.listen(1)
+            return sock.detach()
+        except OSError as exc:
+            sock.close()
+            if exc.errno != errno.EADDRINUSE:
+                raise
+        holder = _lock_holder(name)
+        if holder is not None and is_master(holder):
+            raise AlreadyRunning(f"mirror dir {mirror_dir} is in use by another master, pid {holder}")
+        if time.monotonic() >= deadline:
+            who = f" (pid {holder})" if holder else ""
+            raise AlreadyRunning(f"mirror dir {mirror_dir} is claimed by processes of another master{who} "
+                                 "that did not exit")
+        time.sleep(0.2)
 
-    def live_holder(fd: int) -> str | None:
-        pid = _pid_in(fd)
-        if pid is None:
+
+def mirror_lock_name(st: os.stat_result) -> bytes:
+    """An abstract socket name for one directory: its device and inode, not its path, so two
+    paths to one directory (a bind mount, a symlink) claim the same name."""
+    return f"\0mirror-supervisor/mirror/{st.st_dev}/{st.st_ino}".encode()
+
+
+def _lock_holder(name: bytes) -> int | None:
+    """The pid of the master that claimed ``name``: the kernel reports the listener's creator."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as probe:
+        try:
+            probe.connect(name)
+            creds = probe.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        except OSError:
             return None
-        seen[:] = [pid]
-        return f"mirror dir {mirror_dir} is in use by another master, pid {pid}" if is_master(pid) else None
-
-    def stale() -> str:
-        who = f" (pid {seen[0]})" if seen else ""
-        return f"mirror dir {mirror_dir} is locked by processes of another master{who} that did not exit ({path})"
-
-    fd = _locked(path, wait, live_holder, stale)
-    try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-    except OSError:
-        pass  # a full volume: the lock still holds, a refusal just cannot name us
-    return fd
-
-
-def _pid_in(fd: int) -> int | None:
-    try:
-        text = os.pread(fd, 32, 0).decode(errors="replace").strip()
-    except OSError:
-        return None
-    return int(text) if text.isdigit() and int(text) > 0 else None
+    pid = struct.unpack("3i", creds)[0]
+    return pid if pid > 0 else None
 
 
 def _locked(path: Path, wait: float, live_holder: Callable[[int], str | None], stale: Callable[[], str]) -> int:

@@ -129,11 +129,10 @@ def test_an_existing_state_dir_of_ours_is_accepted_as_it_is(tmp_path):
     assert mode(state) == 0o755  # the operator's choice of read bits is left alone
 
 
-def test_mirror_lock_is_private_names_the_holder_and_refuses_a_second_master(tmp_path, monkeypatch):
+def test_mirror_claim_names_the_holder_and_refuses_a_second_master(tmp_path, monkeypatch):
     fd = daemon.acquire_mirror_lock(tmp_path, wait=0)
     try:
-        lock = tmp_path / daemon.MIRROR_LOCKFILE
-        assert mode(lock) == 0o600 and lock.read_text() == f"{os.getpid()}\n"
+        assert list(tmp_path.iterdir()) == [], "nothing may be kept open on the mirror volume"
         monkeypatch.setattr(daemon, "is_master", lambda pid: pid == os.getpid())
         with pytest.raises(daemon.AlreadyRunning) as info:
             daemon.acquire_mirror_lock(tmp_path, wait=0)
@@ -147,7 +146,21 @@ def test_mirror_lock_is_private_names_the_holder_and_refuses_a_second_master(tmp
     os.close(again)
 
 
-def test_mirror_lock_is_inherited_by_a_forked_child(tmp_path):
+def test_mirror_claim_follows_the_directory_not_the_path(tmp_path, monkeypatch):
+    """A symlink to the same directory is the same mirror."""
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "link").symlink_to(real)
+    monkeypatch.setattr(daemon, "is_master", lambda pid: True)
+    fd = daemon.acquire_mirror_lock(real, wait=0)
+    try:
+        with pytest.raises(daemon.AlreadyRunning):
+            daemon.acquire_mirror_lock(tmp_path / "link", wait=0)
+    finally:
+        os.close(fd)
+
+
+def test_mirror_claim_is_inherited_by_a_forked_child(tmp_path, monkeypatch):
     """Like the state-dir lock: workers keep it while the master is gone."""
     fd = daemon.acquire_mirror_lock(tmp_path, wait=0)
     child = os.fork()
@@ -155,20 +168,11 @@ def test_mirror_lock_is_inherited_by_a_forked_child(tmp_path):
         time.sleep(60)
         os._exit(0)
     os.close(fd)  # the master is gone
+    monkeypatch.setattr(daemon, "is_master", lambda pid: False)
     try:
-        probe = os.open(tmp_path / daemon.MIRROR_LOCKFILE, os.O_RDONLY)
-        with pytest.raises(BlockingIOError):
-            fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        os.close(probe)
+        with pytest.raises(daemon.AlreadyRunning, match="did not exit"):
+            daemon.acquire_mirror_lock(tmp_path, wait=0.5)
     finally:
         os.kill(child, signal.SIGKILL)
         os.waitpid(child, 0)
-
-
-def test_symlinked_lock_file_is_refused(tmp_path):
-    target = tmp_path / "victim"
-    target.write_text("precious\n")
-    (tmp_path / daemon.MIRROR_LOCKFILE).symlink_to(target)
-    with pytest.raises(OSError):
-        daemon.acquire_mirror_lock(tmp_path, wait=0)
-    assert target.read_text() == "precious\n"
+    os.close(daemon.acquire_mirror_lock(tmp_path, wait=0))
