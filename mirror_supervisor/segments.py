@@ -4,9 +4,11 @@ Names have one-second resolution, and ffmpeg silently truncates (``O_TRUNC``) a 
 reuses. Two rules keep it from ever reusing one:
 
 - a new ffmpeg never starts in a second that already has a segment: the worker waits until the
-  clock has passed the newest name that is not in the future (:func:`wait_before_start`);
-- a segment named in the future (the wall clock was stepped back, e.g. NTP fixing a wrong boot
-  clock) would be reused once the clock gets there, so it is *moved aside* to
+  clock has passed the newest name, if that is at most ``MAX_CLOCK_SKEW_WAIT`` ahead
+  (:func:`wait_before_start`);
+- a segment named further in the future (the wall clock was stepped back, e.g. NTP fixing a wrong
+  boot clock), or any future name while ffmpeg runs (it cannot be waited for then), would be
+  reused once the clock gets there, so it is *moved aside* to
   ``YYYYmmdd_HHMMSS~N.mp4`` (N = 1, 2, ... the first free one) before ffmpeg could reach its name
   (:func:`move_aside_future`). The moved name keeps the original time, cannot be produced by
   ffmpeg's pattern, and is never overwritten: the move is a hard link that fails if the target
@@ -31,6 +33,9 @@ SEGMENT_NAME = re.compile(r"([0-9]{8})_([0-9]{6})\.mp4")
 MOVED_NAME = re.compile(r"([0-9]{8})_([0-9]{6})~([1-9][0-9]{0,5})\.mp4")
 SEGMENT_OR_MOVED = re.compile(r"([0-9]{8})_([0-9]{6})(?:~[1-9][0-9]{0,5})?\.mp4")
 MAX_MOVED_SUFFIX = 999_999
+# Before a start, names at most this far ahead of the clock are waited out (they keep their
+# names; the gap is short and logged); names further ahead are moved aside instead.
+MAX_CLOCK_SKEW_WAIT = 5.0
 
 
 def is_segment_or_moved(name: str) -> bool:
@@ -125,14 +130,14 @@ class NewestCache:
 def wait_before_start(newest_start: float | None, now: float) -> float:
     """Seconds to wait so that the first segment ffmpeg opens cannot take an existing name.
 
-    ``newest_start`` is the newest name that is not in the future (future ones are moved aside
-    first). ffmpeg opens its first segment no earlier than it is started, so starting at or after
-    ``newest_start + 1`` is enough: the wait is never longer than one second.
+    ffmpeg opens its first segment no earlier than it is started, so starting at or after
+    ``newest_start + 1`` is enough. Names further than ``MAX_CLOCK_SKEW_WAIT`` ahead are moved
+    aside before this is asked, so the wait never exceeds ``MAX_CLOCK_SKEW_WAIT + 1``.
     """
     if newest_start is None:
         return 0.0
     wait = newest_start + 1.0 - now
-    if wait <= 0 or wait > 1.0:
+    if wait <= 0 or wait > MAX_CLOCK_SKEW_WAIT + 1.0:
         return 0.0
     return wait
 

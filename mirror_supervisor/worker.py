@@ -14,7 +14,8 @@ growing, timed with ``time.monotonic``: no wall clock and no directory scan, so 
 neither fake a stall nor hide one, and a check costs the same with 43,200 segments as with one.
 
 ffmpeg names segments by the wall clock and truncates a file whose name it reuses. So a segment
-named in the future is moved aside (``segments.move_aside``) before ffmpeg starts, whenever a
+named in the future is moved aside (``segments.move_aside``) before ffmpeg starts (or waited
+out, if at most ``segments.MAX_CLOCK_SKEW_WAIT`` ahead), whenever a
 check (every second) sees the wall clock stepped back against the monotonic clock, and when ffmpeg
 closes a segment whose name is in the future. Residual race: a step back that happens less than
 one check interval (1 s) before ffmpeg opens its next segment can let that segment take an
@@ -401,8 +402,8 @@ class Worker:
 
         Only ``<mirror_dir>/<id>`` is ever created, never its parents: a mirror volume that is
         gone must not be re-created on the root filesystem. Then no existing segment may be
-        reachable by ffmpeg's names: those named in the future are moved aside, and the start
-        waits for the second of the newest remaining name to pass.
+        reachable by ffmpeg's names: those named more than ``MAX_CLOCK_SKEW_WAIT`` ahead are moved
+        aside, and the start waits for the second of the newest remaining name to pass.
         """
         directory = self.spec.directory
         if not directory.parent.is_dir():
@@ -414,13 +415,17 @@ class Worker:
             return self._directory_error(f"cannot create camera directory {directory}: {exc.strerror or exc}")
         if not directory.is_dir():
             return self._directory_error(f"camera directory {directory} is not a directory")
-        if not self._move_aside_future("found before starting ffmpeg", keep=None):
+        if not self._move_aside_future("found before starting ffmpeg", keep=None, ahead=segments.MAX_CLOCK_SKEW_WAIT):
             return False
         try:
-            newest = segments.newest_of(segments.segment_names(directory), not_after=time.time())
+            newest = segments.newest_of(segments.segment_names(directory),
+                                        not_after=time.time() + segments.MAX_CLOCK_SKEW_WAIT)
         except OSError as exc:
             return self._directory_error(f"cannot list camera directory {directory}: {exc.strerror or exc}")
         wait = segments.wait_before_start(newest[1] if newest else None, time.time())
+        if wait > 1.0:
+            self.log.warning("waiting %.1fs before starting ffmpeg: segment %s is named ahead of the clock",
+                             wait, newest[0] if newest else "?")
         if wait > 0:
             self._sleep(wait)
         return True
@@ -431,10 +436,13 @@ class Worker:
         self._set_state("error")
         return False
 
-    def _move_aside_future(self, reason: str, keep: str | None) -> bool:
-        """Move aside every segment named in the future but ``keep``; False if the dir is unlistable."""
+    def _move_aside_future(self, reason: str, keep: str | None, ahead: float = 0.0) -> bool:
+        """Move aside every segment named over ``ahead`` s in the future but ``keep``.
+
+        False (state error) only when the directory cannot be listed.
+        """
         try:
-            moved, failed = segments.move_aside_future(self.spec.directory, time.time(), keep)
+            moved, failed = segments.move_aside_future(self.spec.directory, time.time() + ahead, keep)
         except OSError as exc:
             return self._directory_error(f"cannot list camera directory {self.spec.directory}: {exc.strerror or exc}")
         if moved:

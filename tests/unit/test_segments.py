@@ -74,8 +74,9 @@ def test_move_aside_future_moves_only_future_names_and_keeps_content(tmp_path):
         "20261125_105900.mp4", "20261125_110000.mp4", "20261125_110010~1.mp4", "20261125_111000.mp4"]
 
 
-def test_wait_never_exceeds_one_second():
-    assert wait_before_start(1000.0, 999.0) == 0  # a future name is moved aside, not waited for
+def test_only_a_short_skew_is_waited_out():
+    assert wait_before_start(1000.0, 997.0) == 4.0  # a name 3 s ahead keeps its name; ffmpeg waits
+    assert wait_before_start(1000.0, 990.0) == 0  # 10 s ahead: moved aside before this is asked
     assert 0 < wait_before_start(1000.0, 1000.1) <= 1.0
 
 
