@@ -1,7 +1,8 @@
 """What the supervisor is doing, as data: worker reports, the status file, and its rendering.
 
-Workers send one JSON line per state change over a pipe shared with the master (each line is far
-below PIPE_BUF, so lines from different workers never interleave). The master keeps the table and
+Workers send one JSON line on every change, and again every 30 s, over a pipe shared with the master
+(:func:`encode_report` keeps each line below PIPE_BUF in bytes whatever its content, so a line is
+one atomic write and lines from different workers never interleave). The master keeps the table and
 writes ``<state_dir>/status.json`` atomically when it changes; ``mirror-supervisor status`` reads
 that file, so asking never disturbs the master, and never touches the NVR's database.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,13 +24,51 @@ STATUS_FILE = "status.json"
 MAX_REPORT_BYTES = 3072  # below PIPE_BUF (4096): a write of a whole line is atomic
 
 
-def encode_report(report: Mapping[str, Any]) -> bytes:
-    """One JSON line; an over-long error text is cut so the line stays atomic."""
-    line = json.dumps(report, separators=(",", ":")).encode()
-    if len(line) >= MAX_REPORT_BYTES and report.get("last_error"):
-        trimmed = dict(report, last_error="..." + str(report["last_error"])[-(MAX_REPORT_BYTES // 2):])
-        line = json.dumps(trimmed, separators=(",", ":")).encode()
-    return line + b"\n"
+# Free-text fields an over-long report may lose the start of (the end of an error says most).
+TRIMMABLE_FIELDS = ("last_error", "segment")
+# What a report must keep to mean anything to the master.
+ESSENTIAL_FIELDS = ("camera", "generation", "pid", "state")
+
+
+def _dumps(report: Mapping[str, Any]) -> bytes:
+    """ASCII-only JSON (non-ASCII is escaped), so its length in bytes is its length in characters."""
+    return json.dumps(report, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+
+
+def encode_report(report: Mapping[str, Any], limit: int = MAX_REPORT_BYTES) -> bytes:
+    """One JSON line of fewer than ``limit`` bytes (newline included), whatever the content.
+
+    Over-long text fields keep their end; if that is not enough, only the essential fields
+    stay; a report that cannot fit even then (a camera id far beyond any valid one) becomes an
+    empty line, which the master ignores, rather than a write that could interleave.
+    """
+    line = _dumps(report)
+    if len(line) < limit:
+        return line + b"\n"
+    trimmed = dict(report)
+    for key in TRIMMABLE_FIELDS:
+        if isinstance(trimmed.get(key), str):
+            trimmed[key] = _longest_tail(trimmed, key, limit)
+            line = _dumps(trimmed)
+            if len(line) < limit:
+                return line + b"\n"
+    essential = {key: report[key] for key in ESSENTIAL_FIELDS if key in report}
+    line = _dumps(essential)
+    return line + b"\n" if len(line) < limit else b"\n"
+
+
+def _longest_tail(report: dict[str, Any], key: str, limit: int) -> str:
+    """The longest ``"..." + end`` of ``report[key]`` for which the line stays under ``limit``."""
+    text = str(report[key])
+    low, high = 0, len(text)  # characters kept: low always fits (or is 0), high may not
+    while low < high:
+        middle = (low + high + 1) // 2
+        candidate = dict(report, **{key: "..." + text[len(text) - middle:]})
+        if len(_dumps(candidate)) < limit:
+            low = middle
+        else:
+            high = middle - 1
+    return "..." + text[len(text) - low:] if low else "..."
 
 
 def decode_reports(buffer: bytes) -> tuple[list[dict[str, Any]], bytes]:
@@ -53,21 +93,66 @@ def read_status(state_dir: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def with_segments(data: dict[str, Any], now: float | None = None) -> dict[str, Any]:
-    """Add each camera's newest segment and its age, read from the mirror directory right now."""
+SEGMENT_CHECK_TIMEOUT = 2.0
+NOT_RESPONDING = "volume not responding"
+_newest_cache = segments.NewestCache()
+
+
+def with_segments(data: dict[str, Any], now: float | None = None,
+                  timeout: float = SEGMENT_CHECK_TIMEOUT) -> dict[str, Any]:
+    """Add each camera's newest segment and its age, read from the mirror directory right now.
+
+    A camera row that names the ``segment`` its worker writes costs one ``stat``; only rows
+    without one (or whose file is gone) fall back to a scan of the camera directory. The mirror
+    volume may hang (a hard NFS mount, a paused FUSE daemon), so the look-ups run in a daemon
+    thread given ``timeout`` seconds in all: rows it did not finish say "volume not responding"
+    instead of an age, and ``status`` still answers.
+    """
     now = time.time() if now is None else now
     mirror_dir = Path(data.get("master", {}).get("mirror_dir") or ".")
+    cameras = [camera for camera in data.get("cameras", []) if isinstance(camera.get("id"), str)]
+    found: dict[str, tuple[str | None, float | None]] = {}
+    worker = threading.Thread(target=_collect, args=(mirror_dir, cameras, found), name="segments", daemon=True)
+    worker.start()
+    worker.join(timeout)
+    done = dict(found)  # the thread may still be adding: take one copy
     for camera in data.get("cameras", []):
-        found = segments.newest(mirror_dir / camera.get("id", ""))
-        camera["newest_segment"] = found[0] if found else None
-        age = None
-        if found:
-            try:
-                age = max(0.0, now - os.stat(mirror_dir / camera["id"] / found[0]).st_mtime)
-            except OSError:
-                pass
-        camera["newest_segment_age"] = None if age is None else round(age, 1)
+        result = done.get(camera.get("id"))
+        if result is None:
+            camera["newest_segment"], camera["newest_segment_age"] = None, None
+            camera["segment_problem"] = NOT_RESPONDING
+            continue
+        name, mtime = result
+        camera["newest_segment"] = name
+        camera["newest_segment_age"] = None if mtime is None else round(max(0.0, now - mtime), 1)
+    if len(done) < len(cameras):
+        data["volume"] = f"{NOT_RESPONDING}: no answer within {timeout:g}s for {len(cameras) - len(done)} cameras"
     return data
+
+
+def _collect(mirror_dir: Path, cameras: list[dict[str, Any]], found: dict[str, tuple[str | None, float | None]]) -> None:
+    """Rows with a reported segment first (one stat each), then the scans of the rest."""
+    later = []
+    for camera in cameras:
+        result = _stat_segment(mirror_dir / camera["id"], camera.get("segment"))
+        if result is None:
+            later.append(camera)
+        else:
+            found[camera["id"]] = result
+    for camera in later:
+        directory = mirror_dir / camera["id"]
+        newest = _newest_cache.newest(directory)
+        found[camera["id"]] = _stat_segment(directory, newest[0] if newest else None) or (None, None)
+
+
+def _stat_segment(directory: Path, name: Any) -> tuple[str, float] | None:
+    """(name, mtime) of a reported segment file, or None when there is none or it is gone."""
+    if not isinstance(name, str) or not name or "/" in name or name in (".", ".."):
+        return None
+    try:
+        return name, os.stat(directory / name).st_mtime
+    except OSError:
+        return None
 
 
 def duration(seconds: float | None) -> str:
@@ -100,8 +185,10 @@ def render(data: dict[str, Any], now: float | None = None) -> str:
         f"recorder={'enabled' if master.get('recorder_enabled') else 'DISABLED'} mirror_dir={master.get('mirror_dir')}",
         f"database {master.get('db_path')}: {db_text}",
         f"last reconcile {_when(master.get('last_reconcile'), now)}",
-        "",
     ]
+    if data.get("volume"):
+        lines.append(f"mirror volume: {data['volume']}")
+    lines.append("")
     header = ("CAMERA", "STATE", "GEN", "WORKER", "FFMPEG", "UPTIME", "RESTARTS", "NEWEST SEGMENT", "AGE", "LAST ERROR")
     rows = [header]
     for cam in data.get("cameras", []):
@@ -114,8 +201,8 @@ def render(data: dict[str, Any], now: float | None = None) -> str:
             str(cam.get("ffmpeg_pid") or "-"),
             duration(now - started) if started and cam.get("ffmpeg_pid") else "-",
             str(cam.get("restarts", 0)),
-            cam.get("newest_segment") or "-",
-            duration(cam.get("newest_segment_age")),
+            cam.get("newest_segment") or cam.get("segment_problem") or "-",
+            duration(cam.get("newest_segment_age")) if not cam.get("segment_problem") else "?",
             (cam.get("last_error") or "-").replace("\n", " | ")[:200],
         ))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]

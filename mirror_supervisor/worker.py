@@ -1,4 +1,4 @@
-"""The worker: one camera, one ffmpeg at a time, until told to stop (SPEC section 5).
+"""The worker: one camera, one ffmpeg at a time, until told to stop.
 
 A forked child of the master. It never reads the database: the master hands it a camera and the
 ffmpeg argv, and a changed camera means a new worker. The loop is deliberately plain and
@@ -7,6 +7,24 @@ synchronous: start ffmpeg, drain its stderr in a thread, wait, back off, repeat.
 Every wait happens in :meth:`Worker._wait`, a ``select`` on the signal wake-up pipe, so a stop
 request (SIGTERM/SIGINT) or ffmpeg's exit (SIGCHLD) ends any wait at once and nothing here can
 block without a bound.
+
+Progress and the clock. Whether ffmpeg is recording is judged by the file it actually has open
+(``/proc/<ffmpeg>/fd``, only ``.mp4`` files directly in the camera directory) and that file's size
+growing, timed with ``time.monotonic``: no wall clock and no directory scan, so a clock step can
+neither fake a stall nor hide one, and a check costs the same with 43,200 segments as with one.
+
+ffmpeg names segments by the wall clock and truncates a file whose name it reuses. So a segment
+named in the future is moved aside (``segments.move_aside``) before ffmpeg starts (or waited
+out, if at most ``segments.MAX_CLOCK_SKEW_WAIT`` ahead), whenever a
+check (every second) sees the wall clock stepped back against the monotonic clock, and when ffmpeg
+closes a segment whose name is in the future. Residual race: a step back that happens less than
+one check interval (1 s) before ffmpeg opens its next segment can let that segment take an
+existing name before the worker has moved it; likewise a step back of less than
+``CLOCK_STEP_TOLERANCE`` is not noticed until it accumulates.
+
+Reports to the master go into one pipe shared by all workers and are dropped when it is full, so
+the full report is sent again every ``REPORT_REFRESH_SECONDS`` as well as on every change: a lost
+report heals by itself.
 """
 
 from __future__ import annotations
@@ -17,6 +35,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,10 +49,13 @@ from .status import encode_report
 
 STDERR_TAIL_BYTES = 8192
 LOGGED_TAIL_CHARS = 800
-CONNECTING_CHECK_SECONDS = 1.0
-RECORDING_CHECK_SECONDS = 5.0
+CHECK_SECONDS = 1.0  # progress, clock steps and the report refresh: each check is O(1)
 SECOND_SIGNAL_AFTER = 2.0
 STALL_FLOOR_SECONDS = 60.0
+REPORT_REFRESH_SECONDS = 30.0
+CLOCK_STEP_TOLERANCE = 0.5  # NTP slewing moves the offset by at most 0.5 ms/s
+LOGGED_MOVES = 20  # a move-aside log line names every file up to this many, then first/last
+PROC_ROOT = "/proc"
 
 
 def default_stall_timeout(segment_seconds: int) -> float:
@@ -92,6 +114,109 @@ def summarize_tail(text: str, secrets: tuple[str, ...], limit: int = LOGGED_TAIL
     return joined if len(joined) <= limit else "..." + joined[-limit:]
 
 
+@dataclass(frozen=True)
+class Progress:
+    """What ffmpeg is writing right now: the open segment's name, identity and size."""
+
+    segment: str | None = None
+    inode: tuple[int, int] | None = None
+    size: int = -1
+
+
+class OpenSegment:
+    """Finds the ``.mp4`` a process has open directly in ``directory``, via ``/proc/<pid>/fd``.
+
+    Costs a readlink and a stat while the same descriptor stays on a segment; the descriptor
+    table (a dozen entries for ffmpeg) is listed again only when it moved on. The size comes from
+    the open file itself, so it is right even if the name was changed under ffmpeg. A file that
+    was deleted while open does not count: what it receives never reaches the mirror.
+    A ``--ffmpeg`` wrapper script must ``exec`` ffmpeg for its file to be seen here.
+    """
+
+    def __init__(self, pid: int, directory: Path, proc_root: str = PROC_ROOT) -> None:
+        self._fd_dir = f"{proc_root}/{pid}/fd"
+        self._directory = os.path.realpath(directory)
+        self._fd: str | None = None
+
+    def read(self) -> Progress:
+        if self._fd is not None:
+            found = self._look(self._fd)
+            if found is not None:
+                return found
+            self._fd = None
+        try:
+            fds = os.listdir(self._fd_dir)
+        except OSError:
+            return Progress()
+        for fd in fds:
+            found = self._look(fd)
+            if found is not None:
+                self._fd = fd
+                return found
+        return Progress()
+
+    def _look(self, fd: str) -> Progress | None:
+        path = f"{self._fd_dir}/{fd}"
+        try:
+            target = os.readlink(path)
+        except OSError:
+            return None
+        directory, name = os.path.split(target)
+        if directory != self._directory or not name.endswith(".mp4"):
+            return None
+        try:
+            info = os.stat(path)
+        except OSError:
+            return None
+        return Progress(name, (info.st_dev, info.st_ino), info.st_size)
+
+
+class ClockWatch:
+    """Notices the wall clock stepping back, from the offset between wall and monotonic clocks.
+
+    The offset is compared with the highest one seen since the last step, so a series of small
+    steps back adds up instead of each slipping under the tolerance. Steps forward are harmless
+    (names only move away from existing ones) and are not reported.
+    """
+
+    def __init__(self, tolerance: float = CLOCK_STEP_TOLERANCE,
+                 wall: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic) -> None:
+        self._tolerance = tolerance
+        self._wall = wall
+        self._monotonic = monotonic
+        self._high = wall() - monotonic()
+
+    def stepped_back(self) -> float:
+        """Seconds the clock went back since the last call that returned a step, else 0."""
+        offset = self._wall() - self._monotonic()
+        if offset < self._high - self._tolerance:
+            step, self._high = self._high - offset, offset
+            return step
+        self._high = max(self._high, offset)
+        return 0.0
+
+
+def describe_moves(moves: list[tuple[str, str]], limit: int = LOGGED_MOVES) -> str:
+    """``a -> a~1, b -> b~1``; a long list keeps its first and last entries and the count between."""
+    parts = [f"{old} -> {new}" for old, new in moves]
+    if len(parts) > limit:
+        half = limit // 2
+        parts = [*parts[:half], f"... {len(parts) - 2 * half} more ...", *parts[-half:]]
+    return ", ".join(parts)
+
+
+def ffmpeg_preexec(worker_pid: int) -> None:
+    """In the forked child just before exec: die with the worker, even if it is already gone.
+
+    The child inherits the worker's Python SIGTERM handler, which only notes the signal for a
+    Python loop that never runs again before exec: a SIGTERM sent to it here would be swallowed
+    and an orphan ffmpeg would record on. With the default action restored first (exec would
+    restore it anyway), both the parent-death signal and the already-dead check really kill.
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    lifeline.die_with_parent(worker_pid, signal.SIGTERM)
+
+
 class Worker:
     def __init__(self, spec: WorkerSpec) -> None:
         self.spec = spec
@@ -102,8 +227,10 @@ class Worker:
         self.ffmpeg_started: float | None = None
         self.ffmpeg_starts = 0
         self.last_error: str | None = None
+        self.segment: str | None = None  # the file ffmpeg writes, or last wrote
         self._stopping = False
         self._signals: wakeup.SignalPipe | None = None
+        self._next_report = 0.0
 
     # -- set-up -------------------------------------------------------------------------------
 
@@ -123,9 +250,6 @@ class Worker:
     def run(self) -> int:
         delay = backoff.FFMPEG_FIRST_DELAY
         while not self._stopping:
-            self._avoid_overwriting_segments()
-            if self._stopping:
-                break
             ran = self._run_ffmpeg_once()
             if self._stopping:
                 break
@@ -143,12 +267,7 @@ class Worker:
 
     def _run_ffmpeg_once(self) -> float | None:
         """One ffmpeg run; returns how long it ran, or None when it could not be started."""
-        try:
-            self.spec.directory.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            self.last_error = f"cannot create mirror directory {self.spec.directory}: {exc.strerror}"
-            self.log.error("%s", self.last_error)
-            self._set_state("error")
+        if not self._prepare_directory() or self._stopping:
             return None
         try:
             proc = subprocess.Popen(
@@ -158,7 +277,7 @@ class Worker:
                 stderr=subprocess.PIPE,
                 env=environment(dict(os.environ)),
                 close_fds=True,
-                preexec_fn=functools.partial(lifeline.die_with_parent, os.getpid()),
+                preexec_fn=functools.partial(ffmpeg_preexec, os.getpid()),
             )
         except (OSError, subprocess.SubprocessError) as exc:
             self.last_error = f"cannot start ffmpeg {self.spec.argv[0]!r}: {exc}"
@@ -193,32 +312,49 @@ class Worker:
     def _watch(self, proc: subprocess.Popen) -> bool:
         """Wait while ffmpeg runs; True when it stalled: alive but writing nothing.
 
-        Progress is what reaches the disk (the newest segment's name and size), not ffmpeg's
-        liveness: a source that keeps its TCP session open and sends nothing leaves ffmpeg alive
-        for its whole socket timeout. With flush_packets=1 each fragment is written as it
-        completes, so even a 30 kbit/s camera grows its file every keyframe interval.
+        Progress is what ffmpeg gets to the disk (its open segment and that file's size), not
+        ffmpeg's liveness: a source that keeps its TCP session open and sends nothing leaves
+        ffmpeg alive for its whole socket timeout. With flush_packets=1 each fragment is written
+        as it completes, so even a 30 kbit/s camera grows its file every keyframe interval.
         """
-        last_seen = self._progress()
+        probe = OpenSegment(proc.pid, self.spec.directory)
+        clock = ClockWatch()
+        last_seen = probe.read()
         last_progress = time.monotonic()
+        check = min(CHECK_SECONDS, self.spec.stall_timeout / 4)
         while proc.poll() is None and not self._stopping:
-            if self.state == "connecting":
-                check = CONNECTING_CHECK_SECONDS
-            else:
-                check = min(RECORDING_CHECK_SECONDS, self.spec.stall_timeout / 4)
             self._wait(check)
             if self._stopping or proc.poll() is not None:
                 return False
-            seen, now = self._progress(), time.monotonic()
-            if seen != last_seen:
+            seen, now = probe.read(), time.monotonic()
+            self._guard_names(seen, clock.stepped_back())
+            if (seen.inode, seen.size) != (last_seen.inode, last_seen.size):
                 last_seen, last_progress = seen, now
-                if self.state == "connecting" and seen[1] > 0:
+                if self.state == "connecting" and seen.size > 0:
                     self._set_state("recording")
-                    self.log.info("recording")
+                    self.log.info("recording segment=%s", seen.segment)
             elif now - last_progress >= self.spec.stall_timeout:
                 self.last_error = f"stalled: ffmpeg wrote nothing for {now - last_progress:.0f}s"
                 self.log.warning("%s; restarting it", self.last_error)
                 return True
         return False
+
+    def _guard_names(self, seen: Progress, stepped_back: float) -> None:
+        """Keep ffmpeg from ever reaching an existing name after the wall clock went back.
+
+        On a step back, every segment now named in the future is moved aside but the open one;
+        when ffmpeg moves on from a segment named in the future (the open one at the step), that
+        one is moved aside too. Also keeps the reported segment current.
+        """
+        if stepped_back:
+            self._move_aside_future(f"wall clock stepped back {stepped_back:.1f}s", keep=seen.segment)
+        if seen.segment is None or seen.segment == self.segment:
+            return
+        previous, self.segment = self.segment, seen.segment
+        start = segments.parse_name(previous) if previous else None
+        if start is not None and start > time.time():
+            self._move_aside_future("ffmpeg closed a segment named in the future", keep=seen.segment)
+        self._report()
 
     def _end_ffmpeg(self, proc: subprocess.Popen, state: str) -> None:
         """Stop ffmpeg so the segment being written stays playable, escalating within the budget.
@@ -261,26 +397,62 @@ class Worker:
 
     # -- helpers ------------------------------------------------------------------------------
 
-    def _avoid_overwriting_segments(self) -> None:
-        newest = segments.newest(self.spec.directory)
-        if newest is None:
-            return
-        now = time.time()
-        if newest[1] > now + segments.MAX_CLOCK_SKEW_WAIT:
-            self.log.warning("newest segment %s is ahead of the clock; the clock was set back", newest[0])
-        wait = segments.wait_before_start(newest[1], now)
+    def _prepare_directory(self) -> bool:
+        """Make the camera directory ready for a new ffmpeg; False (state error) when it is not.
+
+        Only ``<mirror_dir>/<id>`` is ever created, never its parents: a mirror volume that is
+        gone must not be re-created on the root filesystem. Then no existing segment may be
+        reachable by ffmpeg's names: those named more than ``MAX_CLOCK_SKEW_WAIT`` ahead are moved
+        aside, and the start waits for the second of the newest remaining name to pass.
+        """
+        directory = self.spec.directory
+        if not directory.parent.is_dir():
+            return self._directory_error(f"mirror directory {directory.parent} is missing (volume not mounted?); "
+                                         "not creating it")
+        try:
+            directory.mkdir(exist_ok=True)
+        except OSError as exc:
+            return self._directory_error(f"cannot create camera directory {directory}: {exc.strerror or exc}")
+        if not directory.is_dir():
+            return self._directory_error(f"camera directory {directory} is not a directory")
+        if not self._move_aside_future("found before starting ffmpeg", keep=None, ahead=segments.MAX_CLOCK_SKEW_WAIT):
+            return False
+        try:
+            newest = segments.newest_of(segments.segment_names(directory),
+                                        not_after=time.time() + segments.MAX_CLOCK_SKEW_WAIT)
+        except OSError as exc:
+            return self._directory_error(f"cannot list camera directory {directory}: {exc.strerror or exc}")
+        wait = segments.wait_before_start(newest[1] if newest else None, time.time())
+        if wait > 1.0:
+            self.log.warning("waiting %.1fs before starting ffmpeg: segment %s is named ahead of the clock",
+                             wait, newest[0] if newest else "?")
         if wait > 0:
             self._sleep(wait)
+        return True
 
-    def _progress(self) -> tuple[str | None, int]:
-        """The newest segment and its size: changes whenever ffmpeg gets data to the disk."""
-        newest = segments.newest(self.spec.directory)
-        if newest is None:
-            return None, -1
+    def _directory_error(self, text: str) -> bool:
+        self.last_error = text
+        self.log.error("%s", text)
+        self._set_state("error")
+        return False
+
+    def _move_aside_future(self, reason: str, keep: str | None, ahead: float = 0.0) -> bool:
+        """Move aside every segment named over ``ahead`` s in the future but ``keep``.
+
+        False (state error) only when the directory cannot be listed.
+        """
         try:
-            return newest[0], os.stat(self.spec.directory / newest[0]).st_size
-        except OSError:
-            return newest[0], -1
+            moved, failed = segments.move_aside_future(self.spec.directory, time.time() + ahead, keep)
+        except OSError as exc:
+            return self._directory_error(f"cannot list camera directory {self.spec.directory}: {exc.strerror or exc}")
+        if moved:
+            self.log.warning("moved aside %d segments named in the future (%s): %s",
+                             len(moved), reason, describe_moves(moved))
+        if failed:
+            self.last_error = f"cannot move aside segments named in the future ({reason}): " + "; ".join(failed)
+            self.log.error("%s", self.last_error)
+            self._report()
+        return True
 
     def _set_state(self, state: str) -> None:
         self.state = state
@@ -290,7 +462,12 @@ class Worker:
         self._report()
 
     def _report(self) -> None:
-        """Tell the master; never block on it (a full pipe loses a report, not footage)."""
+        """Tell the master; never block on it (a full pipe loses a report, not footage).
+
+        A lost report is healed by the next one, sent on change and at least every
+        ``REPORT_REFRESH_SECONDS`` (see :meth:`_wait`).
+        """
+        self._next_report = time.monotonic() + REPORT_REFRESH_SECONDS
         line = encode_report({
             "camera": self.camera.id,
             "generation": self.spec.generation,
@@ -300,6 +477,7 @@ class Worker:
             "ffmpeg_started": self.ffmpeg_started,
             "ffmpeg_starts": self.ffmpeg_starts,
             "last_error": self.last_error,
+            "segment": self.segment,
         })
         try:
             os.write(self.spec.status_fd, line)
@@ -315,12 +493,18 @@ class Worker:
             self._wait(remaining)
 
     def _wait(self, timeout: float) -> None:
-        """Block until a signal arrives or ``timeout`` passes; act on stop signals."""
+        """Block until a signal arrives or ``timeout`` passes; act on stop signals.
+
+        Never sleeps past the next report refresh, so a report lost in a full pipe is re-sent
+        within ``REPORT_REFRESH_SECONDS`` whatever the worker is waiting for.
+        """
         assert self._signals is not None
-        received, _ = self._signals.wait(timeout)
+        received, _ = self._signals.wait(min(timeout, max(0.0, self._next_report - time.monotonic())))
         if not self._stopping and wakeup.STOP_SIGNALS.intersection(received):
             self._stopping = True
             self.log.info("stop requested")
+        if time.monotonic() >= self._next_report:
+            self._report()
 
 
 def run_worker(spec: WorkerSpec, inherited_fds: tuple[int, ...]) -> int:
