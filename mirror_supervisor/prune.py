@@ -84,15 +84,15 @@ from . import logs
 from .camera import COLUMNS, MIN_SEGMENT_SECONDS, Camera, is_safe_id
 from .database import DatabaseError, read_table
 from .ffmpeg import SEGMENT_PATTERN
-from .segments import SEGMENT_NAME
+from .segments import SEGMENT_OR_MOVED
 
 SECONDS_PER_HOUR = 3600.0
 # One broken disk can fail every unlink of a pass; a handful of messages says it, thousands don't.
 MAX_ERRORS_KEPT = 5
-# The one filter for what counts as a segment file. Its first two groups must capture the UTC
-# date (YYYYmmdd) and time (HHMMSS) the name encodes; widen it here (e.g. for moved-aside names)
-# and every rule below follows.
-SEGMENT_FILE: re.Pattern[str] = SEGMENT_NAME
+# The one filter for what counts as a segment file: ffmpeg's names and the ``~N`` names the
+# worker moves footage aside to after a clock step (footage too, so it ages out like the rest).
+# Its first two groups must capture the UTC date (YYYYmmdd) and time (HHMMSS) the name encodes.
+SEGMENT_FILE: re.Pattern[str] = SEGMENT_OR_MOVED
 # No segment of this project is older: a clock or an mtime before it was never set.
 PLAUSIBLE_SINCE = datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc).timestamp()
 # How far two stamps may disagree before one of them is taken to be wrong: a day is far beyond any

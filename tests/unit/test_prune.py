@@ -632,7 +632,8 @@ class TestHandRunColumns:
         db = write_table(tmp_path / "heldar.db",
                          "CREATE TABLE cameras (id TEXT PRIMARY KEY, retention_hours INTEGER, segment_seconds INTEGER, "
                          "mirror_enabled INTEGER)",
-                         [("cam", 24, LONG_SEGMENT, 1), ("rec", 24, LONG_SEGMENT, 1)])
+                         # 1 h: what one fresh segment proves, at the parser's cap of an hour a segment
+                         [("cam", 1, LONG_SEGMENT, 1), ("rec", 1, LONG_SEGMENT, 1)])
         old = segment(mirror / "cam", "20270113_080000.mp4", age_hours=48)
         recording(mirror)
         report = run_pass(db, mirror, now=NOW, state_dir=master_status(columns, pid))
@@ -685,14 +686,14 @@ class TestSegmentNames:
         report = prune_pass(mirror, [cam("cam", 1), recording(mirror)], set(), NOW)
         assert bogus.exists() and report.cameras[0].kept_files == 0
 
-    def test_the_name_filter_is_one_parameter(self, mirror):
-        """Moved-aside names are not segments today; widening the one pattern makes them so."""
+    def test_moved_aside_footage_ages_out_and_the_name_filter_is_one_parameter(self, mirror):
+        """Files the worker moved aside after a clock step (``~N``) are footage: they age out."""
         aside = segment(mirror / "cam", "20270113_080000~1.mp4", age_hours=48)
         rec = recording(mirror)
-        prune_pass(mirror, [cam("cam", 1), rec], set(), NOW)
+        narrower = re.compile(r"([0-9]{8})_([0-9]{6})\.mp4")
+        prune_pass(mirror, [cam("cam", 1), rec], set(), NOW, segment_file=narrower)
         assert aside.exists()
-        wider = re.compile(r"([0-9]{8})_([0-9]{6})(?:~[0-9]+)?\.mp4")
-        prune_pass(mirror, [cam("cam", 1), rec], set(), NOW, segment_file=wider)
+        prune_pass(mirror, [cam("cam", 1), rec], set(), NOW)
         assert not aside.exists()
 
 
