@@ -747,6 +747,8 @@ class Master:
             record = self.by_camera.get(report["camera"])
             if record is None or record.generation != report.get("generation"):
                 continue  # a report from an older generation never describes the current worker
+            if report == record.report:
+                continue  # the periodic re-send of an unchanged state: nothing to publish
             starts = report.get("ffmpeg_starts") or 0
             self.ffmpeg_starts[record.camera.id] += max(0, starts - (record.report.get("ffmpeg_starts") or 0))
             record.report = report
@@ -767,6 +769,9 @@ class Master:
                            segment=report.get("segment"),
                            state="stopping" if record.stopping else report.get("state", "starting"))
                 row["last_error"] = report.get("last_error") or row["last_error"]
+                if self.volume_problem and row["state"] == "recording":
+                    # Its last word, but nothing reaches a volume that does not answer.
+                    row.update(state="stalled", last_error=self.volume_problem)
             elif cid in self.unrecordable:
                 row.update(state="error", last_error=self.unrecordable[cid].problem)
             elif self.mount_problem:

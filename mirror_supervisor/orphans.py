@@ -28,8 +28,13 @@ class Recorder:
 
 
 def recorders(mirror_dir: Path, ffmpeg: str = "ffmpeg") -> list[Recorder]:
-    """Every live process recording into ``mirror_dir`` with our output pattern."""
-    root = os.path.realpath(mirror_dir)
+    """Every live process recording into ``mirror_dir`` with our output pattern.
+
+    Paths are compared as text (normalised, not resolved): resolving another process's output
+    path would stat it, and an ffmpeg of someone else's writing onto a hung network volume would
+    then hang this scan. Only the mirror dir itself is resolved, so both its spellings match.
+    """
+    roots = {os.path.abspath(mirror_dir), os.path.realpath(mirror_dir)}
     names = {"ffmpeg", os.path.basename(ffmpeg)}
     found = []
     for proc in psutil.process_iter(["cmdline", "ppid"]):
@@ -45,8 +50,8 @@ def recorders(mirror_dir: Path, ffmpeg: str = "ffmpeg") -> list[Recorder]:
                 out_dir = os.path.join(proc.cwd(), out_dir)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
-        camera_dir = os.path.realpath(out_dir)
-        if os.path.dirname(camera_dir) != root:
+        camera_dir = os.path.normpath(out_dir)
+        if os.path.dirname(camera_dir) not in roots:
             continue
         found.append(Recorder(proc, os.path.basename(camera_dir), _is_worker(proc.info["ppid"])))
     return found
