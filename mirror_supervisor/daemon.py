@@ -30,11 +30,11 @@ from pathlib import Path
 
 import psutil
 
+from . import titles
 from .files import PIDFILE_MODE, open_lock_file, write_atomically
 
 PIDFILE = "mirror-supervisor.pid"
 LOCKFILE = "mirror-supervisor.lock"
-MASTER_TITLE = "mirror-supervisor: master"
 
 
 class AlreadyRunning(Exception):
@@ -55,7 +55,7 @@ def is_master(pid: int) -> bool:
         proc = psutil.Process(pid)
         if proc.status() == psutil.STATUS_ZOMBIE:
             return False
-        return " ".join(proc.cmdline()).startswith(MASTER_TITLE)
+        return titles.is_master(" ".join(proc.cmdline()))
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return False
 

@@ -32,9 +32,8 @@ from typing import Any
 
 import setproctitle
 
-from . import backoff, lifeline, logs, orphans, prune, volume, wakeup
+from . import backoff, lifeline, logs, orphans, prune, titles, volume, wakeup
 from .camera import Camera, is_safe_id, mask
-from .daemon import MASTER_TITLE
 from .database import DatabaseError, RowCache, fingerprint, probe, read_table
 from .ffmpeg import build_command, camera_dir
 from .reconcile import diff, wanted
@@ -818,21 +817,16 @@ class Master:
             pass
 
     def _update_title(self, snapshot: dict[str, Any] | None = None) -> None:
-        title = f"{MASTER_TITLE} cameras={len(self.desired)}"
+        states = None
         if snapshot is not None:
             states = Counter(row["state"] for row in snapshot["cameras"] if row["id"] in self.desired)
-            title += "".join(f" {state}={states[state]}" for state in sorted(states))
-        if self.db_error:
-            title += " db=error"
-        if self.volume_problem:
-            title += " volume=not-responding"
-        if not self.settings.recorder_enabled:
-            title += " disabled"
-        setproctitle.setproctitle(title)
+        setproctitle.setproctitle(titles.master(
+            len(self.desired), states, db_error=bool(self.db_error), volume_hung=bool(self.volume_problem),
+            disabled=not self.settings.recorder_enabled))
 
 
 def _probe_child(directory: str, inherited_fds: tuple[int, ...], master_pid: int) -> int:
-    lifeline.become_helper("mirror-supervisor: volume probe", inherited_fds, master_pid)
+    lifeline.become_helper(titles.VOLUME_PROBE, inherited_fds, master_pid)
     return volume.probe_child(directory)
 
 

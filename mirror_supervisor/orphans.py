@@ -15,9 +15,9 @@ from pathlib import Path
 
 import psutil
 
+from . import titles
 from .ffmpeg import SEGMENT_PATTERN
 
-WORKER_TITLE = "mirror-supervisor: worker "
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def _is_worker(pid: int | None) -> bool:
         return False
     try:
         parent = psutil.Process(pid)
-        return parent.status() != psutil.STATUS_ZOMBIE and " ".join(parent.cmdline()).startswith(WORKER_TITLE)
+        return parent.status() != psutil.STATUS_ZOMBIE and titles.is_worker(" ".join(parent.cmdline()))
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return False
 

@@ -98,7 +98,6 @@ PLAUSIBLE_SINCE = datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc).ti
 # How far two stamps may disagree before one of them is taken to be wrong: a day is far beyond any
 # segment's length or any NTP correction, and far below any retention worth configuring.
 CLOCK_TOLERANCE = 86400.0
-PRUNE_TITLE = "mirror-supervisor: prune"
 RETENTION_COLUMN = "retention_hours"
 
 
@@ -403,9 +402,9 @@ def child_main(
     columns: frozenset[str] | None = None,
 ) -> int:
     """The pruner process, forked by the master: one pass over the master's list, then exit."""
-    from . import lifeline
+    from . import lifeline, titles
 
-    lifeline.become_helper(PRUNE_TITLE, inherited_fds, master_pid)
+    lifeline.become_helper(titles.PRUNE, inherited_fds, master_pid)
     log_report(run_pass_for(cameras, mirror_dir, columns=columns))
     return 0
 

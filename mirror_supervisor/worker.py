@@ -41,10 +41,9 @@ from pathlib import Path
 
 import setproctitle
 
-from . import backoff, lifeline, logs, segments, wakeup
+from . import backoff, lifeline, logs, segments, titles, wakeup
 from .camera import Camera, mask
 from .ffmpeg import environment
-from .orphans import WORKER_TITLE
 from .status import encode_report
 
 STDERR_TAIL_BYTES = 8192
@@ -457,7 +456,7 @@ class Worker:
     def _set_state(self, state: str) -> None:
         self.state = state
         setproctitle.setproctitle(
-            f"{WORKER_TITLE}{self.camera.id} gen={self.spec.generation} {state}"
+            titles.worker(self.camera.id, self.spec.generation, state)
         )
         self._report()
 
