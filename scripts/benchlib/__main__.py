@@ -101,6 +101,9 @@ def main() -> int:
     opts = options(args)
     output = Path(args.output) if args.output else ROOT / ("build/bench-quick.md" if opts.quick else "docs/benchmarks.md")
     output.parent.mkdir(parents=True, exist_ok=True)
+    if not report.writable(output):
+        print(f"{output} has no generated:start/generated:end markers; not measuring", file=sys.stderr)
+        return 2
     systems = [SYSTEMS[s] for s in args.systems.split(",")]
     if Supervisord in systems:
         try:

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from .common import PACKAGE, ROOT, log
+from .context import Context
 
 HARNESS = PACKAGE / "fork_harness.py"
 ALL_STEPS = "title,log,pipe,popen,thread,json,scan"
@@ -31,6 +32,6 @@ def measure(steps: str, warm: bool) -> dict[str, Any]:
         return {"steps": steps, "warm": warm, "error": repr(exc)}
 
 
-def run(ctx: Any) -> list[dict[str, Any]]:
+def run(ctx: Context) -> list[dict[str, Any]]:
     log("fork harness: worker USS by first action after fork")
     return [measure(steps, warm) for steps, warm in VARIANTS]

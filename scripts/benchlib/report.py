@@ -54,6 +54,14 @@ def render(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def writable(path: Path) -> bool:
+    """``write`` will accept ``path`` (checked before a run, so a long run is not wasted)."""
+    if not path.exists():
+        return True
+    text = path.read_text()
+    return START in text and END in text.partition(START)[2]
+
+
 def write(path: Path, generated: str) -> None:
     """Replace the generated region of ``path``; create the file if it does not exist. A file
     without both markers is left alone (it would be someone's hand-written text)."""
@@ -61,9 +69,7 @@ def write(path: Path, generated: str) -> None:
     if not path.exists():
         path.write_text(f"# Benchmarks: mirror-supervisor vs supervisord\n\n{region}\n")
         return
-    text = path.read_text()
-    head, start, rest = text.partition(START)
-    body, end, tail = rest.partition(END)
-    if not start or not end:
+    if not writable(path):
         raise SystemExit(f"{path} has no '{START}' ... '{END}' region; not overwriting it")
-    path.write_text(head + region + tail)
+    head, _, rest = path.read_text().partition(START)
+    path.write_text(head + region + rest.partition(END)[2])

@@ -1,6 +1,11 @@
-"""The suites a run can contain, in order. A suite measures (``run``: Context -> JSON-able data,
-stored under ``key`` in the results) and renders (``render``: results -> markdown lines, tables
-only). Adding a suite is one module for each of the two, plus one line here."""
+"""The suites a run can contain, in order.
+
+A suite measures (``run``: Context -> JSON-able value, stored under ``key`` in the results) and
+renders (``render``: the whole results dict -> markdown lines, tables only; [] when its key is
+absent, so older JSON still renders). ``wanted`` decides from the options whether it runs.
+Adding a suite: a ``suite_<name>.py`` with ``run``, a ``tables_<name>.py`` with ``render``, one
+line in ``SUITES``, and its knobs in ``__main__.options`` (they are stored in the JSON's "args").
+"""
 
 from __future__ import annotations
 
