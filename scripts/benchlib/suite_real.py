@@ -3,6 +3,7 @@ local synthetic RTSP camera. Results: ``{"<system>-<N>": {...}}``."""
 
 from __future__ import annotations
 
+import subprocess
 import time
 from typing import Any
 
@@ -22,7 +23,11 @@ def run(ctx: Context) -> dict[str, Any]:
         return {f"{cls.name}-{n}": one(ctx, cls, n, url) for n in ctx.opts.counts for cls in ctx.systems}
     finally:
         camera.terminate()
-        camera.wait(timeout=10)
+        try:
+            camera.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            camera.kill()
+            camera.wait(timeout=10)
 
 
 def one(ctx: Context, system_cls: type, n: int, url: str) -> dict[str, Any]:
