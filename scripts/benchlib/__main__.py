@@ -1,0 +1,133 @@
+"""Side-by-side benchmark: mirror-supervisor versus supervisord with one program per camera.
+
+    scripts/bench            # N = 8 and 32 real ffmpegs, 200 stand-ins; docs/benchmarks.md/.json
+    scripts/bench --quick    # N = 4, few repeats; build/bench-quick.md/.json
+    scripts/bench --render-only docs/benchmarks.json   # re-render the tables, no measurement
+
+Both systems run the same ffmpeg argv per camera, one system at a time, on this machine. Every
+process started here is stopped in ``finally`` blocks, and the run ends by counting what is left.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from . import procs, report, targets
+from .common import ROOT, log, mono
+from .context import Context
+from .machine import machine_info
+from .ours import Ours
+from .suites import SUITES
+from .supervisord import Supervisord
+
+SYSTEMS = {"ours": Ours, "supervisord": Supervisord}
+
+
+def parse() -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="N=4, few repeats, short windows (development)")
+    p.add_argument("--counts", help="comma-separated camera counts (default 8,32)")
+    p.add_argument("--repeats", type=int, help="add-camera repeats (default 20)")
+    p.add_argument("--standin-count", type=int, help="stand-in recorders (default 200)")
+    p.add_argument("--rows", type=int, help="rows in cameras for the stand-in run (default 1000)")
+    p.add_argument("--idle-seconds", type=float, help="idle CPU window (default 30)")
+    p.add_argument("--segment-seconds", type=int, default=10)
+    p.add_argument("--poll-interval", type=float, default=5.0, help="ours, real cameras (default 5, the product default)")
+    p.add_argument("--systems", default="ours,supervisord")
+    p.add_argument("--skip-real", action="store_true")
+    p.add_argument("--skip-standin", action="store_true")
+    p.add_argument("--output", help="markdown report (default docs/benchmarks.md; build/bench-quick.md with --quick)")
+    p.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    p.add_argument("--render-only", metavar="JSON", help="re-write the report's tables from a previous run's JSON")
+    return p.parse_args()
+
+
+def options(args: argparse.Namespace) -> SimpleNamespace:
+    """Every knob the suites read, defaults filled in (quick or full)."""
+    q = args.quick
+    return SimpleNamespace(
+        quick=q,
+        counts=[int(x) for x in (args.counts or ("4" if q else "8,32")).split(",")],
+        repeats=args.repeats or (5 if q else 20),
+        change_repeats=2 if q else 5,
+        kill_repeats=1 if q else 3,
+        standin_count=args.standin_count or (20 if q else 200),
+        rows=args.rows or (100 if q else 1000),
+        idle_seconds=args.idle_seconds or (10.0 if q else 30.0),
+        idle_after_seconds=5.0 if q else 10.0,
+        min_age=15.0 if q else 60.0,
+        segment_seconds=args.segment_seconds,
+        poll_interval=args.poll_interval,
+        standin_repeats=3 if q else 10,
+        reconcile_repeats=8 if q else 20,
+        skip_real=args.skip_real,
+        skip_standin=args.skip_standin,
+    )
+
+
+def measure(ctx: Context) -> dict[str, Any]:
+    results: dict[str, Any] = {"machine": machine_info(), "args": dict(vars(ctx.opts))}
+    began = mono()
+    try:
+        for suite in SUITES:
+            if suite.wanted(ctx):
+                results[suite.key] = suite.run(ctx)
+    finally:
+        procs.kill_leftovers(ctx.work)
+        time.sleep(0.5)
+        results["leftovers"] = procs.count_leftovers(ctx.work)
+    results["duration_s"] = mono() - began
+    return results
+
+
+def main() -> int:
+    args = parse()
+    if args.render_only:
+        json_path = Path(args.render_only)
+        results = json.loads(json_path.read_text())
+        output = Path(args.output) if args.output else json_path.with_suffix(".md")
+        report.write(output, report.render(results))
+        log(f"re-rendered the tables of {output} from {json_path}")
+        return 0
+    opts = options(args)
+    output = Path(args.output) if args.output else ROOT / ("build/bench-quick.md" if opts.quick else "docs/benchmarks.md")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    if not report.writable(output):
+        print(f"{output} has no generated:start/generated:end markers; not measuring", file=sys.stderr)
+        return 2
+    systems = [SYSTEMS[s] for s in args.systems.split(",")]
+    if Supervisord in systems:
+        try:
+            import supervisor  # noqa: F401
+        except ImportError:
+            print("supervisor is not installed in this venv; run scripts/bench (it installs it)", file=sys.stderr)
+            return 2
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks
+    work = Path(tempfile.mkdtemp(prefix="mirror-bench-"))
+    log(f"work dir {work}")
+    try:
+        results = measure(Context(opts, work, systems))
+    finally:
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
+    json_path = output.with_suffix(".json")
+    results["json_name"] = json_path.name
+    json_path.write_text(json.dumps(results, indent=1, default=str) + "\n")
+    report.write(output, report.render(results))
+    log(f"wrote {output} and {json_path} in {results['duration_s'] / 60:.1f} min; leftovers: {results['leftovers']}")
+    for t in targets.evaluate(results):
+        log(f"{'pass' if t['pass'] else 'MISS'}  {t['target']}: {t['measured']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
