@@ -127,7 +127,7 @@ def watch(master: subprocess.Popen, tree: Tree, tmp: Path, cameras: int, seconds
         if reached:
             log(f"{recording}/{cameras} recording after {now:.1f}s")
         if all_at is None and recording == cameras:
-            all_at = now
+            all_at = round(now, 1)
             restarts_at_all = sum(row.get("restarts", 0) for row in states.values())
             samples.append(sample(tree, began))  # the start of the first steady window
             next_sample = time.monotonic() + SAMPLE_EVERY
@@ -160,11 +160,11 @@ def _count(values: Any) -> dict[str, int]:
     return counts
 
 
-def steady_cpu(samples: list[dict[str, Any]], all_at: float | None) -> list[float]:
-    """Master CPU, % of one core, for each window that starts once every camera records."""
-    if all_at is None:
+def steady_cpu(samples: list[dict[str, Any]], since: float | None) -> list[float]:
+    """Master CPU, % of one core, for each sampling window from ``since`` (start-up excluded)."""
+    if since is None:
         return []
-    steady = [s for s in samples if s["t"] >= all_at - 0.01]
+    steady = [s for s in samples if s["t"] >= since - 0.01]
     return [round(100 * (b["cpu_s"] - a["cpu_s"]) / (b["t"] - a["t"]), 2)
             for a, b in zip(steady, steady[1:]) if b["t"] - a["t"] >= 5]
 
