@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
+import logging
 import os
 import signal
+from collections.abc import Callable
 
 import setproctitle
 
 from . import wakeup
+from .logs import LOGGER_NAME
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
@@ -126,3 +130,36 @@ def become_helper(title: str, inherited_fds: tuple[int, ...], master_pid: int) -
     die_with_parent(master_pid, signal.SIGKILL)
     wakeup.unblock_handled()
     setproctitle.setproctitle(title)
+
+
+def fork_child(child: Callable[[], int]) -> int:
+    """Fork a child that runs ``child()`` and exits with its result; it never returns there.
+
+    Log buffers are flushed first (a child would write them again); objects that exist now are
+    frozen, so the child's garbage collector never writes to them and their pages stay shared
+    instead of being copied; the handled signals are blocked across the fork, so a signal
+    arriving before the child has its own wake-up pipe waits instead of going to the parent's.
+    """
+    _flush_logs()
+    gc.collect()
+    gc.freeze()
+    wakeup.block_handled()
+    try:
+        pid = os.fork()
+    except OSError:
+        wakeup.unblock_handled()
+        raise
+    if pid == 0:
+        code = 1
+        try:
+            code = child()
+        finally:
+            _flush_logs()
+            os._exit(code)
+    wakeup.unblock_handled()
+    return pid
+
+
+def _flush_logs() -> None:
+    for handler in logging.getLogger(LOGGER_NAME).handlers:
+        handler.flush()

@@ -85,6 +85,16 @@ def decode_reports(buffer: bytes) -> tuple[list[dict[str, Any]], bytes]:
     return reports, rest
 
 
+def snapshot(master: dict[str, Any], cameras: list[dict[str, Any]], volume_problem: str | None) -> dict[str, Any]:
+    """status.json: the master's header and one row per camera, as the master sees them now."""
+    if volume_problem:
+        for row in cameras:
+            if row["state"] == "recording":
+                # Its last word, but nothing reaches a volume that does not answer.
+                row.update(state="stalled", last_error=volume_problem)
+    return {"version": 1, "updated": time.time(), "master": master, "cameras": cameras}
+
+
 def read_status(state_dir: Path) -> dict[str, Any] | None:
     try:
         data = json.loads((Path(state_dir) / STATUS_FILE).read_text(encoding="utf-8"))

@@ -129,3 +129,51 @@ def probe_child(directory: str) -> int:
     except OSError:
         return 1
     return 0
+
+
+PROBE_INTERVAL = 10.0
+PROBE_TIMEOUT = 5.0
+
+
+class VolumeProbe:
+    """Whether the mirror volume answers, asked of one short-lived child at a time.
+
+    The master forks :func:`probe_child` every :data:`PROBE_INTERVAL`; a probe that has not
+    returned within :data:`PROBE_TIMEOUT` marks the volume "not responding". While it hangs,
+    no new probe starts: a hung volume costs one sleeping process, not one per interval.
+    """
+
+    def __init__(self, now: float) -> None:
+        self.pid: int | None = None
+        self.deadline = 0.0
+        self.next_at = now
+        self.problem: str | None = None
+        self.since: float | None = None
+
+    def due(self, now: float) -> bool:
+        return self.pid is None and now >= self.next_at
+
+    def started(self, pid: int, now: float) -> None:
+        self.pid, self.deadline, self.next_at = pid, now + PROBE_TIMEOUT, now + PROBE_INTERVAL
+
+    def overdue(self, now: float, mirror_dir: object, wall: float) -> bool:
+        """True when the running probe just ran out of time (the volume hangs)."""
+        if self.pid is None or self.problem is not None or now < self.deadline:
+            return False
+        return self._set(f"mirror volume {mirror_dir} not responding (no answer in {PROBE_TIMEOUT:.0f}s)", wall)
+
+    def ended(self, code: int, mirror_dir: object, wall: float) -> bool:
+        """The probe exited; True when that changed what is known about the volume."""
+        self.pid = None
+        return self._set(None if code == 0 else f"mirror dir {mirror_dir} cannot be read (stat failed)", wall)
+
+    def next_deadline(self) -> float | None:
+        if self.pid is None:
+            return self.next_at
+        return self.deadline if self.problem is None else None
+
+    def _set(self, problem: str | None, wall: float) -> bool:
+        if problem == self.problem:
+            return False
+        self.problem, self.since = problem, (wall if problem else None)
+        return True
