@@ -8,9 +8,9 @@ written atomically once the master is ready and removed on exit only if it still
 
 The state-dir lock alone lets two masters with *different* state dirs record into one mirror dir
 (two ffmpegs per camera fighting over segment names). So the master also claims the mirror dir:
-it binds a listening abstract Unix socket named after the directory's device and inode, which
-its workers inherit like the lock, so a dead master's stopping workers keep the claim until
-they are gone. A second master asks the kernel who listens (``SO_PEERCRED``) to name it. No
+it binds an abstract Unix socket named after the directory's device and inode, which its
+workers inherit like the lock, so a dead master's stopping workers keep the claim until they
+are gone. A second master finds the holders through /proc to name them. No
 file is kept open on the mirror volume: closing one there (a lock file) blocks in the kernel
 for as long as a network or FUSE volume hangs, which would make ``stop`` hang too. The claim is
 per network namespace: masters in different containers do not see each other's.
@@ -22,7 +22,6 @@ import errno
 import fcntl
 import os
 import socket
-import struct
 import sys
 import time
 from collections.abc import Callable
@@ -87,20 +86,20 @@ def acquire_mirror_lock(mirror_dir: Path, wait: float) -> int:
     name = mirror_lock_name(os.stat(mirror_dir))
     deadline = time.monotonic() + wait
     while True:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
         try:
             sock.bind(name)
-            sock.listen(1)
             return sock.detach()
         except OSError as exc:
             sock.close()
             if exc.errno != errno.EADDRINUSE:
                 raise
-        holder = _lock_holder(name)
-        if holder is not None and is_master(holder):
-            raise AlreadyRunning(f"mirror dir {mirror_dir} is in use by another master, pid {holder}")
+        holders = claim_holders(name)
+        masters = [pid for pid in holders if is_master(pid)]
+        if masters:
+            raise AlreadyRunning(f"mirror dir {mirror_dir} is in use by another master, pid {masters[0]}")
         if time.monotonic() >= deadline:
-            who = f" (pid {holder})" if holder else ""
+            who = f" (pids {', '.join(map(str, holders))})" if holders else ""
             raise AlreadyRunning(f"mirror dir {mirror_dir} is claimed by processes of another master{who} "
                                  "that did not exit")
         time.sleep(0.2)
@@ -112,16 +111,29 @@ def mirror_lock_name(st: os.stat_result) -> bytes:
     return f"\0mirror-supervisor/mirror/{st.st_dev}/{st.st_ino}".encode()
 
 
-def _lock_holder(name: bytes) -> int | None:
-    """The pid of the master that claimed ``name``: the kernel reports the listener's creator."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC) as probe:
+def claim_holders(name: bytes) -> list[int]:
+    """Pids holding the socket bound to ``name``, found through /proc (never by connecting:
+    nothing ever answers on the claim, and nothing here may block)."""
+    shown = "@" + name[1:].decode()
+    inodes = set()
+    try:
+        with open("/proc/net/unix", encoding="utf-8", errors="replace") as table:
+            for line in table:
+                fields = line.split()
+                if len(fields) >= 8 and fields[7] == shown:
+                    inodes.add(f"socket:[{fields[6]}]")
+    except OSError:
+        return []
+    holders = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
         try:
-            probe.connect(name)
-            creds = probe.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+            if any(os.readlink(f"/proc/{entry}/fd/{fd}") in inodes for fd in os.listdir(f"/proc/{entry}/fd")):
+                holders.append(int(entry))
         except OSError:
-            return None
-    pid = struct.unpack("3i", creds)[0]
-    return pid if pid > 0 else None
+            continue
+    return sorted(holders)
 
 
 def _locked(path: Path, wait: float, live_holder: Callable[[int], str | None], stale: Callable[[], str]) -> int:
