@@ -97,9 +97,8 @@ class Master:
         return 0
 
     def _setup(self) -> None:
-        if not lifeline.become_subreaper():
+        if not self.system.install():
             self.log.warning("cannot become child subreaper; orphaned ffmpegs are polled instead")
-        self.system.install()
         self._reports_r, self._reports_w = self.system.pipe()
         setproctitle.setproctitle(titles.master(0))
 

@@ -22,10 +22,13 @@ class System:
     def __init__(self) -> None:
         self._signals: wakeup.SignalPipe | None = None
 
-    def install(self) -> None:
-        """Signals from now on arrive as bytes in a pipe that :meth:`wait` watches."""
+    def install(self) -> bool:
+        """Become the reaper of orphaned descendants, and take signals as bytes in a pipe that
+        :meth:`wait` watches. False when the kernel refused the subreaper role."""
+        subreaper = lifeline.become_subreaper()
         self._signals = wakeup.SignalPipe()
         wakeup.unblock_handled()  # the entry point held SIGHUP back until this pipe existed
+        return subreaper
 
     @property
     def own_fds(self) -> tuple[int, ...]:

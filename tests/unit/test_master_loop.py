@@ -1,0 +1,319 @@
+"""The master's loop with a fake operating system: no processes, no signals, a fake clock.
+
+The real master runs against real processes in tests/integration and tests/faults; here the
+rules of its loop (docs/design.md, "Master rules") are driven step by step through
+:class:`~mirror_supervisor.system.System`'s seam: respawn back-off, stop deadlines, leftover
+process groups, shutdown with stuck workers, a burst of SIGHUPs, a stale exit, and the rule that
+every deadline the loop sleeps towards is one some step acts on (never a zero timeout).
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+from pathlib import Path
+
+import pytest
+
+from mirror_supervisor import master as master_module
+from mirror_supervisor.camera import Camera
+from mirror_supervisor.master import Master
+from mirror_supervisor.settings import Settings
+from mirror_supervisor.slot import SlotState
+from mirror_supervisor.wanted import Wanted
+
+STOP_TIMEOUT = 8.0
+
+
+class FakeSystem:
+    """Processes are pids in sets; time moves only when the master sleeps."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.signals: list[int] = []
+        self.exits: list[tuple[int, int]] = []
+        self.alive_groups: set[int] = set()
+        self.sent: list[tuple[str, int, int]] = []
+        self.forked: list[int] = []
+        self.timeouts: list[float] = []
+        self.next_pid = 100
+
+    own_fds: tuple[int, ...] = ()
+
+    def install(self) -> bool:
+        return True
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return 1.8e9 + self.now
+
+    def wait(self, timeout: float, fds: tuple[int, ...] = ()) -> tuple[list[int], list[int]]:
+        self.timeouts.append(timeout)
+        if self.signals:
+            received, self.signals = self.signals, []
+            return received, []
+        self.now += timeout
+        return [], []
+
+    def fork(self, child) -> int:
+        pid, self.next_pid = self.next_pid, self.next_pid + 1
+        self.forked.append(pid)
+        self.alive_groups.add(pid)
+        return pid
+
+    def reap(self) -> tuple[int, int] | None:
+        return self.exits.pop(0) if self.exits else None
+
+    def make_group_leader(self, pid: int) -> None:
+        pass
+
+    def kill(self, pid: int, sig: int) -> None:
+        self.sent.append(("kill", pid, sig))
+
+    def killpg(self, pgid: int, sig: int) -> None:
+        self.sent.append(("killpg", pgid, sig))
+
+    def group_alive(self, pgid: int) -> bool:
+        return pgid in self.alive_groups
+
+    def pipe(self) -> tuple[int, int]:
+        return -1, -1
+
+    def read(self, fd: int) -> bytes:
+        return b""
+
+    # -- test helpers ---------------------------------------------------------------------
+
+    def exit(self, pid: int, code: int = 0, group_too: bool = True) -> None:
+        """A child exits: the kernel sends SIGCHLD, which wakes the loop at once."""
+        self.exits.append((pid, code))
+        self.signals.append(signal.SIGCHLD)
+        if group_too:
+            self.alive_groups.discard(pid)
+
+
+class FakeSource:
+    """The wanted set as the test says; ``None`` answers play "database unreadable"."""
+
+    def __init__(self) -> None:
+        self.answer: Wanted | None = Wanted(rows=[])
+        self.error: str | None = None
+        self.error_since: float | None = None
+        self.columns: frozenset[str] = frozenset()
+        self.held: str | None = None
+        self.last_read: float | None = None
+        self.reads: list[bool] = []
+
+    def read(self, settings, now, force=False, running=0):
+        self.reads.append(force)
+        return self.answer
+
+    def learn_volume(self, settings) -> None:
+        pass
+
+    def set(self, *ids: str, key: str = "v1") -> None:
+        cameras = {cid: Camera(cid, mirrored=True, url=f"rtsp://h/{cid}") for cid in ids}
+        self.answer = Wanted(cameras, {cid: (key, cid) for cid in ids}, {}, list(cameras.values()))
+
+
+@pytest.fixture
+def loop(tmp_path: Path, monkeypatch):
+    """A master set up and started against fakes; ``loop.step()`` runs one pass."""
+    monkeypatch.setattr(master_module.setproctitle, "setproctitle", lambda title: None)
+    system, source = FakeSystem(), FakeSource()
+    (tmp_path / "mirror").mkdir()
+    settings = Settings(db=tmp_path / "db", mirror_dir=tmp_path / "mirror", state_dir=tmp_path,
+                        poll_interval=5.0, stop_timeout=STOP_TIMEOUT, prune_interval=0.0)
+    master = Master(settings, system=system, source=source)
+    master.probe.next_at = float("inf")  # the volume probe forks: kept out of these tests
+    master.step = lambda: master._one_pass()
+    master.start = lambda: (master._setup(), master._start())
+    return master, system, source
+
+
+def slot_of(master: Master, cid: str):
+    return master.slots[cid]
+
+
+def test_a_new_camera_gets_one_worker_and_an_idle_master_sleeps(loop):
+    master, system, source = loop
+    source.set("cam")
+    master.start()
+    assert system.forked == [100] and slot_of(master, "cam").state is SlotState.RUNNING
+    for _ in range(5):
+        master.step()
+    assert system.forked == [100], "an unchanged camera is left alone"
+    assert min(system.timeouts) > 0
+
+
+def test_quick_deaths_are_respawned_with_growing_delays(loop):
+    master, system, source = loop
+    source.set("cam")
+    master.start()
+    delays = []
+    for _ in range(4):
+        died_at = system.now
+        system.exit(system.forked[-1], -9)
+        before = len(system.forked)
+        while len(system.forked) == before:
+            master.step()
+        delays.append(round(system.now - died_at, 3))
+    assert delays == [1.0, 2.0, 4.0, 8.0]
+    assert [master.slots["cam"].worker.generation] == [5]
+
+
+def test_a_stop_escalates_to_sigkill_of_the_group_at_the_deadline(loop):
+    master, system, source = loop
+    source.set("cam")
+    master.start()
+    pid = system.forked[0]
+    source.set()  # the camera is no longer mirrored
+    system.signals = [signal.SIGHUP]
+    started = system.now
+    master.step()
+    assert ("kill", pid, signal.SIGTERM) in system.sent
+    assert slot_of(master, "cam").state is SlotState.STOPPING
+    while ("killpg", pid, signal.SIGKILL) not in system.sent:
+        master.step()
+    assert system.now - started == pytest.approx(STOP_TIMEOUT)
+    system.exit(pid, -9)
+    master.step()
+    assert "cam" not in master.slots and system.forked == [pid]
+
+
+def test_a_replacement_waits_for_the_leftover_group_of_a_dead_worker(loop):
+    master, system, source = loop
+    source.set("cam")
+    master.start()
+    pid = system.forked[0]
+    system.now += 60  # a healthy life: the replacement is due at once
+    system.exit(pid, -9, group_too=False)  # its ffmpeg lives on
+    master.step()
+    assert ("killpg", pid, signal.SIGTERM) in system.sent
+    assert slot_of(master, "cam").state is SlotState.REMAINS
+    while ("killpg", pid, signal.SIGKILL) not in system.sent:
+        master.step()
+        assert system.forked == [pid], "no second ffmpeg while the first one's group lives"
+    system.alive_groups.discard(pid)
+    master.step()
+    assert len(system.forked) == 2 and slot_of(master, "cam").state is SlotState.RUNNING
+
+
+def test_a_burst_of_sighups_is_one_reload(loop):
+    master, system, source = loop
+    source.set("cam")
+    master.start()
+    reads = len(source.reads)
+    system.signals = [signal.SIGHUP] * 5
+    master.step()
+    assert source.reads[reads:] == [True]
+    assert system.forked == [100]
+
+
+def test_an_exit_nobody_owns_changes_nothing(loop):
+    master, system, source = loop
+    source.set("cam")
+    master.start()
+    system.exits.append((4242, 0))  # an adopted ffmpeg of a worker that died before it
+    master.step()
+    assert slot_of(master, "cam").state is SlotState.RUNNING and system.forked == [100]
+
+
+def test_a_report_of_an_older_generation_never_describes_the_current_worker(loop):
+    master, system, source = loop
+    source.set("cam")
+    master.start()
+    slot = slot_of(master, "cam")
+    assert not slot.take_report({"camera": "cam", "generation": 99, "state": "recording"})
+    assert slot.take_report({"camera": "cam", "generation": 1, "state": "recording"})
+    assert slot.status_row()["state"] == "recording"
+
+
+def test_an_unreadable_database_keeps_every_worker(loop):
+    master, system, source = loop
+    source.set("cam")
+    master.start()
+    source.answer = None
+    for _ in range(5):
+        master.step()
+    assert slot_of(master, "cam").state is SlotState.RUNNING and system.forked == [100]
+    assert min(system.timeouts) > 0
+
+
+def test_a_respawn_due_while_recording_is_held_is_no_deadline(loop):
+    """The third spin: a respawn came due while --require-mount held recording back."""
+    master, system, source = loop
+    source.set("cam")
+    master.start()
+    system.exit(100, -9)
+    source.held = "mirror dir is not a mount point"
+    system.signals.append(signal.SIGHUP)  # seen in the same pass as the death
+    system.timeouts.clear()
+    started = system.now
+    for _ in range(20):
+        master.step()
+    assert min(system.timeouts) > 0, "the loop must sleep, not spin"
+    assert system.now - started >= 15 * 5.0, "mostly a poll interval per pass"
+    assert system.forked == [100]
+    source.held = None
+    for _ in range(3):
+        master.step()
+    assert len(system.forked) == 2
+
+
+def test_shutdown_with_a_stuck_worker_ends_within_the_grace(loop, caplog):
+    master, system, source = loop
+    source.set("cam", "stuck")
+    master.start()
+    good, stuck = system.forked
+    system.signals = [signal.SIGTERM]
+
+    def wait(timeout, fds=()):
+        system.timeouts.append(timeout)
+        if system.signals:
+            received, system.signals = system.signals, []
+            return received, []
+        system.now += timeout
+        if ("kill", good, signal.SIGTERM) in system.sent and not any(p == good for p, _ in system.exits):
+            system.exit(good, 0)  # the good worker stops at once; "stuck" never does
+        return [], []
+
+    system.wait = wait
+    started = system.now
+    with caplog.at_level("ERROR"):
+        assert master.run() == 0
+    assert ("killpg", stuck, signal.SIGKILL) in system.sent
+    assert system.now - started <= STOP_TIMEOUT + master_module.SHUTDOWN_GRACE + 0.01
+    assert min(system.timeouts) > 0
+
+
+def test_no_sequence_of_events_makes_the_loop_spin(loop):
+    """Random deaths, leftovers, reloads, holds and database faults: after every pass, the
+    next timeout is positive (some step acts on every deadline the loop waits for)."""
+    master, system, source = loop
+    rng = random.Random(20261125)
+    source.set("a", "b", "c")
+    master.start()
+    for _ in range(400):
+        event = rng.randrange(8)
+        live = list(master.by_pid)
+        if event == 0 and live:
+            system.exit(rng.choice(live), rng.choice([0, -9, 1]), group_too=rng.random() < 0.6)
+        elif event == 1:
+            source.set(*rng.sample(["a", "b", "c", "d"], rng.randrange(5)), key=rng.choice(["v1", "v2"]))
+            system.signals.append(signal.SIGHUP)
+        elif event == 2:
+            source.held = rng.choice([None, "not mounted"])
+        elif event == 3:
+            source.answer = None if rng.random() < 0.5 else source.answer
+        elif event == 4 and system.alive_groups:
+            system.alive_groups.discard(rng.choice(sorted(system.alive_groups)))
+        master.step()
+        master._publish()  # as the loop does before it computes its sleep
+        assert master._next_timeout() > 0, f"zero timeout with slots {[(s.camera_id, s.state) for s in master.slots.values()]}"
+        for slot in master.slots.values():
+            deadline = slot.next_deadline(system.now, master)
+            assert deadline is None or deadline > system.now
+        assert len({s.camera_id for s in master.slots.values() if s.worker}) == len(master.by_pid)
