@@ -59,3 +59,25 @@ def test_the_help_comes_from_the_definition():
     for option in (*settings.OPTIONS, settings.CONFIG):
         assert helps[option.field] == settings.help_text(option)
         assert settings.plain(option.help) in helps[option.field]
+
+
+DESIGN_SECTIONS = ("Database", "Recorded URL", "ffmpeg command", "Worker loop", "Master rules", "Settings",
+                   "Commands", "Process titles", "Failure rules", "Retention", "Status", "Invariants")
+
+
+def test_design_document_has_the_sections_code_and_tests_cite():
+    text = (ROOT / "docs" / "design.md").read_text(encoding="utf-8")
+    headings = set(re.findall(r"^## (.+?)\s*$", text, re.MULTILINE))
+    assert set(DESIGN_SECTIONS) <= headings
+
+
+def test_design_document_refers_to_nothing_outside_the_repository():
+    text = (ROOT / "docs" / "design.md").read_text(encoding="utf-8")
+    assert "../" not in text and "SPEC" not in text
+
+
+def test_design_document_states_the_exact_ffmpeg_options():
+    from mirror_supervisor import ffmpeg
+
+    text = (ROOT / "docs" / "design.md").read_text(encoding="utf-8")
+    assert ffmpeg.MOVFLAGS in text and ffmpeg.SEGMENT_PATTERN in text and str(ffmpeg.SOCKET_TIMEOUT_US) in text
