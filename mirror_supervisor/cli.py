@@ -20,8 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__, daemon, files, logs
-from .settings import (CONFIG, FLAGS, LOG_LEVEL, LOG_LEVELS, OPTIONS, Settings, SettingsError, absolute, check_mirror_dir,
-                       check_reload, help_text, load, start_cwd)
+from .settings import (CONFIG, FLAGS, LOG_LEVEL, LOG_LEVELS, OPTIONS, Settings, SettingsError, absolute,
+                       check_mirror_dir, check_reload, help_text, load, start_cwd)
 
 PROG = "mirror-supervisor"
 EXIT_SETTINGS = 2

@@ -190,7 +190,8 @@ def plain(text: str) -> str:
 def help_text(option: Option) -> str:
     """The argparse help of an option: its help, default and environment names."""
     text = plain(option.help)
-    text += f" (default {plain(option.shown_default)})" if option.default is not None else f" ({plain(option.shown_default)})"
+    shown = plain(option.shown_default)
+    text += f" (default {shown})" if option.default is not None else f" ({shown})"
     if option.env:
         text += "; env " + ", ".join(option.env)
     return text.replace("%", "%%")
