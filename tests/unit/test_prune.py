@@ -23,17 +23,9 @@ import pytest
 from mirror_supervisor import daemon, logs
 from mirror_supervisor.camera import Camera
 from mirror_supervisor import prune
-from mirror_supervisor.prune import (
-    PassReport,
-    child_main,
-    format_bytes,
-    log_report,
-    parse_retention,
-    prune_pass,
-    run_pass,
-    run_pass_for,
-    running_cameras,
-)
+from mirror_supervisor.prune import child_main, prune_pass, run_pass, run_pass_for, running_cameras
+from mirror_supervisor.prune_report import PassReport, format_bytes, log_report
+from mirror_supervisor.retention import parse_retention
 
 NOW = 1_800_000_000.0
 HOUR = 3600.0
@@ -667,14 +659,14 @@ class TestAmbiguousIds:
     def test_a_directory_replaced_between_listing_and_deleting_is_left_alone(self, mirror, monkeypatch):
         segment(mirror / "cam", "20270113_080000.mp4", age_hours=48)
         rec = recording(mirror)
-        real_check = prune._clock_went_back
+        real_check = prune.clock_went_back
 
         def swap_then_check(scans, now):
             (mirror / "cam").rename(mirror / "cam.old")
             segment(mirror / "cam", "20270113_090000.mp4", age_hours=47)
             return real_check(scans, now)
 
-        monkeypatch.setattr(prune, "_clock_went_back", swap_then_check)
+        monkeypatch.setattr(prune, "clock_went_back", swap_then_check)
         report = prune_pass(mirror, [cam("cam", 1), rec], set(), NOW)
         assert names(mirror / "cam") == {"20270113_090000.mp4"} and names(mirror / "cam.old")
         assert report.cameras[0].skipped == "camera directory was replaced during the pass"
