@@ -13,8 +13,8 @@ I/O, which itself errs towards keeping:
 - a camera whose retention cannot be read keeps everything, and so does every *orphaned*
   directory (its camera has left the list, so its retention is unknowable); both are reported;
 - the segment a running ffmpeg is writing is never deleted, even when its mtime says it expired
-  (a stalled source stops updating it): the newest by name and the newest by mtime of a camera
-  with a live ffmpeg (:func:`recorders.recording_into`, loose level) are kept.
+  (a stalled source stops updating it): for a camera with a live ffmpeg (:func:`recorders.recording_now`)
+  the file it has open is kept, and so are the newest by name and the newest by mtime.
 
 :func:`prune_pass` only does file I/O so that it can be tested on a temp tree and timed;
 :func:`run_pass_for` adds the process table and the master's list; :func:`run_pass` the database
@@ -29,14 +29,15 @@ import os
 import re
 import stat
 import time
-from collections.abc import Iterable
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .camera import COLUMNS, Camera, is_safe_id
 from .database import DatabaseError, read_table
-from .prune_report import CameraPrune, OrphanDir, PassReport, log_report
-from .recorders import recording_into
+from .orphaned import orphaned_dirs
+from .prune_report import CameraPrune, PassReport, log_report
+from .recorders import recording_now
 from .retention import (
     CLOCK_TOLERANCE, RETENTION_COLUMN, SECONDS_PER_HOUR, FootageCutoff, Segment, ambiguous_ids, clock_unset,
     clock_went_back, columns_refusal, parse_retention, plausible,
@@ -74,13 +75,15 @@ def prune_pass(
     now: float,
     dry_run: bool = False,
     segment_file: re.Pattern[str] = SEGMENT_FILE,
+    writing: Mapping[str, Collection[str]] | None = None,
 ) -> PassReport:
     """Apply retention to the mirror for ``cameras`` (every camera row, mirrored or not).
 
     Retention belongs to the camera, not to whether it is mirrored right now: a camera whose
     mirroring was switched off still has files in the mirror that must age out. Two phases: every
     camera directory is listed before anything is deleted, because the clock checks and the
-    footage cutoff need the whole mirror.
+    footage cutoff need the whole mirror. ``running`` are the cameras with a live ffmpeg,
+    ``writing`` the files those have open, by camera, where known.
     """
     mirror_dir = Path(mirror_dir)
     report = PassReport(mirror_dir=mirror_dir, now=now, dry_run=dry_run, running=frozenset(running))
@@ -96,7 +99,7 @@ def prune_pass(
         # Listing first: a mirror that cannot be read is found out before anything is deleted.
         try:
             listed = set(os.listdir(mirror_fd))
-            report.orphans = _orphans(mirror_fd, {camera.id for camera in cameras})
+            report.orphans = orphaned_dirs(mirror_fd, {camera.id for camera in cameras})
         except OSError as exc:
             report.error = f"cannot list mirror directory {str(mirror_dir)!r}: {exc.strerror or exc}"
             return report
@@ -109,7 +112,8 @@ def prune_pass(
         cutoff = FootageCutoff(footage, now)
         for scan in scans:
             if scan.result.skipped is None and scan.dir_identity is not None:
-                _prune_camera(mirror_fd, scan, scan.camera.id in running, now, cutoff, dry_run)
+                protected = _protected(scan.segments, scan.camera.id in running, (writing or {}).get(scan.camera.id, ()))
+                _prune_camera(mirror_fd, scan, protected, now, cutoff, dry_run)
     finally:
         os.close(mirror_fd)
     return report
@@ -136,7 +140,8 @@ def run_pass_for(
     if columns is not None and RETENTION_COLUMN not in columns:
         error = f"the camera list was read from a table without column {RETENTION_COLUMN}; no retention is known"
         return PassReport(mirror_dir=mirror_dir, now=now, dry_run=dry_run, error=error)
-    return prune_pass(mirror_dir, cameras, running_cameras(mirror_dir), now, dry_run=dry_run)
+    writing = recording_now(mirror_dir)
+    return prune_pass(mirror_dir, cameras, set(writing), now, dry_run=dry_run, writing=writing)
 
 
 def run_pass(
@@ -180,16 +185,6 @@ def child_main(
     lifeline.become_helper(titles.PRUNE, inherited_fds, master_pid)
     log_report(run_pass_for(cameras, mirror_dir, columns=columns))
     return 0
-
-
-def running_cameras(mirror_dir: Path) -> set[str]:
-    """Ids of cameras with a live ffmpeg writing into ``<mirror_dir>/<id>/``.
-
-    Asked of the process table at the loose level (see :mod:`recorders`), not of the master's
-    bookkeeping, so that the hand-run CLI and the master's own pass agree, and an ffmpeg left
-    behind by a crashed worker still counts.
-    """
-    return {recorder.camera_id for recorder in recording_into(mirror_dir, strict=False)}
 
 
 def _scan_cameras(
@@ -283,7 +278,7 @@ def _list_segments(dir_fd: int, result: CameraPrune, segment_file: re.Pattern[st
 
 
 def _prune_camera(
-    mirror_fd: int, scan: _Scan, running: bool, now: float, footage: FootageCutoff, dry_run: bool
+    mirror_fd: int, scan: _Scan, protected: set[str], now: float, footage: FootageCutoff, dry_run: bool
 ) -> None:
     """Phase two for one camera: decide every segment, then delete; the newest must be known first."""
     result = scan.result
@@ -301,20 +296,15 @@ def _prune_camera(
         clock_cutoff = now - result.retention_hours * SECONDS_PER_HOUR
         footage_cutoff = footage(result.retention_hours)
         result.jump_suspected = footage_cutoff < clock_cutoff - CLOCK_TOLERANCE
-        _delete_expired(dir_fd, scan, running, now, min(clock_cutoff, footage_cutoff), clock_cutoff, dry_run)
+        _delete_expired(dir_fd, scan, protected, now, min(clock_cutoff, footage_cutoff), clock_cutoff, dry_run)
     finally:
         os.close(dir_fd)
 
 
 def _delete_expired(
-    dir_fd: int, scan: _Scan, running: bool, now: float, cutoff: float, clock_cutoff: float, dry_run: bool
+    dir_fd: int, scan: _Scan, protected: set[str], now: float, cutoff: float, clock_cutoff: float, dry_run: bool
 ) -> None:
     result, segments = scan.result, scan.segments
-    protected: set[str] = set()
-    if running and segments:
-        # The file ffmpeg writes is the newest by name, unless the clock was stepped back, in
-        # which case it is the newest by mtime: keep both rather than guess.
-        protected = {max(segments)[0], max(segments, key=lambda s: (s[1], s[0]))[0]}
     kept: list[str] = []
     for segment in segments:
         name = segment.name
@@ -335,6 +325,16 @@ def _delete_expired(
     result.oldest_kept = min(kept, default=None)
 
 
+def _protected(segments: list[Segment], running: bool, writing: Collection[str]) -> set[str]:
+    """What a live ffmpeg may be writing: the file it has open, where known, and, whether known or
+    not, the newest by name, or, if the clock was stepped back, the newest by mtime: both, rather
+    than guess."""
+    protected = set(writing)
+    if running and segments:
+        protected |= {max(segments)[0], max(segments, key=lambda s: (s[1], s[0]))[0]}
+    return protected
+
+
 def _unlink(dir_fd: int, name: str, result: CameraPrune) -> _Unlink:
     """A file that vanished meanwhile is nobody's error, and not counted as our deletion."""
     try:
@@ -352,48 +352,3 @@ def _is_symlink(dir_fd: int, name: str) -> bool:
         return stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
     except OSError:
         return False
-
-
-def _orphans(mirror_fd: int, known: Iterable[str]) -> list[OrphanDir]:
-    """Directories that could be a camera's (safe names) but whose camera is not in the database.
-
-    Names that no camera id could have (``lost+found`` at a volume root, hidden directories) are
-    not camera directories and not reported.
-    """
-    known = set(known)
-    orphans = []
-    with os.scandir(mirror_fd) as entries:
-        for entry in entries:
-            if entry.name in known or not is_safe_id(entry.name):
-                continue
-            try:
-                if not entry.is_dir(follow_symlinks=False):
-                    continue
-            except OSError:
-                continue
-            orphans.append(_measure(mirror_fd, entry.name))
-    orphans.sort(key=lambda o: o.name)
-    return orphans
-
-
-def _measure(mirror_fd: int, name: str) -> OrphanDir:
-    orphan = OrphanDir(name)
-    try:
-        dir_fd = os.open(name, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=mirror_fd)
-    except OSError as exc:
-        orphan.error = exc.strerror or str(exc)
-        return orphan
-    try:
-        with os.scandir(dir_fd) as entries:
-            for entry in entries:
-                try:
-                    if entry.is_file(follow_symlinks=False):
-                        orphan.bytes += entry.stat(follow_symlinks=False).st_size
-                        orphan.files += 1
-                except OSError:
-                    continue
-    except OSError as exc:
-        orphan.error = exc.strerror or str(exc)
-    finally:
-        os.close(dir_fd)
-    return orphan

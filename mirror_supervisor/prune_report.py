@@ -13,6 +13,7 @@ from pathlib import Path
 
 from . import logs
 from .camera import is_safe_id
+from .orphaned import OrphanDir
 
 # One broken disk can fail every unlink of a pass; a handful of messages says it, thousands don't.
 MAX_ERRORS_KEPT = 5
@@ -42,16 +43,6 @@ class CameraPrune:
         self.failed_files += 1
         if len(self.errors) < MAX_ERRORS_KEPT:
             self.errors.append(message)
-
-
-@dataclass
-class OrphanDir:
-    """A directory in the mirror whose camera is not in the database: reported, never pruned."""
-
-    name: str
-    files: int = 0
-    bytes: int = 0
-    error: str | None = None
 
 
 @dataclass

@@ -36,6 +36,7 @@ import psutil
 from . import titles
 from .camera import is_safe_id
 from .ffmpeg import SEGMENT_PATTERN
+from .progress import OpenSegment
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,24 @@ def recording_into(mirror_dir: Path, ffmpeg: str = "ffmpeg", strict: bool = True
         else:
             outputs = cmdline[1:] if named_ffmpeg else [a for a in cmdline[1:] if os.path.basename(a) == SEGMENT_PATTERN]
             found.extend(Recorder(proc, camera_id, None) for camera_id in _loose_cameras(proc, outputs, roots))
+    return found
+
+
+def recording_now(mirror_dir: Path) -> dict[str, set[str]]:
+    """Cameras with a live ffmpeg writing into ``<mirror_dir>/<id>/``, each with the files it has open.
+
+    The pruner's view, asked of the process table at the loose level, not of the master's
+    bookkeeping, so that the hand-run CLI and the master's own pass agree, and an ffmpeg left
+    behind by a crashed worker still counts. The open file is read from ``/proc/<pid>/fd`` as the
+    worker reads it; it may be unreadable (another user's process), so the pruner keeps the
+    newest files of a camera with a live ffmpeg as well.
+    """
+    found: dict[str, set[str]] = {}
+    for recorder in recording_into(mirror_dir, strict=False):
+        writing = found.setdefault(recorder.camera_id, set())
+        segment = OpenSegment(recorder.proc.pid, Path(mirror_dir) / recorder.camera_id).read().segment
+        if segment is not None:
+            writing.add(segment)
     return found
 
 
