@@ -201,15 +201,19 @@ def parse_row(row: Mapping[str, Any]) -> Camera:
     retention = row.get("retention_hours", 24)
     warnings: list[str] = []
 
-    flags = {}
+    flags, errors = {}, []
     for column, default in (("enabled", True), ("record_enabled", True), ("mirror_enabled", False)):
         value, error = _flag(row.get(column), default)
         if error:
-            return Camera(camera_id, name, retention_hours=retention, problem=f"{column}: {error}")
+            errors.append(f"{column}: {error}")
         flags[column] = value
-    reasons = [f"{word} ({column} = 0)" for column, word in _OFF_WORDS.items() if not flags[column]]
+    reasons = [f"{word} ({column} = 0)" for column, word in _OFF_WORDS.items()
+               if not flags[column] and not any(e.startswith(column + ":") for e in errors)]
     if reasons:
         return Camera(camera_id, name, retention_hours=retention, not_mirrored_because=", ".join(reasons))
+    if errors:
+        # Maybe meant to be mirrored: reported (logged, status, check) rather than silently skipped.
+        return Camera(camera_id, name, mirrored=True, retention_hours=retention, problem="; ".join(errors))
 
     if id_problem or not is_safe_id(camera_id):
         shown = camera_id[:40] + ("..." if len(camera_id) > 40 else "")

@@ -12,8 +12,10 @@ import time
 from typing import TextIO
 
 from .database import DatabaseError, read_cameras
-from .prune import format_bytes, parse_retention, prune_pass
+from .prune import prune_pass
+from .prune_report import format_bytes
 from .reconcile import wanted
+from .retention import parse_retention
 from .settings import Settings
 from .volume import folds_case
 

@@ -1,4 +1,7 @@
-"""The command line (SPEC section 8): ``mirror-supervisor <command> [settings]``.
+"""The command line: ``mirror-supervisor <command> [settings]`` (docs/design.md, "Commands").
+
+The settings options are generated from their one definition in :mod:`settings` (flag, metavar,
+help, default), so the help, the parser and README.md's settings table cannot disagree.
 
 Exit codes: ``run`` 0 after a clean stop, 1 when another master runs, 2 for a settings error;
 ``status`` follows LSB (0 running, 1 dead with a pidfile, 3 not running); ``reload`` 7 when
@@ -17,7 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__, daemon, files, logs
-from .settings import FLAGS, Settings, SettingsError, absolute, check_mirror_dir, check_reload, load, start_cwd
+from .settings import (CONFIG, FLAGS, LOG_LEVEL, LOG_LEVELS, OPTIONS, Settings, SettingsError, absolute,
+                       check_mirror_dir, check_reload, help_text, load, start_cwd)
 
 PROG = "mirror-supervisor"
 EXIT_SETTINGS = 2
@@ -27,21 +31,15 @@ LSB_RELOAD_NOT_RUNNING = 7
 
 
 def _add_settings(parser: argparse.ArgumentParser) -> None:
+    """Every setting's option, from its definition; the value stays None when not given, so that
+    the environment and the config file can still supply it (flag > environment > file > default)."""
     group = parser.add_argument_group("settings (flag > environment > --config file > default)")
-    group.add_argument(FLAGS["db"], dest="db", metavar="PATH", help="NVR SQLite database (default ./data/heldar.db)")
-    group.add_argument(FLAGS["mirror_dir"], dest="mirror_dir", metavar="DIR", help="mirror root")
-    group.add_argument(FLAGS["ffmpeg"], dest="ffmpeg", metavar="PATH", help="ffmpeg binary (default ffmpeg)")
-    group.add_argument(FLAGS["poll_interval"], dest="poll_interval", metavar="S", help="database poll interval (default 5)")
-    group.add_argument(FLAGS["stop_timeout"], dest="stop_timeout", metavar="S", help="per-worker stop budget (default 8)")
-    group.add_argument(FLAGS["state_dir"], dest="state_dir", metavar="DIR", help="pidfile and status file directory")
-    group.add_argument(FLAGS["recorder_enabled"], dest="recorder_enabled", metavar="BOOL", help="mirror at all (default true)")
-    group.add_argument(FLAGS["stall_timeout"], dest="stall_timeout", metavar="S",
-                       help="restart an ffmpeg that wrote nothing for this long (default max(60, 3 x segment))")
-    group.add_argument(FLAGS["require_mount"], dest="require_mount", action="store_const", const="true",
-                       help="record only while the mirror dir is a mount point")
-    group.add_argument(FLAGS["prune_interval"], dest="prune_interval", metavar="S",
-                       help="delete segments past their camera's retention_hours this often (default 600; 0 = never)")
-    group.add_argument("--config", metavar="FILE", help="KEY=VALUE settings file, re-read on SIGHUP")
+    for option in (*OPTIONS, CONFIG):
+        if option.metavar is None:  # a switch: given means "true", parsed like the variable's value
+            group.add_argument(option.flag, dest=option.field, action="store_const", const="true",
+                               help=help_text(option))
+        else:
+            group.add_argument(option.flag, dest=option.field, metavar=option.metavar, help=help_text(option))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the master (foreground unless --daemon)")
     run.add_argument("--daemon", action="store_true", help="detach, write the pidfile once ready")
     run.add_argument("--log-file", metavar="FILE", help="log here (reopened after logrotate moves it)")
-    run.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"), type=str.upper)
+    run.add_argument(LOG_LEVEL.flag, dest=LOG_LEVEL.field, default=LOG_LEVEL.default, choices=LOG_LEVELS,
+                     type=LOG_LEVEL.parse, metavar=LOG_LEVEL.metavar, help=help_text(LOG_LEVEL))
     _add_settings(run)
 
     reload_ = commands.add_parser("reload", help="SIGHUP the running master: re-read settings file and database")

@@ -15,7 +15,8 @@ reuses. Two rules keep it from ever reusing one:
   exists, then an unlink of the old name.
 
 :data:`SEGMENT_NAME` matches only ffmpeg's own names (what ffmpeg may truncate); retention must
-also recognise moved-aside footage, with :data:`SEGMENT_OR_MOVED` / :func:`is_segment_or_moved`.
+also recognise moved-aside footage, with :data:`SEGMENT_OR_MOVED` (its first two groups are the
+date and time, for :func:`name_epoch`).
 """
 
 from __future__ import annotations
@@ -38,12 +39,8 @@ MAX_MOVED_SUFFIX = 999_999
 MAX_CLOCK_SKEW_WAIT = 5.0
 
 
-def is_segment_or_moved(name: str) -> bool:
-    """True for ffmpeg's segment names and for the names segments are moved aside to."""
-    return SEGMENT_OR_MOVED.fullmatch(name) is not None
-
-
-def _epoch(date: str, clock: str) -> float | None:
+def name_epoch(date: str, clock: str) -> float | None:
+    """The UTC second a name's YYYYmmdd and HHMMSS parts encode, or None when no real moment."""
     try:
         moment = datetime.datetime(int(date[:4]), int(date[4:6]), int(date[6:]),
                                    int(clock[:2]), int(clock[2:4]), int(clock[4:]), tzinfo=datetime.timezone.utc)
@@ -59,13 +56,7 @@ def parse_name(name: str) -> float | None:
     lazily: in every forked worker that was a few hundred KiB of private memory, and 20 us a call.
     """
     match = SEGMENT_NAME.fullmatch(name)
-    return None if match is None else _epoch(*match.groups())
-
-
-def parse_any(name: str) -> float | None:
-    """Like :func:`parse_name`, but a moved-aside name counts too (retention, status)."""
-    match = SEGMENT_OR_MOVED.fullmatch(name)
-    return None if match is None else _epoch(match.group(1), match.group(2))
+    return None if match is None else name_epoch(*match.groups())
 
 
 def segment_names(directory: Path | int) -> list[str]:

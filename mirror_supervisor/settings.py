@@ -1,4 +1,10 @@
-"""Settings: command-line flag > environment > config file > default (SPEC section 7).
+"""Settings: command-line flag > environment > config file > default (docs/design.md, "Settings").
+
+Every setting is defined once, in :data:`OPTIONS`: its flag, environment names, parser, default,
+how the default is shown and its help text. The command line (``cli.add_setting_arguments``) and
+the settings table in README.md are generated from that one definition; ``python -m
+mirror_supervisor.settings --markdown`` prints the table, ``--update-readme README.md`` rewrites it
+in place, and ``tests/unit/test_docs.py`` fails when README.md's copy differs.
 
 Flags and the environment are fixed for the life of a process. The optional config file
 (``--config``, KEY=VALUE lines using the environment variable names, the format of
@@ -59,14 +65,22 @@ class Settings:
 
 
 @dataclass(frozen=True)
-class _Option:
-    """One setting: its flag, where else it may come from, and how to read it."""
+class Option:
+    """One setting, defined once: where it may come from, how it is read, its default and its help.
+
+    The command line and README.md's settings table are generated from these fields, so a flag,
+    variable, default or help text is changed here and nowhere else. ``shown_default`` and
+    ``help`` are Markdown (backticks only); the command line shows them without the backticks.
+    """
 
     field: str
     flag: str
-    env: tuple[str, ...]
+    env: tuple[str, ...]  # its own variable first, then the names also read (the NVR's own)
     parse: Callable[[str], Any]
     default: Any  # None means required; a callable is called for the default
+    shown_default: str
+    help: str
+    metavar: str | None = None  # None: a switch without a value (given means "true")
     path: bool = False  # made absolute against the directory it was given in
 
 
@@ -119,24 +133,99 @@ def parse_bool(value: str) -> bool:
     raise ValueError(f"{value.strip()!r} is not a boolean (true/false, 1/0, yes/no, on/off)")
 
 
-_OPTIONS = (
-    _Option("db", "--db", ("MIRROR_SUPERVISOR_DB", "HELDAR_DATABASE_URL"), _path, Path("./data/heldar.db"), path=True),
-    _Option("mirror_dir", "--mirror-dir", ("MIRROR_SUPERVISOR_MIRROR_DIR", "HELDAR_MIRROR_RECORDINGS_DIR"), _path, None,
-            path=True),
-    _Option("ffmpeg", "--ffmpeg", ("MIRROR_SUPERVISOR_FFMPEG", "HELDAR_FFMPEG_BIN"), _text, "ffmpeg", path=True),
-    _Option("poll_interval", "--poll-interval", ("MIRROR_SUPERVISOR_POLL_INTERVAL",), _seconds, 5.0),
-    _Option("stop_timeout", "--stop-timeout", ("MIRROR_SUPERVISOR_STOP_TIMEOUT",), _seconds, 8.0),
-    _Option("state_dir", "--state-dir", ("MIRROR_SUPERVISOR_STATE_DIR",), _path, default_state_dir, path=True),
-    _Option("recorder_enabled", "--recorder-enabled", ("MIRROR_SUPERVISOR_RECORDER_ENABLED", "HELDAR_RECORDER_ENABLED"), parse_bool, True),
-    _Option("stall_timeout", "--stall-timeout", ("MIRROR_SUPERVISOR_STALL_TIMEOUT",), _seconds, lambda: None),
-    _Option("require_mount", "--require-mount", ("MIRROR_SUPERVISOR_REQUIRE_MOUNT",), parse_bool, False),
-    _Option("prune_interval", "--prune-interval", ("MIRROR_SUPERVISOR_PRUNE_INTERVAL",), _seconds_or_off, 600.0),
+# Environment names read with another format than their flag, and that format for the README.
+_ALIASES: dict[str, tuple[Callable[[str], Any], str]] = {"HELDAR_DATABASE_URL": (_db_url, "sqlite://PATH")}
+_SPECIAL_PARSERS = {name: parse for name, (parse, _) in _ALIASES.items()}
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+# The settings every command resolves through :func:`load`, in the order the help lists them.
+OPTIONS = (
+    Option("db", "--db", ("MIRROR_SUPERVISOR_DB", "HELDAR_DATABASE_URL"), _path, Path("./data/heldar.db"),
+           "`./data/heldar.db`", "the NVR's SQLite database, opened read-only", "PATH", path=True),
+    Option("mirror_dir", "--mirror-dir", ("MIRROR_SUPERVISOR_MIRROR_DIR", "HELDAR_MIRROR_RECORDINGS_DIR"), _path,
+           None, "required by `run`, `check` and `prune`; must exist",
+           "the mirror root: segments go to `DIR/<camera_id>/`; never created", "DIR", path=True),
+    Option("ffmpeg", "--ffmpeg", ("MIRROR_SUPERVISOR_FFMPEG", "HELDAR_FFMPEG_BIN"), _text, "ffmpeg",
+           "`ffmpeg`", "the ffmpeg binary: a name looked up in `PATH`, or a path", "PATH", path=True),
+    Option("poll_interval", "--poll-interval", ("MIRROR_SUPERVISOR_POLL_INTERVAL",), _seconds, 5.0,
+           "5", "seconds between reads of the database; SIGHUP reads it at once", "S"),
+    Option("stop_timeout", "--stop-timeout", ("MIRROR_SUPERVISOR_STOP_TIMEOUT",), _seconds, 8.0,
+           "8", "seconds a worker gets to stop its ffmpeg before its process group is SIGKILLed", "S"),
+    Option("state_dir", "--state-dir", ("MIRROR_SUPERVISOR_STATE_DIR",), _path, default_state_dir,
+           "`/run/mirror-supervisor` for root; otherwise `$XDG_RUNTIME_DIR/mirror-supervisor`, "
+           "else `/tmp/mirror-supervisor-<uid>`",
+           "lock, pidfile and `status.json`; cannot change on reload", "DIR", path=True),
+    Option("recorder_enabled", "--recorder-enabled", ("MIRROR_SUPERVISOR_RECORDER_ENABLED", "HELDAR_RECORDER_ENABLED"),
+           parse_bool, True, "true", "mirror at all; false stops every worker", "BOOL"),
+    Option("stall_timeout", "--stall-timeout", ("MIRROR_SUPERVISOR_STALL_TIMEOUT",), _seconds, lambda: None,
+           "max(60, 3 x segment_seconds) per camera",
+           "restart an ffmpeg whose open segment has not grown for this many seconds", "S"),
+    Option("require_mount", "--require-mount", ("MIRROR_SUPERVISOR_REQUIRE_MOUNT",), parse_bool, False,
+           "false", "record only while the mirror dir is a mount point"),
+    Option("prune_interval", "--prune-interval", ("MIRROR_SUPERVISOR_PRUNE_INTERVAL",), _seconds_or_off, 600.0,
+           "600; 0: never prune",
+           "seconds between retention passes; the first pass comes at most 30 s after start", "S"),
 )
 
-# The one variable whose parser differs from its flag's: an sqlx URL, not a path.
-_SPECIAL_PARSERS = {"HELDAR_DATABASE_URL": _db_url}
+# Read by :func:`load` before the others, because it says where the others may come from.
+CONFIG = Option("config", "--config", ("MIRROR_SUPERVISOR_CONFIG",), _path, lambda: None, "none",
+                "`KEY=VALUE` file with the environment names above; re-read on SIGHUP", "FILE", path=True)
 
-FLAGS = {option.field: option.flag for option in _OPTIONS}
+# Not resolved by :func:`load`: a flag of ``run`` only, with no environment name.
+LOG_LEVEL = Option("log_level", "--log-level", (), str.upper, "INFO", "INFO",
+                   "`run` only: " + ", ".join(LOG_LEVELS), "LEVEL")
+
+# Everything README.md's settings table lists, in its order.
+TABLE_OPTIONS = (*OPTIONS, CONFIG, LOG_LEVEL)
+
+FLAGS = {option.field: option.flag for option in OPTIONS}
+
+
+def plain(text: str) -> str:
+    """Markdown of an :class:`Option` as terminal text."""
+    return text.replace("`", "")
+
+
+def help_text(option: Option) -> str:
+    """The argparse help of an option: its help, default and environment names."""
+    text = plain(option.help)
+    shown = plain(option.shown_default)
+    text += f" (default {shown})" if option.default is not None else f" ({shown})"
+    if option.env:
+        text += "; env " + ", ".join(option.env)
+    return text.replace("%", "%%")
+
+
+README_TABLE_BEGIN = "<!-- settings table: generated from mirror_supervisor/settings.py by " \
+                     "`python -m mirror_supervisor.settings --update-readme README.md`; do not edit by hand -->"
+README_TABLE_END = "<!-- end of settings table -->"
+
+
+def markdown_table(options: tuple[Option, ...] = TABLE_OPTIONS) -> str:
+    """README.md's settings table (without the markers around it), rendered from ``options``."""
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    def row(cells: tuple[str, ...]) -> str:
+        return "|" + "|".join(f" {cell(text)} " if text else " " for text in cells) + "|"
+
+    lines = [row(("flag", "environment", "also read", "default", "meaning")), "|---|---|---|---|---|"]
+    for option in options:
+        flag = f"`{option.flag} {option.metavar}`" if option.metavar else f"`{option.flag}`"
+        own = f"`{option.env[0]}`" if option.env else ""
+        also = ", ".join(f"`{name}`" + (f" (`{_ALIASES[name][1]}`)" if name in _ALIASES else "")
+                         for name in option.env[1:])
+        lines.append(row((flag, own, also, option.shown_default, option.help)))
+    return "\n".join(lines) + "\n"
+
+
+def replace_readme_table(text: str) -> str:
+    """``text`` (README.md) with the block between the table markers rendered afresh."""
+    begin, end = text.find(README_TABLE_BEGIN), text.find(README_TABLE_END)
+    if begin < 0 or end < begin:
+        raise ValueError("README.md has no settings table markers")
+    return f"{text[:begin]}{README_TABLE_BEGIN}\n\n{markdown_table()}\n{text[end:]}"
 
 
 def read_config_file(path: Path) -> dict[str, str]:
@@ -197,13 +286,13 @@ def load(
     """
     environ = os.environ if environ is None else environ
     cwd = start_cwd() if cwd is None else cwd
-    config_name = "--config" if config_path else "MIRROR_SUPERVISOR_CONFIG"
-    config_path = config_path or environ.get("MIRROR_SUPERVISOR_CONFIG") or None
+    config_name = CONFIG.flag if config_path else CONFIG.env[0]
+    config_path = config_path or environ.get(CONFIG.env[0]) or None
     config = absolute(config_path, cwd, config_name) if config_path else None
     file_values = read_config_file(config) if config else {}
     bases = {"flag": cwd, "env": cwd, "file": config.parent if config else None}
     resolved: dict[str, Any] = {}
-    for option in _OPTIONS:
+    for option in OPTIONS:
         if option.field == "mirror_dir" and not need_mirror_dir:
             option = dataclasses.replace(option, default=_no_mirror_dir)
         resolved[option.field] = _resolve(option, flags.get(option.field), environ, file_values, bases)
@@ -211,7 +300,7 @@ def load(
     return Settings(**resolved)
 
 
-def _resolve(option: _Option, flag_value: str | None, environ: Mapping[str, str], file_values: Mapping[str, str],
+def _resolve(option: Option, flag_value: str | None, environ: Mapping[str, str], file_values: Mapping[str, str],
              bases: Mapping[str, Path | None]) -> Any:
     candidates: list[tuple[str, str, Callable[[str], Any], str]] = []
     if flag_value is not None:
@@ -234,7 +323,7 @@ def _resolve(option: _Option, flag_value: str | None, environ: Mapping[str, str]
     return _anchor(option, name, parsed, bases[origin])
 
 
-def _anchor(option: _Option, name: str, value: Any, base: Path | None) -> Any:
+def _anchor(option: Option, name: str, value: Any, base: Path | None) -> Any:
     """A path setting made absolute; a bare ffmpeg name stays a name, looked up in PATH."""
     if not option.path or value is None:
         return value
@@ -275,3 +364,25 @@ def _executable(program: str) -> bool:
     if "/" in program:
         return os.path.isfile(program) and os.access(program, os.X_OK)
     return shutil.which(program) is not None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m mirror_supervisor.settings --markdown`` or ``--update-readme README.md``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m mirror_supervisor.settings",
+                                     description="Render the settings table of README.md from the definitions.")
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--markdown", action="store_true", help="print the table")
+    group.add_argument("--update-readme", metavar="README", help="rewrite the table between its markers in place")
+    args = parser.parse_args(argv)
+    if args.markdown:
+        print(markdown_table(), end="")
+        return 0
+    readme = Path(args.update_readme)
+    readme.write_text(replace_readme_table(readme.read_text(encoding="utf-8")), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

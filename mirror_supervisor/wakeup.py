@@ -11,7 +11,10 @@ import os
 import select
 import signal
 
-HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGCHLD, signal.SIGUSR1)
+HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGCHLD)
+# Signals nobody should send us but a habit might (``kill -USR1`` to reopen logs): ignored, since
+# their default action would end recording. Log files are reopened without any signal.
+IGNORED_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)
 STOP_SIGNALS = frozenset((signal.SIGTERM, signal.SIGINT, signal.SIGQUIT))
 
 
@@ -27,6 +30,8 @@ class SignalPipe:
         signal.set_wakeup_fd(self.write_fd, warn_on_full_buffer=False)
         for sig in HANDLED_SIGNALS:
             signal.signal(sig, _ignore_here)
+        for sig in IGNORED_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
 
     @property
     def fds(self) -> tuple[int, int]:

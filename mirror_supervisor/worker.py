@@ -8,19 +8,14 @@ Every wait happens in :meth:`Worker._wait`, a ``select`` on the signal wake-up p
 request (SIGTERM/SIGINT) or ffmpeg's exit (SIGCHLD) ends any wait at once and nothing here can
 block without a bound.
 
-Progress and the clock. Whether ffmpeg is recording is judged by the file it actually has open
-(``/proc/<ffmpeg>/fd``, only ``.mp4`` files directly in the camera directory) and that file's size
-growing, timed with ``time.monotonic``: no wall clock and no directory scan, so a clock step can
-neither fake a stall nor hide one, and a check costs the same with 43,200 segments as with one.
-
-ffmpeg names segments by the wall clock and truncates a file whose name it reuses. So a segment
-named in the future is moved aside (``segments.move_aside``) before ffmpeg starts (or waited
-out, if at most ``segments.MAX_CLOCK_SKEW_WAIT`` ahead), whenever a
-check (every second) sees the wall clock stepped back against the monotonic clock, and when ffmpeg
-closes a segment whose name is in the future. Residual race: a step back that happens less than
-one check interval (1 s) before ffmpeg opens its next segment can let that segment take an
-existing name before the worker has moved it; likewise a step back of less than
-``CLOCK_STEP_TOLERANCE`` is not noticed until it accumulates.
+Progress and the clock. Whether ffmpeg is recording is judged by the file it has open and that
+file's size growing, timed with the monotonic clock (:mod:`progress`). ffmpeg names segments by
+the wall clock and truncates a file whose name it reuses. So a segment named in the future is
+moved aside (``segments.move_aside``) before ffmpeg starts (or waited out, if at most
+``segments.MAX_CLOCK_SKEW_WAIT`` ahead), whenever a check (every second) sees the wall clock
+stepped back against the monotonic clock, and when ffmpeg closes a segment whose name is in the
+future. Residual race: a step back that happens less than one check interval (1 s) before ffmpeg
+opens its next segment can let that segment take an existing name before the worker has moved it.
 
 Reports to the master go into one pipe shared by all workers and are dropped when it is full, so
 the full report is sent again every ``REPORT_REFRESH_SECONDS`` as well as on every change: a lost
@@ -33,28 +28,23 @@ import functools
 import os
 import signal
 import subprocess
-import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import setproctitle
 
 from . import backoff, lifeline, logs, segments, titles, wakeup
-from .camera import Camera, mask
+from .camera import Camera
 from .ffmpeg import environment
+from .ffmpeg_stderr import StderrTail, summarize_tail
+from .progress import ClockWatch, OpenSegment, Progress, describe_moves
 from .status import encode_report
 
-STDERR_TAIL_BYTES = 8192
-LOGGED_TAIL_CHARS = 800
 CHECK_SECONDS = 1.0  # progress, clock steps and the report refresh: each check is O(1)
 SECOND_SIGNAL_AFTER = 2.0
 STALL_FLOOR_SECONDS = 60.0
 REPORT_REFRESH_SECONDS = 30.0
-CLOCK_STEP_TOLERANCE = 0.5  # NTP slewing moves the offset by at most 0.5 ms/s
-LOGGED_MOVES = 20  # a move-aside log line names every file up to this many, then first/last
-PROC_ROOT = "/proc"
 
 
 def default_stall_timeout(segment_seconds: int) -> float:
@@ -76,140 +66,12 @@ class WorkerSpec:
     stall_timeout: float = 60.0
 
 
-class StderrTail(threading.Thread):
-    """Drains ffmpeg's stderr so the pipe never fills and blocks ffmpeg; keeps the last bytes."""
-
-    def __init__(self, fd: int, limit: int = STDERR_TAIL_BYTES) -> None:
-        super().__init__(name="stderr-tail", daemon=True)
-        self._fd = fd
-        self._limit = limit
-        self._tail = bytearray()
-        self._lock = threading.Lock()
-
-    def run(self) -> None:
-        while True:
-            try:
-                chunk = os.read(self._fd, 4096)
-            except InterruptedError:
-                continue
-            except OSError:
-                return
-            if not chunk:
-                return
-            with self._lock:
-                self._tail += chunk
-                if len(self._tail) > self._limit:
-                    del self._tail[: len(self._tail) - self._limit]
-
-    def text(self) -> str:
-        with self._lock:
-            return bytes(self._tail).decode("utf-8", "replace")
-
-
-def summarize_tail(text: str, secrets: tuple[str, ...], limit: int = LOGGED_TAIL_CHARS) -> str:
-    """The end of ffmpeg's stderr as one masked log-friendly line."""
-    lines = [line.strip() for line in mask(text, secrets).splitlines() if line.strip()]
-    joined = " | ".join(lines)
-    return joined if len(joined) <= limit else "..." + joined[-limit:]
-
-
-@dataclass(frozen=True)
-class Progress:
-    """What ffmpeg is writing right now: the open segment's name, identity and size."""
-
-    segment: str | None = None
-    inode: tuple[int, int] | None = None
-    size: int = -1
-
-
-class OpenSegment:
-    """Finds the ``.mp4`` a process has open directly in ``directory``, via ``/proc/<pid>/fd``.
-
-    Costs a readlink and a stat while the same descriptor stays on a segment; the descriptor
-    table (a dozen entries for ffmpeg) is listed again only when it moved on. The size comes from
-    the open file itself, so it is right even if the name was changed under ffmpeg. A file that
-    was deleted while open does not count: what it receives never reaches the mirror.
-    A ``--ffmpeg`` wrapper script must ``exec`` ffmpeg for its file to be seen here.
-    """
-
-    def __init__(self, pid: int, directory: Path, proc_root: str = PROC_ROOT) -> None:
-        self._fd_dir = f"{proc_root}/{pid}/fd"
-        self._directory = os.path.realpath(directory)
-        self._fd: str | None = None
-
-    def read(self) -> Progress:
-        if self._fd is not None:
-            found = self._look(self._fd)
-            if found is not None:
-                return found
-            self._fd = None
-        try:
-            fds = os.listdir(self._fd_dir)
-        except OSError:
-            return Progress()
-        for fd in fds:
-            found = self._look(fd)
-            if found is not None:
-                self._fd = fd
-                return found
-        return Progress()
-
-    def _look(self, fd: str) -> Progress | None:
-        path = f"{self._fd_dir}/{fd}"
-        try:
-            target = os.readlink(path)
-        except OSError:
-            return None
-        directory, name = os.path.split(target)
-        if directory != self._directory or not name.endswith(".mp4"):
-            return None
-        try:
-            info = os.stat(path)
-        except OSError:
-            return None
-        return Progress(name, (info.st_dev, info.st_ino), info.st_size)
-
-
-class ClockWatch:
-    """Notices the wall clock stepping back, from the offset between wall and monotonic clocks.
-
-    The offset is compared with the highest one seen since the last step, so a series of small
-    steps back adds up instead of each slipping under the tolerance. Steps forward are harmless
-    (names only move away from existing ones) and are not reported.
-    """
-
-    def __init__(self, tolerance: float = CLOCK_STEP_TOLERANCE,
-                 wall: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic) -> None:
-        self._tolerance = tolerance
-        self._wall = wall
-        self._monotonic = monotonic
-        self._high = wall() - monotonic()
-
-    def stepped_back(self) -> float:
-        """Seconds the clock went back since the last call that returned a step, else 0."""
-        offset = self._wall() - self._monotonic()
-        if offset < self._high - self._tolerance:
-            step, self._high = self._high - offset, offset
-            return step
-        self._high = max(self._high, offset)
-        return 0.0
-
-
-def describe_moves(moves: list[tuple[str, str]], limit: int = LOGGED_MOVES) -> str:
-    """``a -> a~1, b -> b~1``; a long list keeps its first and last entries and the count between."""
-    parts = [f"{old} -> {new}" for old, new in moves]
-    if len(parts) > limit:
-        half = limit // 2
-        parts = [*parts[:half], f"... {len(parts) - 2 * half} more ...", *parts[-half:]]
-    return ", ".join(parts)
-
-
 def ffmpeg_preexec(worker_pid: int) -> None:
     """In the forked child just before exec: die with the worker, even if it is already gone.
 
     The child inherits the worker's Python SIGTERM handler, which only notes the signal for a
     Python loop that never runs again before exec: a SIGTERM sent to it here would be swallowed
-    and an orphan ffmpeg would record on. With the default action restored first (exec would
+    and a leftover ffmpeg would record on. With the default action restored first (exec would
     restore it anyway), both the parent-death signal and the already-dead check really kill.
     """
     signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -1,7 +1,9 @@
 """Side-by-side benchmark: mirror-supervisor versus supervisord with one program per camera.
 
-    scripts/bench            # N = 8 and 32 real ffmpegs, 200 stand-ins; docs/benchmarks.md/.json
-    scripts/bench --quick    # N = 4, few repeats; build/bench-quick.md/.json
+    scripts/bench            # N = 8 and 32 real ffmpegs, 200 stand-ins, 500 cameras x 10 min at scale
+    scripts/bench --skip-scale                   # the same without the scale suite (it keeps its tables)
+    scripts/bench --scale --cameras 500 --minutes 10   # the scale suite alone (the others keep theirs)
+    scripts/bench --quick    # N = 4, few repeats, 10 cameras x 1 min; build/bench-quick.md/.json
     scripts/bench --render-only docs/benchmarks.json   # re-render the tables, no measurement
 
 Both systems run the same ffmpeg argv per camera, one system at a time, on this machine. Every
@@ -21,12 +23,12 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from . import procs, report, targets
+from . import procs, report, suite_scale, targets
 from .common import ROOT, log, mono
 from .context import Context
 from .machine import machine_info
 from .ours import Ours
-from .suites import SUITES
+from .suites import SUITES, Suite
 from .supervisord import Supervisord
 
 SYSTEMS = {"ours": Ours, "supervisord": Supervisord}
@@ -45,6 +47,14 @@ def parse() -> argparse.Namespace:
     p.add_argument("--systems", default="ours,supervisord")
     p.add_argument("--skip-real", action="store_true")
     p.add_argument("--skip-standin", action="store_true")
+    p.add_argument("--skip-scale", action="store_true", help="leave the scale suite out (its published tables stay)")
+    p.add_argument("--scale", action="store_true",
+                   help="run only the scale suite; the other suites' published tables and figures stay")
+    p.add_argument("--cameras", type=int, help="scale suite: cameras (default 500; 10 with --quick)")
+    p.add_argument("--minutes", type=float, help="scale suite: minutes (default 10; 1 with --quick)")
+    p.add_argument("--scale-segment-seconds", type=int, default=60, help="scale suite: segment length (default 60)")
+    p.add_argument("--bytes-per-second", type=int, default=2048,
+                   help="scale suite: mean bytes each stand-in appends a second (default 2048)")
     p.add_argument("--output", help="markdown report (default docs/benchmarks.md; build/bench-quick.md with --quick)")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
     p.add_argument("--render-only", metavar="JSON", help="re-write the report's tables from a previous run's JSON")
@@ -69,24 +79,49 @@ def options(args: argparse.Namespace) -> SimpleNamespace:
         poll_interval=args.poll_interval,
         standin_repeats=3 if q else 10,
         reconcile_repeats=8 if q else 20,
-        skip_real=args.skip_real,
-        skip_standin=args.skip_standin,
+        skip_real=args.skip_real or args.scale,
+        skip_standin=args.skip_standin or args.scale,
+        skip_fork=args.scale,
+        skip_scale=args.skip_scale and not args.scale,
+        standin_recorder="recorder: the C stand-in (`scripts/benchlib/recorder.py`)",
+        cameras=args.cameras or (10 if q else 500),
+        minutes=args.minutes or (1.0 if q else 10.0),
+        scale_segment_seconds=args.scale_segment_seconds,
+        bytes_per_second=args.bytes_per_second,
     )
 
 
-def measure(ctx: Context) -> dict[str, Any]:
+def measure(ctx: Context, suites: list[Suite]) -> dict[str, Any]:
     results: dict[str, Any] = {"machine": machine_info(), "args": dict(vars(ctx.opts))}
     began = mono()
     try:
-        for suite in SUITES:
-            if suite.wanted(ctx):
-                results[suite.key] = suite.run(ctx)
+        for suite in suites:
+            results[suite.key] = suite.run(ctx)
     finally:
         procs.kill_leftovers(ctx.work)
         time.sleep(0.5)
         results["leftovers"] = procs.count_leftovers(ctx.work)
     results["duration_s"] = mono() - began
     return results
+
+
+def merge(previous: dict[str, Any], fresh: dict[str, Any], ran: list[Suite]) -> dict[str, Any]:
+    """What to publish. Standalone suites carry their own provenance: a run of those only replaces
+    their keys in ``previous`` (the main run's figures, machine and args stay as published); a run
+    with any other suite is a new main run, and standalone suites it left out keep their value."""
+    if all(s.standalone for s in ran):
+        return {**previous, **{s.key: fresh[s.key] for s in ran}}
+    kept = {s.key: previous[s.key] for s in SUITES if s.standalone and s not in ran and s.key in previous}
+    return {**fresh, **kept}
+
+
+def load(json_path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(json_path.read_text())
+    except FileNotFoundError:
+        return {}
+    except ValueError as exc:
+        raise SystemExit(f"{json_path} is not valid JSON ({exc}); move it away to start afresh")
 
 
 def main() -> int:
@@ -104,28 +139,40 @@ def main() -> int:
     if not report.writable(output):
         print(f"{output} has no generated:start/generated:end markers; not measuring", file=sys.stderr)
         return 2
+    json_path = output.with_suffix(".json")
+    previous = load(json_path)  # read before measuring, so a broken file does not waste a run
     systems = [SYSTEMS[s] for s in args.systems.split(",")]
-    if Supervisord in systems:
+    ctx = Context(opts, Path(), systems)  # the work directory is made once the checks passed
+    ran = [suite for suite in SUITES if suite.wanted(ctx)]
+    if not ran:
+        print("no suite left to run", file=sys.stderr)
+        return 2
+    if Supervisord in systems and not all(s.standalone for s in ran):
         try:
             import supervisor  # noqa: F401
         except ImportError:
             print("supervisor is not installed in this venv; run scripts/bench (it installs it)", file=sys.stderr)
             return 2
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks
-    work = Path(tempfile.mkdtemp(prefix="mirror-bench-"))
-    log(f"work dir {work}")
+    for signum in (signal.SIGTERM, signal.SIGHUP):  # run the finally blocks
+        signal.signal(signum, lambda *_: sys.exit(143))
+    ctx.work = Path(tempfile.mkdtemp(prefix="mirror-bench-"))
+    log(f"work dir {ctx.work}; suites: {', '.join(s.key for s in ran)}")
     try:
-        results = measure(Context(opts, work, systems))
+        fresh = measure(ctx, ran)
     finally:
         if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
-    json_path = output.with_suffix(".json")
-    results["json_name"] = json_path.name
+            shutil.rmtree(ctx.work, ignore_errors=True)
+    fresh["json_name"] = json_path.name
+    results = merge(previous, fresh, ran)
     json_path.write_text(json.dumps(results, indent=1, default=str) + "\n")
     report.write(output, report.render(results))
-    log(f"wrote {output} and {json_path} in {results['duration_s'] / 60:.1f} min; leftovers: {results['leftovers']}")
-    for t in targets.evaluate(results):
-        log(f"{'pass' if t['pass'] else 'MISS'}  {t['target']}: {t['measured']}")
+    log(f"wrote {output} and {json_path} in {fresh['duration_s'] / 60:.1f} min; leftovers: {fresh['leftovers']}")
+    if not all(s.standalone for s in ran):
+        for t in targets.evaluate(results):
+            log(f"{'pass' if t['pass'] else 'MISS'}  {t['target']}: {t['measured']}")
+    if "scale" in fresh:
+        verdict = "pass" if suite_scale.passed(fresh["scale"]) else "FAIL"
+        log(f"scale {verdict}: {suite_scale.summary_line(fresh['scale'])}")
     return 0
 
 

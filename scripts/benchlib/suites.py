@@ -3,6 +3,12 @@
 A suite measures (``run``: Context -> JSON-able value, stored under ``key`` in the results) and
 renders (``render``: the whole results dict -> markdown lines, tables only; [] when its key is
 absent, so older JSON still renders). ``wanted`` decides from the options whether it runs.
+
+A ``standalone`` suite's value carries its own provenance (options, machine, date, commit,
+duration, leftovers) and is rendered after the targets. A run of standalone suites only (e.g.
+``scripts/bench --scale``) replaces just their keys in the existing JSON next to the report; a run
+that leaves a standalone suite out carries that suite's previous value over. The other suites
+share the run's top-level "machine" and "args" and are always published together.
 Adding a suite: a ``suite_<name>.py`` with ``run``, a ``tables_<name>.py`` with ``render``, one
 line in ``SUITES``, and its knobs in ``__main__.options`` (they are stored in the JSON's "args").
 """
@@ -12,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from . import forking, suite_real, suite_standin, tables_fork, tables_real, tables_standin
+from . import forking, suite_real, suite_scale, suite_standin, tables_fork, tables_real, tables_scale, tables_standin
 from .context import Context
 
 
@@ -22,11 +28,13 @@ class Suite:
     run: Callable[[Context], Any]
     render: Callable[[dict[str, Any]], list[str]]
     wanted: Callable[[Context], bool]
+    standalone: bool = False
 
 
 SUITES = [
     Suite("real", suite_real.run, tables_real.render, lambda c: not c.opts.skip_real),
     Suite("standin", suite_standin.run, tables_standin.render, lambda c: not c.opts.skip_standin),
     Suite("fork_harness", forking.run, tables_fork.render,
-          lambda c: any(cls.name == "ours" for cls in c.systems)),
+          lambda c: not c.opts.skip_fork and any(cls.name == "ours" for cls in c.systems)),
+    Suite("scale", suite_scale.run, tables_scale.render, lambda c: not c.opts.skip_scale, standalone=True),
 ]

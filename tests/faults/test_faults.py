@@ -22,6 +22,7 @@ import pytest
 
 from mirror_supervisor.camera import parse_row
 from mirror_supervisor.ffmpeg import build_command, environment
+from mirror_supervisor.segments import parse_name
 from support import procs
 from support.nvr import NvrDatabase
 from support.rtsp import RtspServer
@@ -32,6 +33,13 @@ SEGMENT = re.compile(r"\d{8}_\d{6}\.mp4")
 
 def segments(directory: Path) -> list[Path]:
     return sorted(p for p in directory.glob("*.mp4") if SEGMENT.fullmatch(p.name)) if directory.is_dir() else []
+
+
+def named_at(segment: Path) -> float:
+    """The UTC second a segment's name says it started (its name is in UTC, not local time)."""
+    start = parse_name(segment.name)
+    assert start is not None, segment
+    return start
 
 
 def status(sup: Supervisor) -> dict:
@@ -369,14 +377,14 @@ def test_disabled_camera_leaves_a_playable_last_segment(rtsp, nvr, mirror_dir, s
     sup = supervisor("--poll-interval", "600")
     sup.wait_one_each({"cam"})
     procs.wait_for("a segment with 5 s in it", lambda: (s := segments(mirror_dir / "cam"))
-                   and time.time() - os.stat(s[-1]).st_ctime > 0 and s[-1].stat().st_size > 400_000, 30)
+                   and time.time() - named_at(s[-1]) >= 5 and s[-1].stat().st_size > 400_000, 30)
     last = segments(mirror_dir / "cam")[-1]
     stopped_at = time.time()
     nvr.update("cam", mirror_enabled=0)
     sup.signal(signal.SIGHUP)
     procs.wait_for("worker gone", lambda: sup.workers() == {}, 20)
     info = procs.probe(last)
-    named = time.mktime(time.strptime(last.stem, "%Y%m%d_%H%M%S")) - time.timezone
+    named = named_at(last)
     assert info.get("video_codec") == "h264"
     assert info["duration"] >= (stopped_at - named) - 2.5, (info, stopped_at - named)
 
@@ -387,7 +395,7 @@ def test_sigkilled_ffmpeg_keeps_every_completed_fragment(rtsp, nvr, mirror_dir, 
     view = sup.wait_one_each({"cam"})["cam"]
     procs.wait_for("first segment", lambda: segments(mirror_dir / "cam"), 30)
     first = segments(mirror_dir / "cam")[0]
-    named = time.mktime(time.strptime(first.stem, "%Y%m%d_%H%M%S")) - time.timezone
+    named = named_at(first)
     time.sleep(max(0.0, named + 8 - time.time()))
     killed_at = time.time()
     os.kill(view.ffmpeg_pids[0], signal.SIGKILL)

@@ -296,3 +296,10 @@ class TestBytes:
         cam = parse_row(row(**{"vendor": "hikvision", "address": "h", column: b"\xff\xfe"}))
         for text in (cam.problem or "", *cam.warnings):
             assert "\xff" not in text and "\\xff" not in text
+
+
+def test_an_unreadable_on_off_value_is_reported_not_silently_skipped():
+    camera = parse_row({"id": "cam", "mirror_enabled": "maybe", "main_stream_url": "rtsp://h/x"})
+    assert camera.mirrored and camera.problem is not None and camera.problem.startswith("mirror_enabled:")
+    off = parse_row({"id": "cam", "enabled": 0, "mirror_enabled": "maybe"})
+    assert not off.mirrored and off.problem is None, "another column says off for sure"

@@ -23,17 +23,10 @@ import pytest
 from mirror_supervisor import daemon, logs
 from mirror_supervisor.camera import Camera
 from mirror_supervisor import prune
-from mirror_supervisor.prune import (
-    PassReport,
-    child_main,
-    format_bytes,
-    log_report,
-    parse_retention,
-    prune_pass,
-    run_pass,
-    run_pass_for,
-    running_cameras,
-)
+from mirror_supervisor.prune import child_main, prune_pass, run_pass, run_pass_for
+from mirror_supervisor.prune_report import PassReport, format_bytes, log_report
+from mirror_supervisor.recorders import recording_now
+from mirror_supervisor.retention import parse_retention
 
 NOW = 1_800_000_000.0
 HOUR = 3600.0
@@ -417,6 +410,11 @@ class TestRunPass:
         assert report.format_lines()[0].startswith("prune pass skipped, nothing deleted")
 
 
+def running_cameras(mirror: Path) -> set[str]:
+    """The cameras the pruner treats as recording (what ``prune.running_cameras`` was)."""
+    return set(recording_now(mirror))
+
+
 class TestRunningCameras:
     """Real processes whose argv[0] is named ffmpeg, as ``ps`` and psutil see them."""
 
@@ -424,12 +422,13 @@ class TestRunningCameras:
     def spawn(self, tmp_path):
         started: list[subprocess.Popen] = []
 
-        def start(argv0: str, *args: str, cwd: Path | None = None) -> subprocess.Popen:
+        def start(argv0: str, *args: str, cwd: Path | None = None,
+                  script: str = "import time; time.sleep(60)") -> subprocess.Popen:
             # A Python that sleeps, started under the name argv0: /proc/<pid>/cmdline is exactly
             # [argv0, "-c", ..., *args], as it would be for an ffmpeg. (``sleep`` cannot stand in:
             # it refuses the extra output argument.)
             proc = subprocess.Popen(
-                [argv0, "-c", "import time; time.sleep(60)", *args],
+                [argv0, "-c", script, *args],
                 executable=sys.executable, cwd=cwd,
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )
@@ -482,6 +481,23 @@ class TestRunningCameras:
         assert names(mirror / "cam") == {"20261123_090000.mp4"}
         assert names(mirror / "idle") == set()
         assert isinstance(report, PassReport)
+
+    def test_run_pass_keeps_the_file_a_live_ffmpeg_has_open_whatever_its_name(self, tmp_path, mirror, spawn):
+        """Neither the newest by name nor by mtime: found in ``/proc/<pid>/fd``, as the worker does."""
+        db = TestRunPass.database(tmp_path / "heldar.db", [("cam", 1, 1), ("rec", 1, 24)])
+        recording(mirror)
+        segment(mirror / "cam", "20261123_070000.mp4", age_hours=31)
+        held = segment(mirror / "cam", "20261123_080000.mp4", age_hours=30)
+        segment(mirror / "cam", "20261123_090000.mp4", age_hours=20)
+        opener = "import sys, time; f = open(sys.argv[1], 'ab'); time.sleep(60)"
+        spawn("ffmpeg", str(held), str(mirror / "cam" / "%Y%m%d_%H%M%S.mp4"), script=opener)
+        deadline = time.monotonic() + 10
+        while recording_now(mirror) != {"cam": {held.name}} and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert recording_now(mirror) == {"cam": {held.name}}
+        report = run_pass(db, mirror, now=NOW)
+        assert report.running == {"cam"}
+        assert names(mirror / "cam") == {"20261123_080000.mp4", "20261123_090000.mp4"}
 
 
 def utc(*fields: int) -> float:
@@ -667,14 +683,14 @@ class TestAmbiguousIds:
     def test_a_directory_replaced_between_listing_and_deleting_is_left_alone(self, mirror, monkeypatch):
         segment(mirror / "cam", "20270113_080000.mp4", age_hours=48)
         rec = recording(mirror)
-        real_check = prune._clock_went_back
+        real_check = prune.clock_went_back
 
         def swap_then_check(scans, now):
             (mirror / "cam").rename(mirror / "cam.old")
             segment(mirror / "cam", "20270113_090000.mp4", age_hours=47)
             return real_check(scans, now)
 
-        monkeypatch.setattr(prune, "_clock_went_back", swap_then_check)
+        monkeypatch.setattr(prune, "clock_went_back", swap_then_check)
         report = prune_pass(mirror, [cam("cam", 1), rec], set(), NOW)
         assert names(mirror / "cam") == {"20270113_090000.mp4"} and names(mirror / "cam.old")
         assert report.cameras[0].skipped == "camera directory was replaced during the pass"

@@ -5,9 +5,20 @@ import os
 
 from mirror_supervisor import segments as module
 from mirror_supervisor.segments import (
-    SEGMENT_NAME, NewestCache, future_names, is_segment_or_moved, move_aside, move_aside_future, newest, newest_of,
-    parse_any, parse_name, wait_before_start,
+    SEGMENT_NAME, SEGMENT_OR_MOVED, NewestCache, future_names, move_aside, move_aside_future, name_epoch, newest,
+    newest_of, parse_name, wait_before_start,
 )
+
+
+def is_segment_or_moved(name: str) -> bool:
+    """What retention counts as footage (``prune.SEGMENT_FILE``): ffmpeg's names and moved-aside ones."""
+    return SEGMENT_OR_MOVED.fullmatch(name) is not None
+
+
+def parse_any(name: str) -> float | None:
+    """The start second a segment or moved-aside name encodes, as the pruner reads it."""
+    match = SEGMENT_OR_MOVED.fullmatch(name)
+    return None if match is None else name_epoch(match.group(1), match.group(2))
 
 
 def test_parse_name_is_utc():

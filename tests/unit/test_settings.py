@@ -1,4 +1,4 @@
-"""Settings precedence and one-line errors (SPEC section 7)."""
+"""Settings precedence and one-line errors (docs/design.md, "Settings")."""
 
 import dataclasses
 import os

@@ -1,6 +1,7 @@
-"""The scale benchmark's ffmpeg stand-in must look like a recording ffmpeg to the supervisor:
-time-named segments that grow, the current one held open, a new one every -segment_time
-seconds, exit status 255 on SIGTERM, and an argv the supervisor's process checks recognise."""
+"""The benchmark's ffmpeg stand-in (``scripts/benchlib/recorder.py``) must look like a recording
+ffmpeg to the supervisor: time-named segments that grow, the current one held open, a new one
+every -segment_time seconds, exit status 255 on SIGTERM, and an argv the supervisor's process
+checks recognise."""
 
 from __future__ import annotations
 
@@ -15,16 +16,16 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
-import stand_in_recorder  # noqa: E402
+from benchlib import recorder  # noqa: E402
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="the stand-in is compiled with gcc")
 
 
 def test_writes_rotates_holds_the_file_open_and_exits_255(tmp_path: Path) -> None:
-    binary = stand_in_recorder.build(tmp_path / "bin")
+    binary = recorder.build(tmp_path / "bin")
     camera_dir = tmp_path / "mirror" / "cam"
     camera_dir.mkdir(parents=True)
-    argv = stand_in_recorder.fake_argv(binary, camera_dir, segment_seconds=1)
+    argv = recorder.fake_argv(binary, camera_dir, segment_seconds=1)
     proc = subprocess.Popen(argv, env={**os.environ, "TZ": "UTC", "STAND_IN_BYTES": "100"})
     try:
         time.sleep(2.3)

@@ -1,4 +1,5 @@
-"""Watching the master from outside, as an operator would: status.json, /proc, the mirror dir."""
+"""The scale suite's observer: the master watched from outside, as an operator would (status.json,
+/proc through psutil, the mirror directory, the ``status`` command)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from typing import Any
 
 import psutil
 
-import stand_in_recorder
-from bench_scale.common import ROOT, WORKER_TITLE, child_env, log
+from . import procs, recorder
+from .common import ROOT, log
+from .procs import WORKER_TITLE
+from .scale_stage import child_env
 
 SAMPLE_EVERY = 30.0
 STATUS_POLL = 0.5
@@ -29,7 +32,7 @@ def read_states(state_dir: Path) -> dict[str, dict[str, Any]] | None:
     return {row["id"]: row for row in data.get("cameras", []) if isinstance(row, dict) and "id" in row}
 
 
-class Tree:
+class MasterTree:
     """The master's descendants, remembered by (pid, create time) so cleanup never hits a reused pid."""
 
     def __init__(self, master: psutil.Process) -> None:
@@ -42,19 +45,20 @@ class Tree:
         for proc in self.master.children(recursive=True):
             try:
                 self.seen.setdefault(proc.pid, proc.create_time())
+                procs.remember(proc.pid)  # the run's final leftover count covers them too
                 title = " ".join(proc.cmdline())
             except psutil.Error:
                 continue
-            if title.startswith(WORKER_TITLE):
+            if WORKER_TITLE.match(title):
                 workers.append(proc)
-            elif stand_in_recorder.NAME in title:
+            elif recorder.NAME in title:
                 recorders.append(proc)
         return workers, recorders
 
 
-def _sum_rss(procs: list[psutil.Process]) -> int:
+def _sum_rss(processes: list[psutil.Process]) -> int:
     total = 0
-    for proc in procs:
+    for proc in processes:
         try:
             total += proc.memory_info().rss
         except psutil.Error:
@@ -62,7 +66,7 @@ def _sum_rss(procs: list[psutil.Process]) -> int:
     return total
 
 
-def sample(tree: Tree, since: float) -> dict[str, Any]:
+def sample(tree: MasterTree, since: float) -> dict[str, Any]:
     """One 30 s sample of the master and the totals of its workers and recorders."""
     master = tree.master
     mem = master.memory_full_info()
@@ -75,7 +79,7 @@ def sample(tree: Tree, since: float) -> dict[str, Any]:
             "recorders_rss_mib": round(_sum_rss(recorders) / 2**20, 1)}
 
 
-def worker_memory(tree: Tree) -> dict[str, float]:
+def worker_memory(tree: MasterTree) -> dict[str, float]:
     """PSS and USS of all workers, read once (smaps of every worker is not free)."""
     pss = uss = 0
     workers, _ = tree.split()
@@ -105,7 +109,7 @@ def disk_truth(mirror: Path, states: dict[str, dict[str, Any]]) -> dict[str, Any
             "writing_but_not_recording": len(disagree), "examples": disagree[:10]}
 
 
-def watch(master: subprocess.Popen, tree: Tree, tmp: Path, cameras: int, seconds: float) -> dict[str, Any]:
+def watch(master: subprocess.Popen, tree: MasterTree, tmp: Path, cameras: int, seconds: float) -> dict[str, Any]:
     """Poll status.json until the run ends; sample the processes every SAMPLE_EVERY seconds."""
     began = time.monotonic()
     milestones: dict[str, float] = {}
