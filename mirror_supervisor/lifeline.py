@@ -163,3 +163,11 @@ def fork_child(child: Callable[[], int]) -> int:
 def _flush_logs() -> None:
     for handler in logging.getLogger(LOGGER_NAME).handlers:
         handler.flush()
+
+
+def report_stuck(log: logging.LoggerAdapter, groups: set[int], loose: set[int]) -> None:
+    """Name every process of ``groups`` (and the ``loose`` pids) still alive after SIGKILL: it
+    sleeps in the kernel, typically on a hung volume, and is left behind."""
+    for pid in sorted(group_members(groups) | loose):
+        log.error("pid=%d %s did not end after SIGKILL; left behind (stuck in the kernel, "
+                  "typically on a hung volume)", pid, describe(pid))

@@ -12,6 +12,7 @@ import logging.handlers
 import os
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import IO, Any
 
@@ -71,3 +72,13 @@ def for_camera(camera_id: str) -> logging.LoggerAdapter:
 
 def master() -> logging.LoggerAdapter:
     return for_camera("-")
+
+
+def once_per_place(log: logging.LoggerAdapter, exc: BaseException, seen: set[tuple[str, str, int]], what: str) -> None:
+    """Log ``exc`` with its traceback (masked, folded to one line) the first time an error of its
+    kind is raised at its place; a failure that repeats every pass must not flood the log."""
+    where = (traceback.extract_tb(exc.__traceback__) or [None])[-1]
+    signature = (type(exc).__name__, where.filename if where else "", (where.lineno or 0) if where else 0)
+    if signature not in seen and len(seen) < 100:
+        seen.add(signature)
+        log.error("%s: %s", what, mask("".join(traceback.format_exception(exc)).strip()))

@@ -19,20 +19,18 @@ Invariants (docs/design.md, "Master rules"):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import time
-import traceback
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import setproctitle
 
-from . import lifeline, logs, orphans, prune, status, titles, volume
-from .camera import mask
+from . import lifeline, logs, prune, recorders, status, titles, volume
 from .files import STATUS_MODE, write_atomically
 from .ffmpeg import camera_dir
 from .settings import Settings, SettingsError
@@ -107,7 +105,8 @@ class Master:
         self.log.info("master started pid=%d db=%s mirror_dir=%s poll=%.1fs stop_timeout=%.1fs recorder_enabled=%s",
                       os.getpid(), s.db, s.mirror_dir, s.poll_interval, s.stop_timeout, s.recorder_enabled)
         self.source.learn_volume(s)
-        self._guarded(self._end_leftovers)
+        # ffmpegs an earlier master left recording here end before ours start (one per camera)
+        self._guarded(lambda: recorders.end_leftovers(s.mirror_dir, s.ffmpeg, s.stop_timeout))
         self._guarded(self._refresh)
         if self._on_ready is not None:
             self._on_ready()
@@ -146,12 +145,7 @@ class Master:
                 time.sleep(FAILED_PASS_PAUSE)
 
     def _unexpected(self, exc: BaseException) -> None:
-        where = (traceback.extract_tb(exc.__traceback__) or [None])[-1]
-        signature = (type(exc).__name__, where.filename if where else "", (where.lineno or 0) if where else 0)
-        if signature not in self._failures_logged and len(self._failures_logged) < 100:
-            self._failures_logged.add(signature)
-            self.log.error("unexpected error, carrying on (logged once): %s",
-                           mask("".join(traceback.format_exception(exc)).strip()))
+        logs.once_per_place(self.log, exc, self._failures_logged, "unexpected error, carrying on (logged once)")
 
     def _shutdown(self) -> None:
         """Stop every worker in parallel; give up on what the kernel holds after the grace time.
@@ -173,7 +167,8 @@ class Master:
         while self._children_left():
             now = self.system.monotonic()
             if now >= give_up:
-                self._report_stuck()
+                groups = set(self.by_pid) | {s.leftover for s in self.slots.values() if s.leftover}
+                lifeline.report_stuck(self.log, groups, {self.pruner_pid, self.probe.pid} - {None})
                 break
             try:
                 self._reap()
@@ -191,13 +186,6 @@ class Master:
     def _children_left(self) -> bool:
         return bool(self.by_pid or any(s.leftover for s in self.slots.values())
                     or self.pruner_pid is not None or self.probe.pid is not None)
-
-    def _report_stuck(self) -> None:
-        groups = set(self.by_pid) | {s.leftover for s in self.slots.values() if s.leftover}
-        loose = {pid for pid in (self.pruner_pid, self.probe.pid) if pid is not None}
-        for pid in lifeline.group_members(groups) | loose:
-            self.log.error("pid=%d %s did not end after SIGKILL; left behind (stuck in the kernel, "
-                           "typically on a hung volume)", pid, lifeline.describe(pid))
 
     # -- signals and deadlines ----------------------------------------------------------------
 
@@ -316,15 +304,6 @@ class Master:
         self._read_reports()
         return worker
 
-    def kill(self, pid: int, sig: int) -> None:
-        self.system.kill(pid, sig)
-
-    def killpg(self, pgid: int, sig: int) -> None:
-        self.system.killpg(pgid, sig)
-
-    def group_alive(self, pgid: int) -> bool:
-        return self.system.group_alive(pgid)
-
     def _inherited_fds(self) -> tuple[int, ...]:
         """The master's own descriptors, which a child closes (the report pipe's write end stays)."""
         return (*self.system.own_fds, self._reports_r)
@@ -372,7 +351,7 @@ class Master:
             return
         directory, fds, master_pid = str(self.settings.mirror_dir), self._inherited_fds(), os.getpid()
         try:
-            self.probe.started(self.system.fork(lambda: _probe_child(directory, fds, master_pid)), now)
+            self.probe.started(self.system.fork(lambda: volume.probe_main(directory, fds, master_pid)), now)
         except OSError as exc:
             self.log.error("cannot fork the volume probe: %s", exc.strerror)
             self.probe.next_at = now + volume.PROBE_INTERVAL
@@ -383,21 +362,6 @@ class Master:
         else:
             self.log.info("mirror volume %s responds again", self.settings.mirror_dir)
         self._status_dirty = True
-
-    def _end_leftovers(self) -> None:
-        """ffmpegs an earlier master left recording into this mirror end before ours start."""
-        found = orphans.recorders(self.settings.mirror_dir, self.settings.ffmpeg)
-        for recorder in found:
-            if recorder.owned:
-                logs.for_camera(recorder.camera_id).error(
-                    "ffmpeg pid=%d of another mirror-supervisor writes into this mirror dir; two masters "
-                    "share %s (their state dirs differ)", recorder.proc.pid, self.settings.mirror_dir)
-        leftovers = [r for r in found if not r.owned]
-        for recorder in leftovers:
-            logs.for_camera(recorder.camera_id).warning("ending ffmpeg pid=%d left by an earlier instance",
-                                                        recorder.proc.pid)
-        if leftovers and (killed := orphans.end([r.proc for r in leftovers], self.settings.stop_timeout)):
-            self.log.warning("%d leftover ffmpegs ignored SIGTERM and were killed", len(killed))
 
     # -- reports and presentation -------------------------------------------------------------
 
@@ -416,7 +380,8 @@ class Master:
             return
         self._status_dirty, self._next_status_write = False, now + STATUS_WRITE_INTERVAL
         rows = [self.slots[cid].status_row() for cid in sorted(self.slots)]
-        snapshot = status.snapshot(self._master_status(), rows, self.probe.problem)
+        snapshot = status.snapshot(status.master_section(
+            self.started, self.settings, self.source, self.probe.problem, self.probe.since), rows, self.probe.problem)
         states = Counter(row["state"] for row in rows if self.slots[row["id"]].wanted)
         setproctitle.setproctitle(titles.master(
             len(self.wanted.cameras), states, db_error=bool(self.source.error),
@@ -426,25 +391,7 @@ class Master:
         except OSError as exc:
             self.log.warning("cannot write status file in %s: %s", self.settings.state_dir, exc)
 
-    def _master_status(self) -> dict[str, Any]:
-        source = self.source
-        return {
-            "pid": os.getpid(), "started": self.started, "recorder_enabled": self.settings.recorder_enabled,
-            "mirror_dir": str(self.settings.mirror_dir), "db_path": str(self.settings.db),
-            "db": {"state": "error" if source.error else "ok", "error": source.error, "since": source.error_since},
-            "columns": sorted(source.columns),
-            "volume": {"state": "not responding" if self.probe.problem else "ok", "error": self.probe.problem,
-                       "since": self.probe.since},
-            "last_reconcile": source.last_read,
-        }
-
     def _remove_status(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             (Path(self.settings.state_dir) / STATUS_FILE).unlink()
-        except OSError:
-            pass
 
-
-def _probe_child(directory: str, inherited_fds: tuple[int, ...], master_pid: int) -> int:
-    lifeline.become_helper(titles.VOLUME_PROBE, inherited_fds, master_pid)
-    return volume.probe_child(directory)

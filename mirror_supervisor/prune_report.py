@@ -123,8 +123,10 @@ def log_report(report: PassReport, log: logging.Logger | logging.LoggerAdapter |
             camera_log.warning("prune skipped, nothing deleted: %s", cam.skipped)
         if cam.implausible_files or cam.jump_suspected:
             # Held back by less than a day is ordinary (gaps in recording); more is worth a line.
+            # A young mirror has little footage behind the clock: suspicious only with files held.
             texts = [text for text in _kept_texts(cam) if cam.jump_suspected or "implausible" in text]
-            camera_log.warning("prune: %s", "; ".join(texts))
+            if texts:
+                camera_log.warning("prune: %s", "; ".join(texts))
         if cam.failed_files:
             camera_log.warning("prune: %d files could not be deleted, first: %s", cam.failed_files, cam.errors[0])
     for orphan in report.orphans:

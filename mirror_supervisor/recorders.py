@@ -33,7 +33,7 @@ from pathlib import Path
 
 import psutil
 
-from . import titles
+from . import logs, titles
 from .camera import is_safe_id
 from .ffmpeg import SEGMENT_PATTERN
 from .progress import OpenSegment
@@ -157,3 +157,21 @@ def end(processes: list[psutil.Process], timeout: float) -> list[psutil.Process]
             pass
     psutil.wait_procs(alive, timeout=5)
     return alive
+
+
+def end_leftovers(mirror_dir: Path, ffmpeg: str, timeout: float) -> None:
+    """At a master's start: end the ffmpegs an earlier master left recording into this mirror
+    (before ours start, so no camera ever has two); one recorded by a *live* worker means a
+    second master shares the mirror, which is reported and left alone."""
+    found = recording_into(mirror_dir, ffmpeg, strict=True)
+    for recorder in found:
+        if recorder.owned:
+            logs.for_camera(recorder.camera_id).error(
+                "ffmpeg pid=%d of another mirror-supervisor writes into this mirror dir; two masters "
+                "share %s (their state dirs differ)", recorder.proc.pid, mirror_dir)
+    leftovers = [r for r in found if not r.owned]
+    for recorder in leftovers:
+        logs.for_camera(recorder.camera_id).warning("ending ffmpeg pid=%d left by an earlier instance",
+                                                    recorder.proc.pid)
+    if leftovers and (killed := end([r.proc for r in leftovers], timeout)):
+        logs.master().warning("%d leftover ffmpegs ignored SIGTERM and were killed", len(killed))

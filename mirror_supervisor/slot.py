@@ -36,19 +36,22 @@ class Worker:
     report: dict[str, Any] = field(default_factory=dict)  # the worker's latest word on itself
 
 
-class Actions(Protocol):
-    """What a slot may ask of the master: the only ways its rules touch the world."""
-
-    stop_timeout: float
-    kill_all_at: float  # set when shutting down: nothing outlives it
-
-    def spawn(self, slot: CameraSlot) -> Worker | None: ...  # None: the fork failed
-
+class Signals(Protocol):
     def kill(self, pid: int, sig: int) -> None: ...
 
     def killpg(self, pgid: int, sig: int) -> None: ...
 
     def group_alive(self, pgid: int) -> bool: ...
+
+
+class Actions(Protocol):
+    """What a slot may ask of the master: the only ways its rules touch the world."""
+
+    stop_timeout: float
+    kill_all_at: float  # set when shutting down: nothing outlives it
+    system: Signals
+
+    def spawn(self, slot: CameraSlot) -> Worker | None: ...  # None: the fork failed
 
 
 @dataclass
@@ -103,7 +106,7 @@ class CameraSlot:
                 logs.for_camera(self.camera_id).warning(
                     "worker gen=%d pid=%d did not stop within %.1fs; killing its process group",
                     self.worker.generation, self.worker.pid, act.stop_timeout)
-                act.killpg(self.worker.pid, signal.SIGKILL)
+                act.system.killpg(self.worker.pid, signal.SIGKILL)
                 self.set_state(SlotState.KILLED, "stop deadline passed")
         elif self.state is SlotState.REMAINS:
             self._check_leftover(now, act)
@@ -141,9 +144,9 @@ class CameraSlot:
             self.death_note = f"worker gen={worker.generation} died unexpectedly ({how}) after {lived:.0f}s"
             log.error("worker died unexpectedly gen=%d pid=%d %s after %.1fs; replacing it in %.0fs",
                       worker.generation, worker.pid, how, lived, self.respawn_delay)
-        if act.group_alive(worker.pid):
+        if act.system.group_alive(worker.pid):
             # Its ffmpeg outlived it (it was SIGKILLed, or crashed): end that first, then replace.
-            act.killpg(worker.pid, signal.SIGTERM)
+            act.system.killpg(worker.pid, signal.SIGTERM)
             self.leftover, self.leftover_generation, self.leftover_killed = worker.pid, worker.generation, False
             self.deadline = min(now + act.stop_timeout, act.kill_all_at)
             self.set_state(SlotState.REMAINS, "worker exited, its process group did not")
@@ -198,20 +201,20 @@ class CameraSlot:
         assert self.worker is not None
         logs.for_camera(self.camera_id).info(
             "stopping worker gen=%d pid=%d: %s", self.worker.generation, self.worker.pid, reason)
-        act.kill(self.worker.pid, signal.SIGTERM)
+        act.system.kill(self.worker.pid, signal.SIGTERM)
         self.deadline = now + act.stop_timeout
         self.set_state(SlotState.STOPPING, reason)
 
     def _check_leftover(self, now: float, act: Actions) -> None:
         assert self.leftover is not None and self.deadline is not None
-        if not act.group_alive(self.leftover):
+        if not act.system.group_alive(self.leftover):
             self.leftover = None
             waiting = self.respawn_at is not None and now < self.respawn_at
             self.set_state(SlotState.BACKOFF if waiting else SlotState.IDLE, "leftover process group gone")
         elif now >= min(self.deadline, act.kill_all_at) and not self.leftover_killed:
             logs.for_camera(self.camera_id).warning(
                 "ffmpeg of dead worker gen=%d still alive; killing it", self.leftover_generation)
-            act.killpg(self.leftover, signal.SIGKILL)
+            act.system.killpg(self.leftover, signal.SIGKILL)
             self.leftover_killed = True
 
     def _settle(self, now: float, act: Actions) -> None:

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from . import segments
-from .files import write_atomically  # noqa: F401  (the master imports it from here)
 
 STATUS_FILE = "status.json"
 MAX_REPORT_BYTES = 3072  # below PIPE_BUF (4096): a write of a whole line is atomic
@@ -83,6 +82,20 @@ def decode_reports(buffer: bytes) -> tuple[list[dict[str, Any]], bytes]:
         if isinstance(report, dict) and isinstance(report.get("camera"), str):
             reports.append(report)
     return reports, rest
+
+
+def master_section(started: float, settings: Any, source: Any, volume_problem: str | None,
+                   volume_since: float | None) -> dict[str, Any]:
+    """status.json's header: the master, its database and its mirror volume."""
+    return {
+        "pid": os.getpid(), "started": started, "recorder_enabled": settings.recorder_enabled,
+        "mirror_dir": str(settings.mirror_dir), "db_path": str(settings.db),
+        "db": {"state": "error" if source.error else "ok", "error": source.error, "since": source.error_since},
+        "columns": sorted(source.columns),
+        "volume": {"state": "not responding" if volume_problem else "ok", "error": volume_problem,
+                   "since": volume_since},
+        "last_reconcile": source.last_read,
+    }
 
 
 def snapshot(master: dict[str, Any], cameras: list[dict[str, Any]], volume_problem: str | None) -> dict[str, Any]:

@@ -117,12 +117,16 @@ def folds_case(directory: Path) -> bool | None:
             pass
 
 
-def probe_child(directory: str) -> int:
-    """Body of the probe process: 0 when the volume answered, 1 when it answered with an error.
+def probe_main(directory: str, inherited_fds: tuple[int, ...], master_pid: int) -> int:
+    """The probe process, forked by the master: 0 when the volume answered, 1 when it answered
+    with an error.
 
     ``statvfs`` and ``stat`` both reach the file system's server (FUSE daemon, NFS server); when
     the volume hangs, this process sleeps in the kernel and the master's deadline notices.
     """
+    from . import lifeline, titles
+
+    lifeline.become_helper(titles.VOLUME_PROBE, inherited_fds, master_pid)
     try:
         os.statvfs(directory)
         os.stat(directory)

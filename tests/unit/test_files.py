@@ -18,7 +18,7 @@ import pytest
 
 from mirror_supervisor import cli, daemon, logs
 from mirror_supervisor.settings import Settings, SettingsError
-from mirror_supervisor.status import write_atomically
+from mirror_supervisor.files import write_atomically
 
 OTHER_UID = 54321
 

@@ -829,3 +829,14 @@ class TestClockRules:
             ("WARNING", "prune: 10 files past retention kept: less than 2 h of footage recorded after them "
                         "(clock stepped forward?)"),
         ]
+
+
+def test_a_young_mirror_logs_no_empty_prune_warning(mirror, caplog):
+    """Little footage behind the clock is no sign of a clock jump while nothing is held back."""
+    from mirror_supervisor.prune_report import log_report
+
+    segment(mirror / "cam", "20270115_075000.mp4", age_hours=0.1)  # ten minutes of a new camera
+    report = prune_pass(mirror, [cam("cam", 1, segment_seconds=60)], set(), NOW)
+    with caplog.at_level("WARNING"):
+        log_report(report)
+    assert not [r for r in caplog.records if r.getMessage().strip() in ("prune:", "prune: ")]
