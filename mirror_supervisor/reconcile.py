@@ -1,25 +1,14 @@
-"""The reconcile diff (SPEC section 6), pure: what should run versus what runs.
+"""Which rows are wanted, pure: the mirrored rows split into recordable and refused.
 
-Kept apart from the master so the rules can be tested without forking: which cameras are wanted,
-and for each camera whether to start, stop, restart or leave its worker alone.
+Kept apart from reading the database so the rule can be tested on plain rows. What then happens to
+each camera (start, stop, restart on a changed argv, leave alone) is its slot's rule (slot.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable
 
 from .camera import Camera
-
-
-@dataclass(frozen=True)
-class Plan:
-    start: tuple[str, ...] = ()
-    stop: tuple[str, ...] = ()
-    restart: tuple[str, ...] = ()
-
-    def __bool__(self) -> bool:
-        return bool(self.start or self.stop or self.restart)
 
 
 def wanted(
@@ -67,11 +56,3 @@ def _duplicate_problem(camera_id: str, count: int, same_directory: set[str]) -> 
         return (f"duplicate id: the mirror volume ignores upper/lower case, so {camera_id!r} and {others} "
                 "would share one directory; rename all but one")
     return None
-
-
-def diff(running: Mapping[str, Hashable], desired: Mapping[str, Hashable]) -> Plan:
-    """Compare recording keys per camera id; an unchanged key means the worker is left alone."""
-    start = tuple(sorted(cid for cid in desired if cid not in running))
-    stop = tuple(sorted(cid for cid in running if cid not in desired))
-    restart = tuple(sorted(cid for cid in running if cid in desired and running[cid] != desired[cid]))
-    return Plan(start=start, stop=stop, restart=restart)

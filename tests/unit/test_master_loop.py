@@ -201,6 +201,24 @@ def test_a_replacement_waits_for_the_leftover_group_of_a_dead_worker(loop):
     assert len(system.forked) == 2 and slot_of(master, "cam").state is SlotState.RUNNING
 
 
+def test_a_changed_argv_restarts_only_that_camera_after_its_worker_is_gone(loop):
+    master, system, source = loop
+    source.set("a", "b")
+    master.start()
+    a, b = slot_of(master, "a").worker.pid, slot_of(master, "b").worker.pid
+    source.set("a", "b")
+    source.answer.keys["a"] = ("v2", "a")  # a's recording settings changed, b's did not
+    system.signals = [signal.SIGHUP]
+    master.step()
+    assert ("kill", a, signal.SIGTERM) in system.sent and ("kill", b, signal.SIGTERM) not in system.sent
+    master.step()
+    assert len(system.forked) == 2, "the replacement waits until the old worker is gone"
+    system.exit(a, 0)
+    master.step()
+    assert len(system.forked) == 3 and slot_of(master, "a").worker.key == ("v2", "a")
+    assert slot_of(master, "b").worker.pid == b
+
+
 def test_a_burst_of_sighups_is_one_reload(loop):
     master, system, source = loop
     source.set("cam")

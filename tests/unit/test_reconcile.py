@@ -1,22 +1,12 @@
-"""The reconcile diff and the choice of wanted cameras (SPEC section 6)."""
+"""The choice of wanted cameras (docs/design.md, "Master rules")."""
 
 from mirror_supervisor.camera import parse_row
-from mirror_supervisor.reconcile import Plan, diff, wanted
+from mirror_supervisor.reconcile import wanted
 
 
 def cam(camera_id, **columns):
     base = {"id": camera_id, "enabled": 1, "record_enabled": 1, "mirror_enabled": 1, "vendor": "hikvision", "address": "h"}
     return parse_row({**base, **columns})
-
-
-def test_diff_start_stop_restart_and_leave_alone():
-    running = {"a": 1, "b": 2, "c": 3}
-    desired = {"a": 1, "b": 20, "d": 4}
-    assert diff(running, desired) == Plan(start=("d",), stop=("c",), restart=("b",))
-
-
-def test_no_change_is_an_empty_plan():
-    assert not diff({"a": ("x",)}, {"a": ("x",)})
 
 
 def test_wanted_splits_good_and_bad():
