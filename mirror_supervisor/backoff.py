@@ -1,4 +1,4 @@
-"""Back-off rules (SPEC sections 5 and 6), pure so they can be tested without processes.
+"""Back-off rules (docs/design.md, "Worker loop" and "Master rules"), pure so they can be tested without processes.
 
 A run that lasted long enough is evidence the camera (or worker) works, so it resets the delay;
 quick failures double it up to a cap, so a dead camera costs a reconnect every 30 s at most and

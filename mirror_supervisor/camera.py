@@ -1,4 +1,4 @@
-"""The camera row and its URL (SPEC sections 2 and 3).
+"""The camera row and its URL (docs/design.md, "Database" and "Recorded URL").
 
 The NVR owns the ``cameras`` table and its rows are not trusted: any column may be NULL, of the
 wrong type, hostile (an id with ``/`` or ``..``, a ``file:`` URL) or not even text (bytes that are

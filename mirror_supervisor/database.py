@@ -1,4 +1,4 @@
-"""Reading the NVR's ``cameras`` table (SPEC section 2).
+"""Reading the NVR's ``cameras`` table (docs/design.md, "Database").
 
 The database belongs to the NVR, which writes it while we read. So: open read-only, wait for a
 lock only briefly, hold nothing between reads, and turn every failure into :class:`DatabaseError`

@@ -1,4 +1,4 @@
-"""The ffmpeg command (SPEC section 4): identical for every camera but for URL, length, audio, dir.
+"""The ffmpeg command (docs/design.md, "ffmpeg command"): identical for every camera but for URL, length, audio, dir.
 
 The argument list doubles as the camera's *recording key*: the master restarts a worker exactly
 when the command its camera would run changes, so a reload never cuts footage that did not need

@@ -1,4 +1,4 @@
-"""Linux process plumbing that keeps children from outliving their parents (SPEC section 6).
+"""Linux process plumbing that keeps children from outliving their parents (docs/design.md, "Master rules").
 
 - A worker asks for SIGTERM when the master dies, and ffmpeg asks for SIGTERM when its worker
   dies (``PR_SET_PDEATHSIG``). The signal is tied to the *thread* that forked, so workers start

@@ -1,4 +1,4 @@
-"""Fault injection (issue 4): every fault the mirror can survive, with real processes.
+"""Fault injection: every fault the mirror can survive, with real processes.
 
 Each test breaks one real thing (the RTSP source, the database file, the volume, the disk, the
 processes) while the real supervisor runs, and checks that recording continues or recovers by
@@ -339,7 +339,7 @@ def test_a_restart_never_overwrites_an_existing_segment(rtsp, nvr, mirror_dir, s
 
     (Within one run ffmpeg itself can open two segments in the same second after a burst of
     late packets, and then truncates its own file: a known limit of second-resolution names,
-    SPEC section 4, that no restart rule can prevent. This test is about restarts.)
+    docs/design.md, "ffmpeg command", that no restart rule can prevent. This test is about restarts.)
     """
     nvr.add_mirrored("cam", rtsp.url("/live"))
     sup = supervisor("--poll-interval", "600")

@@ -1,4 +1,4 @@
-"""The core contract (issue 2, SPEC sections 1-6 and 9) with real processes.
+"""The core contract (docs/design.md: every section but "Retention") with real processes.
 
 Every test runs the real ``mirror-supervisor run`` as a child process, against a real RTSP server
 on 127.0.0.1, a real SQLite file written from another connection, with real ffmpeg, fork and

@@ -1,4 +1,4 @@
-"""Operating it like a daemon (issue 3, SPEC sections 7 and 8), with real processes.
+"""Operating it like a daemon (docs/design.md, "Settings" and "Commands"), with real processes.
 
 The init script, ``run --daemon``, the pidfile and lock, ``reload``/``stop``/``status``/``check``
 are all exercised as an operator would: as commands, against a real RTSP server and database.

@@ -1,4 +1,4 @@
-"""Retention (issue 5) end to end: the master's periodic pass, ``prune`` and ``check`` by hand.
+"""Retention (docs/design.md, "Retention") end to end: the master's periodic pass, ``prune`` and ``check`` by hand.
 
 The rules themselves are unit-tested on temp trees in tests/unit/test_prune.py; here the real
 master prunes while its real ffmpeg writes, and the commands run as an operator would run them.

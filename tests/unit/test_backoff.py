@@ -1,4 +1,4 @@
-"""Back-off rules (SPEC sections 5 and 6)."""
+"""Back-off rules (docs/design.md, "Worker loop" and "Master rules")."""
 
 from mirror_supervisor.backoff import ffmpeg_delay, worker_respawn_delay
 

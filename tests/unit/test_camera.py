@@ -1,4 +1,4 @@
-"""Parsing a camera row, building its URL, masking credentials (SPEC sections 2 and 3)."""
+"""Parsing a camera row, building its URL, masking credentials (docs/design.md, "Database" and "Recorded URL")."""
 
 from urllib.parse import quote, unquote
 

@@ -1,4 +1,4 @@
-"""The ffmpeg argv (SPEC section 4) and its use as the recording key."""
+"""The ffmpeg argv (docs/design.md, "ffmpeg command") and its use as the recording key."""
 
 from pathlib import Path
 
