@@ -251,7 +251,7 @@ def _url(row: Mapping[str, Any], stream: str, warnings: list[str]) -> tuple[str 
     send a wrong password or connect to a wrong host, and the raw bytes must not be shown.
     """
     password, password_problem = _text(row.get("password"), "password")
-    secrets = (password, _encode(password)) if password else ()
+    secrets: tuple[str, ...] = (password, _encode(password)) if password else ()
     explicit, problem = _text(row.get(f"{stream}_stream_url"), f"{stream}_stream_url")
     if problem:
         return None, problem, secrets
@@ -273,8 +273,8 @@ def _url(row: Mapping[str, Any], stream: str, warnings: list[str]) -> tuple[str 
     if reason:
         return None, reason, secrets
     vendor = (_shown(row.get("vendor")) or "generic").strip().lower() or "generic"
-    url, reason = build_url(vendor, address, port, stream, username, password)
-    return url, reason, secrets
+    built, reason = build_url(vendor, address, port, stream, username, password)
+    return built, reason, secrets
 
 
 def url_secrets(url: str) -> tuple[str, ...]:

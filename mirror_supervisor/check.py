@@ -60,7 +60,8 @@ def run_check(settings: Settings, out: TextIO) -> int:
     good, bad = wanted(cameras, settings.recorder_enabled, fold_case=fold_case)
     for camera in cameras:
         if camera.id in good:
-            verdict = f"mirrored: {camera.masked_url} segment={camera.segment_seconds}s audio={'copy' if camera.record_audio else 'off'}"
+            audio = "copy" if camera.record_audio else "off"
+            verdict = f"mirrored: {camera.masked_url} segment={camera.segment_seconds}s audio={audio}"
             if camera.warnings:
                 verdict += " (" + "; ".join(camera.warnings) + ")"
         elif camera.id in bad:

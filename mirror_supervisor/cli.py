@@ -20,8 +20,21 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__, daemon, files, logs
-from .settings import (CONFIG, FLAGS, LOG_LEVEL, LOG_LEVELS, OPTIONS, Settings, SettingsError, absolute,
-                       check_mirror_dir, check_reload, help_text, load, start_cwd)
+from .settings import (
+    CONFIG,
+    FLAGS,
+    LOG_LEVEL,
+    LOG_LEVELS,
+    OPTIONS,
+    Settings,
+    SettingsError,
+    absolute,
+    check_mirror_dir,
+    check_reload,
+    help_text,
+    load,
+    start_cwd,
+)
 
 PROG = "mirror-supervisor"
 EXIT_SETTINGS = 2
@@ -257,7 +270,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
-    """Exit 0 after a pass; 1 when it was skipped (database unreadable, columns missing, clock untrustworthy) or files could not go."""
+    """Exit 0 after a pass; 1 when it was skipped (database unreadable, columns missing, clock
+    untrustworthy) or files could not go."""
     from .prune import run_pass
 
     settings = _settings(args)

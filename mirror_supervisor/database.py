@@ -141,7 +141,7 @@ def read_table(
         key = (*names, *row)  # the column names too: a vanished column must not hit the cache
         camera = previous.get(key)
         if camera is None:
-            camera = parse_row(dict(zip(names, row)))
+            camera = parse_row(dict(zip(names, row, strict=True)))
         if cache is not None:
             cache[key] = camera
         cameras.append(camera)

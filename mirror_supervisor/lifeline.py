@@ -87,7 +87,7 @@ def signal_process(pid: int, sig: int) -> None:
 
 def group_members(pgids: set[int]) -> set[int]:
     """Pids of every process whose process group is one of ``pgids`` (read from /proc)."""
-    found = set()
+    found: set[int] = set()
     if not pgids:
         return found
     for entry in os.listdir("/proc"):

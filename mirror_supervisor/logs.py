@@ -23,7 +23,8 @@ LOGGER_NAME = "mirror_supervisor"
 
 
 class _Formatter(logging.Formatter):
-    converter = time.gmtime
+    def converter(self, seconds: float | None) -> time.struct_time:
+        return time.gmtime(seconds)  # UTC, as the segment names
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s.%(msecs)03dZ %(levelname)s %(camera)s %(message)s", "%Y-%m-%dT%H:%M:%S")
@@ -40,7 +41,7 @@ class _PrivateFileHandler(logging.handlers.WatchedFileHandler):
     """A WatchedFileHandler whose file, also when re-created after rotation, is created 0640
     (not 0666 minus umask: the log names cameras and their addresses) and never via a symlink."""
 
-    def _open(self) -> IO[str]:
+    def _open(self) -> IO[str]:  # type: ignore[override]
         fd = files.open_append(Path(self.baseFilename))
         return os.fdopen(fd, "a", encoding=self.encoding, errors=self.errors)
 

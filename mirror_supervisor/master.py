@@ -31,8 +31,8 @@ from pathlib import Path
 import setproctitle
 
 from . import lifeline, logs, prune, recorders, status, titles, volume
-from .files import STATUS_MODE, write_atomically
 from .ffmpeg import camera_dir
+from .files import STATUS_MODE, write_atomically
 from .settings import Settings, SettingsError
 from .slot import CameraSlot, SlotState, Worker
 from .status import STATUS_FILE, decode_reports
@@ -106,7 +106,9 @@ class Master:
                       os.getpid(), s.db, s.mirror_dir, s.poll_interval, s.stop_timeout, s.recorder_enabled)
         self.source.learn_volume(s)
         # ffmpegs an earlier master left recording here end before ours start (one per camera)
-        self._guarded(lambda: recorders.end_leftovers(s.mirror_dir, s.ffmpeg, s.stop_timeout))
+        mirror_dir = s.mirror_dir
+        assert mirror_dir is not None
+        self._guarded(lambda: recorders.end_leftovers(mirror_dir, s.ffmpeg, s.stop_timeout))
         self._guarded(self._refresh)
         if self._on_ready is not None:
             self._on_ready()
@@ -168,7 +170,7 @@ class Master:
             now = self.system.monotonic()
             if now >= give_up:
                 groups = set(self.by_pid) | {s.leftover for s in self.slots.values() if s.leftover}
-                lifeline.report_stuck(self.log, groups, {self.pruner_pid, self.probe.pid} - {None})
+                lifeline.report_stuck(self.log, groups, {p for p in (self.pruner_pid, self.probe.pid) if p is not None})
                 break
             try:
                 self._reap()

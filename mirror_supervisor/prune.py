@@ -39,8 +39,17 @@ from .orphaned import orphaned_dirs
 from .prune_report import CameraPrune, PassReport, log_report
 from .recorders import recording_now
 from .retention import (
-    CLOCK_TOLERANCE, RETENTION_COLUMN, SECONDS_PER_HOUR, FootageCutoff, Segment, ambiguous_ids, clock_unset,
-    clock_went_back, columns_refusal, parse_retention, plausible,
+    CLOCK_TOLERANCE,
+    RETENTION_COLUMN,
+    SECONDS_PER_HOUR,
+    FootageCutoff,
+    Segment,
+    ambiguous_ids,
+    clock_unset,
+    clock_went_back,
+    columns_refusal,
+    parse_retention,
+    plausible,
 )
 from .segments import SEGMENT_OR_MOVED, name_epoch
 

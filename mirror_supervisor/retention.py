@@ -54,7 +54,7 @@ from .camera import MIN_SEGMENT_SECONDS, Camera
 
 SECONDS_PER_HOUR = 3600.0
 # No segment of this project is older: a clock or an mtime before it was never set.
-PLAUSIBLE_SINCE = datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc).timestamp()
+PLAUSIBLE_SINCE = datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC).timestamp()
 # How far two stamps may disagree before one of them is taken to be wrong: a day is far beyond any
 # segment's length or any NTP correction, and far below any retention worth configuring.
 CLOCK_TOLERANCE = 86400.0
@@ -229,6 +229,6 @@ class FootageCutoff:
 def utc(moment: float) -> str:
     """``2026-11-23 08:00:00Z``, or the number itself when it names no representable moment."""
     try:
-        return datetime.datetime.fromtimestamp(moment, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+        return datetime.datetime.fromtimestamp(moment, datetime.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
     except (OverflowError, OSError, ValueError):
         return repr(moment)

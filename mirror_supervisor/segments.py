@@ -43,7 +43,7 @@ def name_epoch(date: str, clock: str) -> float | None:
     """The UTC second a name's YYYYmmdd and HHMMSS parts encode, or None when no real moment."""
     try:
         moment = datetime.datetime(int(date[:4]), int(date[4:6]), int(date[6:]),
-                                   int(clock[:2]), int(clock[2:4]), int(clock[4:]), tzinfo=datetime.timezone.utc)
+                                   int(clock[:2]), int(clock[2:4]), int(clock[4:]), tzinfo=datetime.UTC)
     except ValueError:
         return None
     return moment.timestamp()

@@ -47,9 +47,13 @@ class Signals(Protocol):
 class Actions(Protocol):
     """What a slot may ask of the master: the only ways its rules touch the world."""
 
-    stop_timeout: float
     kill_all_at: float  # set when shutting down: nothing outlives it
-    system: Signals
+
+    @property
+    def stop_timeout(self) -> float: ...
+
+    @property
+    def system(self) -> Signals: ...
 
     def spawn(self, slot: CameraSlot) -> Worker | None: ...  # None: the fork failed
 

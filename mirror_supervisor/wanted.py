@@ -134,6 +134,7 @@ class CameraSource:
     def _keys(self, settings: Settings, cameras: dict[str, Camera]) -> dict[str, tuple[str, ...]]:
         """Each camera's ffmpeg argv. An unchanged row comes back from the row cache as the very
         same object, so its argv is reused unless the ffmpeg binary or mirror dir changed."""
+        assert settings.mirror_dir is not None
         basis = (settings.ffmpeg, settings.mirror_dir)
         last, keys = self._last, {}
         for cid, camera in cameras.items():

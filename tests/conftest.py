@@ -6,7 +6,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from support.nvr import NvrDatabase
 from support.rtsp import RtspServer
 from support.supervisor import Supervisor

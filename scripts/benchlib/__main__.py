@@ -121,7 +121,7 @@ def load(json_path: Path) -> dict[str, Any]:
     except FileNotFoundError:
         return {}
     except ValueError as exc:
-        raise SystemExit(f"{json_path} is not valid JSON ({exc}); move it away to start afresh")
+        raise SystemExit(f"{json_path} is not valid JSON ({exc}); move it away to start afresh") from None
 
 
 def main() -> int:

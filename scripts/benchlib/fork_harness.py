@@ -56,7 +56,7 @@ def child(steps: list[str], directory: Path) -> None:
                 keep.append(popen())
             if step == "thread":
                 proc = [k for k in keep if isinstance(k, subprocess.Popen)][-1]
-                threading.Thread(target=lambda: os.read(proc.stderr.fileno(), 10), daemon=True).start()
+                threading.Thread(target=lambda p=proc: os.read(p.stderr.fileno(), 10), daemon=True).start()
             if step == "json":
                 json.dumps({"camera": "x", "state": "recording", "pid": 1, "t": time.time()})
             if step == "scan":

@@ -45,7 +45,7 @@ def machine_info() -> dict[str, Any]:
     except (OSError, IndexError):
         ffmpeg = "?"
     return {
-        "date_utc": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date_utc": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu": _first_line_starting("/proc/cpuinfo", "model name", ":") or "?",
         "cores": os.cpu_count(),
         "ram_gib": round(psutil.virtual_memory().total / 2**30, 1),

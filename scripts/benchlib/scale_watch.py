@@ -170,7 +170,7 @@ def steady_cpu(samples: list[dict[str, Any]], since: float | None) -> list[float
         return []
     steady = [s for s in samples if s["t"] >= since - 0.01]
     return [round(100 * (b["cpu_s"] - a["cpu_s"]) / (b["t"] - a["t"]), 2)
-            for a, b in zip(steady, steady[1:]) if b["t"] - a["t"] >= 5]
+            for a, b in zip(steady, steady[1:], strict=False) if b["t"] - a["t"] >= 5]
 
 
 def time_status_command(tmp: Path, repeats: int = 3) -> dict[str, Any]:

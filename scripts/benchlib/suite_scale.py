@@ -21,7 +21,6 @@ process seen under the master that is still alive, then for any process naming t
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import psutil

@@ -15,8 +15,9 @@ line in ``SUITES``, and its knobs in ``__main__.options`` (they are stored in th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from . import forking, suite_real, suite_scale, suite_standin, tables_fork, tables_real, tables_scale, tables_standin
 from .context import Context

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import statistics
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 Pick = Callable[[dict], Any]
 Row = tuple[str, Pick, Callable[[Any], str]]

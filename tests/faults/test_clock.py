@@ -12,8 +12,9 @@ import re
 import time
 from pathlib import Path
 
-from mirror_supervisor.segments import parse_name
 from support import procs
+
+from mirror_supervisor.segments import parse_name
 
 FFMPEG_NAME = re.compile(r"\d{8}_\d{6}\.mp4")
 MOVED_NAME = re.compile(r"(\d{8}_\d{6})~\d+\.mp4")

@@ -19,14 +19,14 @@ from pathlib import Path
 
 import psutil
 import pytest
-
-from mirror_supervisor.camera import parse_row
-from mirror_supervisor.ffmpeg import build_command, environment
-from mirror_supervisor.segments import parse_name
 from support import procs
 from support.nvr import NvrDatabase
 from support.rtsp import RtspServer
 from support.supervisor import Supervisor
+
+from mirror_supervisor.camera import parse_row
+from mirror_supervisor.ffmpeg import build_command, environment
+from mirror_supervisor.segments import parse_name
 
 SEGMENT = re.compile(r"\d{8}_\d{6}\.mp4")
 
@@ -360,9 +360,10 @@ def test_a_restart_never_overwrites_an_existing_segment(rtsp, nvr, mirror_dir, s
         old = sup.wait_one_each({"cam"})["cam"]
         nvr.update("cam", segment_seconds=seconds)
         sup.signal(signal.SIGHUP)
-        procs.wait_for("old ffmpeg gone", lambda: not procs.alive(old.ffmpeg_pids[0]), 20, interval=0.01)
+        procs.wait_for("old ffmpeg gone", lambda old=old: not procs.alive(old.ffmpeg_pids[0]), 20, interval=0.01)
         existing = {path: path.stat().st_size for path in segments(mirror_dir / "cam")}
-        procs.wait_for("new generation", lambda: (t := sup.one_each({"cam"})) and t["cam"].generation > old.generation, 20)
+        procs.wait_for("new generation",
+                       lambda old=old: (t := sup.one_each({"cam"})) and t["cam"].generation > old.generation, 20)
         wait_growth(mirror_dir / "cam")
         damaged += [(p.name, size, p.stat().st_size) for p, size in existing.items() if p.stat().st_size < size]
     assert damaged == [], f"a new ffmpeg truncated existing segments: {damaged}"

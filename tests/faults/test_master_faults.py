@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from support import procs
 from support.nvr import NvrDatabase
 

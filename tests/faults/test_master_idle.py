@@ -19,7 +19,6 @@ from pathlib import Path
 
 import psutil
 import pytest
-
 from support import procs
 
 WINDOW = 4.0

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import psutil
 import pytest
-
 from support import procs
 
 CLI = [sys.executable, "-m", "mirror_supervisor"]
@@ -162,7 +161,7 @@ def test_reload_with_a_bad_mirror_dir_keeps_the_old_settings_and_recording(rtsp,
     os.kill(pid, signal.SIGHUP)
     log = procs.wait_for("the refused reload in the log", lambda: "reload: settings not changed" in
                          (text := site["log"].read_text()) and text, 30)
-    line = next(l for l in log.splitlines() if "reload: settings not changed" in l)
+    line = next(x for x in log.splitlines() if "reload: settings not changed" in x)
     assert " ERROR " in line and "--mirror-dir: " in line and "no-such-mirror" in line
     assert not (site["root"] / "no-such-mirror").exists()
     wait_growth(mirror_dir / "cam")
@@ -205,7 +204,7 @@ def test_a_second_master_on_the_same_mirror_dir_is_refused(rtsp, nvr, mirror_dir
 
 def test_nothing_the_daemon_creates_is_world_readable(rtsp, nvr, mirror_dir, site):
     nvr.add_mirrored("cam", rtsp.url("/live"))
-    pid = start_daemon(site)
+    start_daemon(site)
     procs.wait_for("status.json", lambda: (site["state"] / "status.json").exists(), 30)
     assert mode(site["log"]) == 0o640
     assert mode(site["state"] / "status.json") == 0o640

@@ -25,7 +25,6 @@ from pathlib import Path
 
 import psutil
 import pytest
-
 from support import procs
 from support.hangfs import HangFs, unavailable_reason
 from support.supervisor import Supervisor

@@ -16,10 +16,10 @@ from urllib.parse import quote
 
 import psutil
 import pytest
-
-from mirror_supervisor.segments import parse_name
 from support import procs
 from support.rtsp import RtspServer
+
+from mirror_supervisor.segments import parse_name
 
 SEGMENT = re.compile(r"\d{8}_\d{6}\.mp4")
 
@@ -57,7 +57,7 @@ def test_one_worker_per_mirrored_camera_writes_playable_utc_segments(rtsp, nvr, 
             f"mirror-supervisor: worker {camera} gen={view.generation} ")
     for camera, seconds in (("gate_a_01", 2), ("yard", 3), ("hik_01", 2)):
         directory = mirror_dir / camera
-        procs.wait_for(f"2 finished segments of {camera}", lambda: len(finished_segments(directory)) >= 2, 40)
+        procs.wait_for(f"2 finished segments of {camera}", lambda directory=directory: len(finished_segments(directory)) >= 2, 40)
         for path in finished_segments(directory)[1:]:  # the very first one starts mid-GOP
             info = procs.probe(path)
             assert info.get("video_codec") == "h264", (path, info)
@@ -175,7 +175,8 @@ def test_sigterm_stops_all_workers_in_parallel_and_leaves_playable_segments(rtsp
     sup = supervisor("--poll-interval", "600", "--stop-timeout", "8")
     table = sup.wait_one_each(cameras)
     for camera in cameras:
-        procs.wait_for(f"{camera} recording", lambda: (s := segments(mirror_dir / camera)) and s[-1].stat().st_size > 50_000, 30)
+        procs.wait_for(f"{camera} recording",
+                       lambda camera=camera: (s := segments(mirror_dir / camera)) and s[-1].stat().st_size > 50_000, 30)
 
     assert sup.stop(timeout=30) == 0
     for view in table.values():
@@ -220,7 +221,7 @@ def test_passwords_never_reach_logs_or_titles(nvr, mirror_dir, supervisor):
             sup.wait_one_each({"hik", "explicit", "refused"})
             for camera in ("hik", "explicit"):
                 procs.wait_for(f"{camera} records with credentials",
-                               lambda: len(segments(mirror_dir / camera)) >= 2, 30)
+                               lambda camera=camera: len(segments(mirror_dir / camera)) >= 2, 30)
             sup.wait_log("refused ffmpeg exited status", timeout=30)
             titles = [procs.title(psutil.Process(sup.pid))]
             titles += [procs.title(psutil.Process(v[0].pid)) for v in sup.workers().values()]

@@ -11,12 +11,10 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
 import pytest
-
 from support import procs
 from support.rtsp import RtspServer
 

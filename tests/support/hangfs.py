@@ -50,7 +50,7 @@ def unavailable_reason() -> str | None:
         return "mounting FUSE with mount(2) and aborting connections needs root"
     try:
         importlib.import_module("mfusepy")  # loads libfuse through ctypes: fails without it
-    except (ImportError, OSError, EnvironmentError) as exc:
+    except (ImportError, OSError) as exc:
         return f"mfusepy or libfuse is not installed (scripts/setup.sh installs them): {exc}"
     return None
 
@@ -83,7 +83,7 @@ class HangFs:
         self.proc: subprocess.Popen | None = None
         self.mode: str | None = None
 
-    def mount(self, timeout: float = 15.0) -> "HangFs":
+    def mount(self, timeout: float = 15.0) -> HangFs:
         self.backing.mkdir(parents=True, exist_ok=True)
         self.mountpoint.mkdir(parents=True, exist_ok=True)
         self.control.unlink(missing_ok=True)

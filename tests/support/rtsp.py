@@ -133,7 +133,7 @@ class RtspServer:
             path = "/" + path
         return f"rtsp://{userinfo}127.0.0.1:{self.port}{path}"
 
-    def __enter__(self) -> "RtspServer":
+    def __enter__(self) -> RtspServer:
         self.start()
         return self
 

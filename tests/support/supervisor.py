@@ -26,7 +26,7 @@ class Supervisor:
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "Supervisor":
+    def start(self) -> Supervisor:
         argv = [sys.executable, "-m", "mirror_supervisor", "run", "--db", str(self.db),
                 "--state-dir", str(self.state_dir), *self.args]
         if self.mirror_flag:

@@ -7,11 +7,11 @@ recorded, and no message quotes a credential or carries raw undecodable bytes.
 import sqlite3
 
 import pytest
-
-from mirror_supervisor.database import DatabaseError, decode_text, describe, probe, read_table
 from support.nvr import NvrDatabase
 
-PASSWORD_BYTES = "ff" + "hunter22".encode().hex()  # \xff then "hunter22": not UTF-8
+from mirror_supervisor.database import DatabaseError, decode_text, describe, probe, read_table
+
+PASSWORD_BYTES = "ff" + b"hunter22".hex()  # \xff then "hunter22": not UTF-8
 BASE = {"mirror_enabled": "1", "vendor": "'hikvision'", "address": "'10.0.0.9'"}
 BAD = f"CAST(x'{PASSWORD_BYTES}' AS TEXT)"
 
@@ -57,7 +57,7 @@ def test_undecodable_credential_column_refuses_only_its_row_without_the_value(nv
 
 
 def test_undecodable_explicit_url_refuses_its_row(nvr):
-    url = "rtsp://admin:".encode().hex() + PASSWORD_BYTES + "@h/x".encode().hex()
+    url = b"rtsp://admin:".hex() + PASSWORD_BYTES + b"@h/x".hex()
     insert(nvr, "'bad'", main_stream_url=f"CAST(x'{url}' AS TEXT)")
     bad = by_id(read_table(nvr.path)[0])["bad"]
     assert bad.url is None and bad.problem == "main_stream_url is not valid UTF-8 text"

@@ -5,7 +5,6 @@ Tests run as root, so "another user" is made with ``os.chown`` to an unused uid.
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import secrets
@@ -17,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from mirror_supervisor import cli, daemon, logs
-from mirror_supervisor.settings import Settings, SettingsError
 from mirror_supervisor.files import write_atomically
+from mirror_supervisor.settings import Settings, SettingsError
 
 OTHER_UID = 54321
 

@@ -6,9 +6,9 @@ for the "ffmpeg is writing this" rule: the safety of a deletion is only as good 
 
 from __future__ import annotations
 
-import logging
 import datetime
 import json
+import logging
 import math
 import os
 import re
@@ -20,9 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from mirror_supervisor import daemon, logs
+from mirror_supervisor import daemon, logs, prune
 from mirror_supervisor.camera import Camera
-from mirror_supervisor import prune
 from mirror_supervisor.prune import child_main, prune_pass, run_pass, run_pass_for
 from mirror_supervisor.prune_report import PassReport, format_bytes, log_report
 from mirror_supervisor.recorders import recording_now
@@ -501,7 +500,7 @@ class TestRunningCameras:
 
 
 def utc(*fields: int) -> float:
-    return datetime.datetime(*fields, tzinfo=datetime.timezone.utc).timestamp()
+    return datetime.datetime(*fields, tzinfo=datetime.UTC).timestamp()
 
 
 def recorded(directory: Path, end: float, count: int, seconds: int = 60) -> list[Path]:
@@ -511,7 +510,7 @@ def recorded(directory: Path, end: float, count: int, seconds: int = 60) -> list
     for i in range(count):
         mtime = end - i * seconds
         start = mtime - seconds
-        path = directory / datetime.datetime.fromtimestamp(start, datetime.timezone.utc).strftime("%Y%m%d_%H%M%S.mp4")
+        path = directory / datetime.datetime.fromtimestamp(start, datetime.UTC).strftime("%Y%m%d_%H%M%S.mp4")
         path.write_bytes(b"x")
         os.utime(path, (mtime, mtime))
         made.append(path)
@@ -592,7 +591,7 @@ class TestHandRunColumns:
 
     FULL = ("CREATE TABLE cameras (id TEXT PRIMARY KEY, mirror_enabled INTEGER, retention_hours INTEGER, "
             f"segment_seconds INTEGER DEFAULT {LONG_SEGMENT}, vendor TEXT)")
-    NO_RETENTION = f"CREATE TABLE cameras (id TEXT PRIMARY KEY, mirror_enabled INTEGER, segment_seconds INTEGER)"
+    NO_RETENTION = "CREATE TABLE cameras (id TEXT PRIMARY KEY, mirror_enabled INTEGER, segment_seconds INTEGER)"
 
     def test_table_without_retention_column_is_refused(self, tmp_path, mirror):
         """The NVR migration's window: before, this defaulted every camera to 24 h."""

@@ -5,8 +5,17 @@ import os
 
 from mirror_supervisor import segments as module
 from mirror_supervisor.segments import (
-    SEGMENT_NAME, SEGMENT_OR_MOVED, NewestCache, future_names, move_aside, move_aside_future, name_epoch, newest,
-    newest_of, parse_name, wait_before_start,
+    SEGMENT_NAME,
+    SEGMENT_OR_MOVED,
+    NewestCache,
+    future_names,
+    move_aside,
+    move_aside_future,
+    name_epoch,
+    newest,
+    newest_of,
+    parse_name,
+    wait_before_start,
 )
 
 

@@ -14,8 +14,8 @@ import pytest
 
 from mirror_supervisor import worker as worker_module
 from mirror_supervisor.camera import Camera
-from mirror_supervisor.status import decode_reports
 from mirror_supervisor.progress import ClockWatch, OpenSegment, Progress, describe_moves
+from mirror_supervisor.status import decode_reports
 from mirror_supervisor.worker import Worker, WorkerSpec
 
 REPO = Path(__file__).resolve().parents[2]
@@ -236,7 +236,7 @@ def test_a_report_lost_in_a_full_pipe_is_sent_again_by_the_refresh(tmp_path, mak
 def test_ffmpeg_is_never_started_for_a_worker_that_is_already_gone():
     """The worker's Python SIGTERM handler is inherited by the child before exec; it must not
     swallow the 'parent already died' signal (simulated with a pid that is not the parent)."""
-    script = textwrap.dedent(f"""
+    script = textwrap.dedent("""
         import functools, subprocess, sys
         from mirror_supervisor import wakeup, worker
         wakeup.SignalPipe()  # the worker's handlers, as in a real worker
