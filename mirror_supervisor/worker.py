@@ -34,7 +34,7 @@ from pathlib import Path
 
 import setproctitle
 
-from . import backoff, lifeline, logs, segments, titles, wakeup
+from . import backoff, lifeline, logs, reachability, segments, titles, wakeup
 from .camera import Camera
 from .ffmpeg import environment
 from .ffmpeg_stderr import StderrTail, summarize_tail
@@ -92,6 +92,9 @@ class Worker:
         self._stopping = False
         self._signals: wakeup.SignalPipe | None = None
         self._next_report = 0.0
+        self._failure: str | None = None  # reachability.classify of the last exit we did not ask for
+        target = reachability.target_of(spec.camera.url)
+        self._probe = reachability.PortProbe(target) if target is not None else None
 
     # -- set-up -------------------------------------------------------------------------------
 
@@ -114,14 +117,21 @@ class Worker:
             ran = self._run_ffmpeg_once()
             if self._stopping:
                 break
+            probe = None
             if ran is None:  # stays in state "error" while it waits
                 wait = backoff.SPAWN_FAILED_DELAY
             else:
                 wait, delay = backoff.ffmpeg_delay(delay, ran)
                 if self.state != "stalled":  # a stall stays visible through its back-off
                     self._set_state("backoff")
-            self.log.info("retrying in %.0fs", wait)
-            self._sleep(wait)
+                if self._failure in (reachability.UNREACHABLE, reachability.LOST):
+                    probe = self._probe
+            if probe is None:
+                self.log.info("retrying in %.0fs", wait)
+                self._sleep(wait)
+            else:
+                self.log.info("retrying in %.0fs, or as soon as the camera's port accepts again", wait)
+                self._wait_for_camera(probe, wait)
         self._set_state("stopped")
         self.log.info("worker stopped gen=%d", self.spec.generation)
         return 0
@@ -247,6 +257,7 @@ class Worker:
     def _log_exit(self, code: int | None, ran: float, stderr: str, stalled: bool) -> None:
         how = f"signal {-code}" if code is not None and code < 0 else f"status {code}"
         tail = summarize_tail(stderr, self.camera.secrets)
+        self._failure = reachability.classify(stderr, stalled)
         if self._stopping or stalled:
             self.log.info("ffmpeg stopped %s ran=%.1fs", how, ran)
             return
@@ -255,6 +266,40 @@ class Worker:
         last_line = tail.rsplit(" | ", 1)[-1][-300:] if tail else "no output (source lost or stream ended)"
         self.last_error = f"ffmpeg exited {how} after {ran:.0f}s: {last_line}"
         self.log.warning("ffmpeg exited %s ran=%.1fs stderr=%s", how, ran, tail or "(empty)")
+
+    def _wait_for_camera(self, probe: reachability.PortProbe, wait: float) -> None:
+        """The back-off of a camera that may be down: probe its port about once a second.
+
+        Ends early once the port, seen down in this wait, accepts again; held past the back-off
+        while the port refuses (``backoff.ProbedWait``). One connect at a time, none more often
+        than ``backoff.PROBE_INTERVAL``; a stop request ends the wait at once, also mid-connect
+        (the probe polls the signal pipe too).
+        """
+        assert self._signals is not None
+        began = time.monotonic()
+        plan = backoff.ProbedWait(wait, began)
+        next_probe = began
+        held = False
+        while not self._stopping:
+            now = time.monotonic()
+            if plan.start_now(now):
+                if plan.came_back:
+                    self.log.info("camera port accepts again after %.1fs; starting ffmpeg", now - began)
+                return
+            if plan.holding(now) and not held:
+                held = True
+                self.log.info("camera port refuses; ffmpeg waits until it accepts (probing every %.0fs)",
+                              backoff.PROBE_INTERVAL)
+            if now < next_probe:
+                until = next_probe if plan.holding(now) else min(next_probe, plan.deadline)
+                self._wait(until - now)
+                continue
+            next_probe = now + backoff.PROBE_INTERVAL
+            outcome = probe.attempt(backoff.PROBE_TIMEOUT, self._signals.read_fd)
+            if outcome == reachability.INTERRUPTED:
+                self._wait(0)  # take the signal: a stop ends the loop; else the next probe is due
+            else:
+                plan.record(outcome)
 
     # -- helpers ------------------------------------------------------------------------------
 

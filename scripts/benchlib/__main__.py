@@ -55,6 +55,13 @@ def parse() -> argparse.Namespace:
     p.add_argument("--scale-segment-seconds", type=int, default=60, help="scale suite: segment length (default 60)")
     p.add_argument("--bytes-per-second", type=int, default=2048,
                    help="scale suite: mean bytes each stand-in appends a second (default 2048)")
+    p.add_argument("--resume", action="store_true",
+                   help="run only the resume suite (outages, a camera that stays down); the others' tables stay")
+    p.add_argument("--skip-resume", action="store_true", help="leave the resume suite out (its published tables stay)")
+    p.add_argument("--resume-before", help="resume suite: the baseline commit (default: the one before the port probe)")
+    p.add_argument("--resume-outages", help="resume suite: outage lengths in s (default 5,30,120; 5,10 with --quick)")
+    p.add_argument("--resume-down-seconds", type=float,
+                   help="resume suite: how long the camera that stays down is watched (default 300; 60 with --quick)")
     p.add_argument("--output", help="markdown report (default docs/benchmarks.md; build/bench-quick.md with --quick)")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
     p.add_argument("--render-only", metavar="JSON", help="re-write the report's tables from a previous run's JSON")
@@ -79,10 +86,14 @@ def options(args: argparse.Namespace) -> SimpleNamespace:
         poll_interval=args.poll_interval,
         standin_repeats=3 if q else 10,
         reconcile_repeats=8 if q else 20,
-        skip_real=args.skip_real or args.scale,
-        skip_standin=args.skip_standin or args.scale,
-        skip_fork=args.scale,
-        skip_scale=args.skip_scale and not args.scale,
+        skip_real=args.skip_real or args.scale or args.resume,
+        skip_standin=args.skip_standin or args.scale or args.resume,
+        skip_fork=args.scale or args.resume,
+        skip_scale=(args.skip_scale and not args.scale) or (args.resume and not args.scale),
+        skip_resume=args.skip_resume or (args.scale and not args.resume),
+        resume_before=args.resume_before,
+        resume_outages=[float(x) for x in (args.resume_outages or ("5,10" if q else "5,30,120")).split(",")],
+        resume_down_seconds=args.resume_down_seconds or (60.0 if q else 300.0),
         standin_recorder="recorder: the C stand-in (`scripts/benchlib/recorder.py`)",
         cameras=args.cameras or (10 if q else 500),
         minutes=args.minutes or (1.0 if q else 10.0),

@@ -19,7 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import forking, suite_real, suite_scale, suite_standin, tables_fork, tables_real, tables_scale, tables_standin
+from . import (forking, suite_real, suite_resume, suite_scale, suite_standin, tables_fork, tables_real, tables_resume,
+               tables_scale, tables_standin)
 from .context import Context
 
 
@@ -38,4 +39,5 @@ SUITES = [
     Suite("fork_harness", forking.run, tables_fork.render,
           lambda c: not c.opts.skip_fork and any(cls.name == "ours" for cls in c.systems)),
     Suite("scale", suite_scale.run, tables_scale.render, lambda c: not c.opts.skip_scale, standalone=True),
+    Suite("resume", suite_resume.run, tables_resume.render, lambda c: not c.opts.skip_resume, standalone=True),
 ]
