@@ -157,9 +157,11 @@ def test_lost_rtsp_server_backs_off_then_resumes_by_itself(rtsp, nvr, mirror_dir
     procs.wait_for("recording", lambda: segments(mirror_dir / "cam"), 30)
 
     rtsp.stop()
-    sup.wait_log("retrying in 4s", timeout=40)
+    # A lost source: the back-off starts at 1 s, and while the camera's port refuses, ffmpeg is
+    # held (its port is probed once a second) instead of being restarted into the refusal.
+    sup.wait_log("camera port refuses; ffmpeg waits until it accepts", timeout=40)
     retries = [int(n) for n in re.findall(r"cam retrying in (\d+)s", sup.log())]
-    assert retries[:3] == [1, 2, 4]
+    assert retries[:1] == [1]
     assert sup.workers()["cam"][0].pid == worker.pid, "a lost source restarts ffmpeg, not the worker"
 
     have = set(segments(mirror_dir / "cam"))
