@@ -104,7 +104,7 @@ class Master:
                      if line.startswith("Tcp:")]
         except OSError:
             return {}
-        return {k: int(v) for k, v in zip(lines[0][1:], lines[1][1:]) if k in ("ActiveOpens", "AttemptFails")}
+        return {k: int(v) for k, v in zip(lines[0][1:], lines[1][1:], strict=True) if k in ("ActiveOpens", "AttemptFails")}
 
     def stop(self) -> None:
         if self.proc.poll() is None:

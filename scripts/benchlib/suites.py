@@ -19,8 +19,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import (forking, suite_real, suite_resume, suite_scale, suite_standin, tables_fork, tables_real, tables_resume,
-               tables_scale, tables_standin)
+from . import (
+    forking,
+    suite_real,
+    suite_resume,
+    suite_scale,
+    suite_standin,
+    tables_fork,
+    tables_real,
+    tables_resume,
+    tables_scale,
+    tables_standin,
+)
 from .context import Context
 
 

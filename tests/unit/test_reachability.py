@@ -11,7 +11,17 @@ import time
 import pytest
 
 from mirror_supervisor.reachability import (
-    ACCEPTS, ANSWERED, INTERRUPTED, LOST, NO_ANSWER, REFUSES, UNREACHABLE, PortProbe, Target, classify, target_of,
+    ACCEPTS,
+    ANSWERED,
+    INTERRUPTED,
+    LOST,
+    NO_ANSWER,
+    REFUSES,
+    UNREACHABLE,
+    PortProbe,
+    Target,
+    classify,
+    target_of,
 )
 
 # ffmpeg 5.1's own words (Debian), as the worker's tail holds them.
