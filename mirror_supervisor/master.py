@@ -7,20 +7,15 @@ the wanted set when a poll is due or SIGHUP asked for it, and lets every camera'
 step that is due. Everything about one camera lives in its :class:`~.slot.CameraSlot`; every
 operating-system call goes through :class:`~.system.System`, which tests replace.
 
-Invariants (docs/design.md, "Master rules"):
-- One slot per camera, at most one worker per slot, and a replacement is forked only after the
-  previous worker is reaped *and* its process group (its ffmpeg) is empty: one camera never has
-  two ffmpegs writing into its directory.
-- Generations increase over the master's life; an exit is matched to its slot by pid, so an
-  old worker's exit never touches a newer one.
-- A database that cannot be read changes nothing: the last good wanted set stays in force.
-- The loop sleeps until the earliest deadline some step will act on; no step may raise it out.
+Its invariants are docs/design.md's "Master rules": one worker per slot, and a replacement only
+once the previous worker and its process group are gone (never two ffmpegs per camera); exits
+matched by pid, so an old generation never touches a newer one; an unreadable database changes
+nothing; the loop sleeps until the earliest deadline some step will act on.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import signal
 import time
@@ -32,7 +27,6 @@ import setproctitle
 
 from . import lifeline, logs, prune, recorders, status, titles, volume
 from .ffmpeg import camera_dir
-from .files import STATUS_MODE, write_atomically
 from .settings import Settings, SettingsError
 from .slot import CameraSlot, SlotState, Worker
 from .status import STATUS_FILE, decode_reports
@@ -41,7 +35,6 @@ from .wanted import CameraSource, Wanted
 from .worker import WorkerSpec, default_stall_timeout, run_worker
 
 PRUNE_FIRST_DELAY = 30.0  # the first pass soon after start, not a whole interval later
-STATUS_WRITE_INTERVAL = 0.5  # status.json at most twice a second, however busy the workers are
 FAILED_PASS_PAUSE = 1.0  # after an unexpected error, so a failure that repeats cannot spin
 SHUTDOWN_GRACE = 5.0  # after the stop timeout's SIGKILL: what is still there is stuck in the kernel
 ZERO_TIMEOUT_LIMIT = 1000  # consecutive zero timeouts: a deadline nothing acts on, i.e. a spin
@@ -73,8 +66,8 @@ class Master:
         self._reload_requested = False
         self._reports_r = self._reports_w = -1
         self._reports_buffer = b""
-        self._status_dirty = True
-        self._next_status_write = 0.0
+        self.pacing = status.Pacing()
+        self._slots_due: float | None = None  # the earliest deadline of any slot, as of the last converge
         self._failures_logged: set[tuple[str, str, int]] = set()
         self._zero_timeouts = 0
 
@@ -117,15 +110,20 @@ class Master:
     def _one_pass(self) -> None:
         self._publish()
         self._wait(self._next_timeout())
-        self._reap()
+        changed = self._reap()
         if self.shutting_down:
             return
         if self._reload_requested:
             self._reload_requested = False
             self._reload()
+            changed = True
         elif self.system.monotonic() >= self.next_poll:
             self._refresh()
-        self._converge()
+            changed = True
+        # Slots change only on these events and at their own deadlines: a pass woken by a
+        # worker's report (hundreds a minute at scale) costs no walk over every slot.
+        if changed or (self._slots_due is not None and self.system.monotonic() >= self._slots_due):
+            self._converge()
         now = self.system.monotonic()
         self._maybe_prune(now)
         self._maybe_probe_volume(now)
@@ -210,9 +208,9 @@ class Master:
         the same (a bug) is logged once and slowed down: it costs latency, not a core.
         """
         now = self.system.monotonic()
-        moments = [d for slot in self.slots.values() if (d := slot.next_deadline(now, self)) is not None]
-        if self._status_dirty:
-            moments.append(self._next_status_write)
+        moments = [] if self._slots_due is None else [self._slots_due]
+        if (moment := self.pacing.next_moment()) is not None:
+            moments.append(moment)
         if self.probe.pid is not None and self.probe.problem is None:
             moments.append(self.probe.deadline)
         if not self.shutting_down:  # shutting down: no polls, probes or prune passes
@@ -249,12 +247,12 @@ class Master:
         error, held = self.source.error, self.source.held
         wanted = self.source.read(self.settings, self.system.monotonic(), force, running=len(self.by_pid))
         if (error, held) != (self.source.error, self.source.held):
-            self._status_dirty = True
+            self.pacing.changed(urgent=True)
         if wanted is None or wanted is self.wanted:
             self._apply_held()
             return
         self.wanted = wanted
-        self._status_dirty = True
+        self.pacing.changed(urgent=True)
         for cid in set(self.slots) | set(wanted.cameras) | set(wanted.refused):
             slot = self.slots.setdefault(cid, CameraSlot(cid))
             if cid in wanted.cameras:
@@ -277,9 +275,12 @@ class Master:
             before = slot.state
             slot.step(now, self)
             if slot.state is not before:
-                self._status_dirty = True
+                self.pacing.changed(urgent=True)
             if slot.state is SlotState.GONE:
                 del self.slots[cid]
+        now = self.system.monotonic()
+        self._slots_due = min((d for slot in self.slots.values() if (d := slot.next_deadline(now, self)) is not None),
+                              default=None)
 
     def spawn(self, slot: CameraSlot) -> Worker | None:
         """Fork a worker for ``slot`` (the slot asks, when one is due); None if fork failed."""
@@ -312,13 +313,16 @@ class Master:
 
     # -- reaping ------------------------------------------------------------------------------
 
-    def _reap(self) -> None:
+    def _reap(self) -> bool:
+        """Reap every exited child; True when a worker was among them (its slot changed)."""
+        workers = False
         while (exited := self.system.reap()) is not None:
             pid, code = exited
             slot = self.by_pid.pop(pid, None)
             if slot is not None:
                 slot.worker_exited(code, self.system.monotonic(), self)
-                self._status_dirty = True
+                self.pacing.changed(urgent=True)
+                workers = True
             elif pid == self.probe.pid:
                 if self.probe.ended(code, self.settings.mirror_dir, self.system.time()):
                     self._volume_changed()
@@ -327,6 +331,7 @@ class Master:
                 if code != 0:
                     self.log.warning("prune pass ended with %s", code)
             # anything else: an adopted ffmpeg of a worker that died before it
+        return workers
 
     # -- helpers: retention, the volume, leftovers ---------------------------------------------
 
@@ -363,7 +368,7 @@ class Master:
             self.log.error("%s", self.probe.problem)
         else:
             self.log.info("mirror volume %s responds again", self.settings.mirror_dir)
-        self._status_dirty = True
+        self.pacing.changed(urgent=True)
 
     # -- reports and presentation -------------------------------------------------------------
 
@@ -372,15 +377,14 @@ class Master:
         reports, self._reports_buffer = decode_reports(self._reports_buffer)
         for report in reports:
             slot = self.slots.get(report["camera"])
+            before = slot.worker.report if slot is not None and slot.worker is not None else {}
             if slot is not None and slot.take_report(report):
-                self._status_dirty = True
+                self.pacing.changed(urgent=status.urgent(before, report))
 
     def _publish(self) -> None:
         """Write status.json and the title when something changed, at most twice a second."""
-        now = self.system.monotonic()
-        if not self._status_dirty or now < self._next_status_write:
+        if not self.pacing.due(self.system.monotonic()):
             return
-        self._status_dirty, self._next_status_write = False, now + STATUS_WRITE_INTERVAL
         rows = [self.slots[cid].status_row() for cid in sorted(self.slots)]
         snapshot = status.snapshot(status.master_section(
             self.started, self.settings, self.source, self.probe.problem, self.probe.since), rows, self.probe.problem)
@@ -388,10 +392,7 @@ class Master:
         setproctitle.setproctitle(titles.master(
             len(self.wanted.cameras), states, db_error=bool(self.source.error),
             volume_hung=bool(self.probe.problem), disabled=not self.settings.recorder_enabled))
-        try:
-            write_atomically(Path(self.settings.state_dir) / STATUS_FILE, json.dumps(snapshot, indent=1), mode=STATUS_MODE)
-        except OSError as exc:
-            self.log.warning("cannot write status file in %s: %s", self.settings.state_dir, exc)
+        status.write(Path(self.settings.state_dir) / STATUS_FILE, snapshot, self.log)
 
     def _remove_status(self) -> None:
         with contextlib.suppress(OSError):
