@@ -285,3 +285,49 @@ def test_reload_and_stall_work_as_the_unprivileged_user(shared_tmp, cameras):
         assert not procs.ffmpegs_writing(daemon.mirror)
     finally:
         daemon.kill_everything()
+
+
+INIT_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "init.d" / "mirror-supervisor"
+
+
+def test_init_script_runs_workers_and_ffmpeg_as_run_as(shared_tmp, cameras):
+    user = _user()
+    built, _ = cameras
+    data, mirror, state = shared_tmp / "data", shared_tmp / "mirror", shared_tmp / "state"
+    data.mkdir(mode=0o700)
+    mirror.mkdir()
+    db = NvrDatabase(data / "nvr.db")
+    db.add("built", vendor="hikvision", address="127.0.0.1", rtsp_port=built.port, username="admin",
+           password=PASSWORD, segment_seconds=2, mirror_enabled=1)
+    log = shared_tmp / "daemon.log"
+    defaults = shared_tmp / "default"
+    common = (f"DAEMON={Path(sys.executable).parent / 'mirror-supervisor'}\nLOG_FILE={log}\n"
+              f"MIRROR_SUPERVISOR_DB={db.path}\nMIRROR_SUPERVISOR_MIRROR_DIR={mirror}\n"
+              f"MIRROR_SUPERVISOR_STATE_DIR={state}\nMIRROR_SUPERVISOR_POLL_INTERVAL=600\n")
+
+    def init(action: str) -> subprocess.CompletedProcess:
+        env = {"PATH": os.environ["PATH"], "MIRROR_SUPERVISOR_DEFAULTS": str(defaults)}
+        return subprocess.run(["sh", str(INIT_SCRIPT), action], capture_output=True, text=True, timeout=60, env=env)
+
+    defaults.write_text(common + "RUN_AS=no-such-user-here\n")
+    refused = init("start")
+    assert refused.returncode != 0 and "user no-such-user-here does not exist" in refused.stderr
+    defaults.write_text(common + f"RUN_AS={RUN_AS}\n")
+    pid = None
+    try:
+        assert init("start").returncode == 0
+        pid = int((state / "mirror-supervisor.pid").read_text())
+        view = procs.wait_for("worker with ffmpeg", lambda: (w := procs.workers(pid).get("built")) and
+                              w[0].ffmpeg_pids and w[0], 30)
+        assert psutil.Process(pid).uids().real == 0, "the init script's master stays root"
+        assert _uids(view.pid) == _uids(view.ffmpeg_pids[0]) == {user.pw_uid, user.pw_gid}
+        assert log.stat().st_uid == user.pw_uid and stat.S_IMODE(log.stat().st_mode) == 0o640
+        procs.wait_for("recording", lambda: "built recording segment=" in log.read_text(), 30)
+        assert init("stop").returncode == 0
+        assert not procs.ffmpegs_writing(mirror)
+        assert PASSWORD not in log.read_text()
+    finally:
+        if pid and procs.alive(pid):
+            for child in psutil.Process(pid).children(recursive=True):
+                child.kill()
+            os.kill(pid, signal.SIGKILL)
