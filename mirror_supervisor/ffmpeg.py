@@ -142,6 +142,7 @@ def write_input(directory: Path, camera: Camera) -> Path:
     """
     assert camera.url is not None
     path = Path(directory) / input_name(camera)
+    remove_stale_inputs(directory, camera.id, keep=path.name)
     tmp = path.with_name(f".{secrets.token_hex(8)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, INPUT_MODE)
     try:
@@ -157,6 +158,19 @@ def write_input(directory: Path, camera: Camera) -> Path:
         remove_input(tmp)
         raise
     return path
+
+
+def remove_stale_inputs(directory: Path, camera_id: str, keep: str | None = None) -> None:
+    """Remove the camera's scripts left behind by a worker that was killed before it could (a
+    camera has one worker at a time, so none of them is in use)."""
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return
+    for name in names:
+        if name != keep and name.startswith(camera_id + ".") and name.endswith(INPUT_SUFFIX) \
+                and name.count(".") == camera_id.count(".") + 2:
+            remove_input(Path(directory) / name)
 
 
 def remove_input(path: Path | None) -> None:

@@ -117,3 +117,13 @@ def test_key_changes_with_recording_fields_only():
 
 def test_environment_forces_utc():
     assert environment({"TZ": "Europe/Oslo", "PATH": "/bin"}) == {"TZ": "UTC", "PATH": "/bin"}
+
+
+def test_scripts_left_by_a_killed_worker_are_removed_at_the_next_start(tmp_path):
+    old = parse_row({**BASE, "username": "admin", "password": "old"})
+    new = parse_row({**BASE, "username": "admin", "password": "new"})
+    other = parse_row({**BASE, "id": "cam1.x", "username": "admin", "password": "old"})
+    left = ffmpeg.write_input(tmp_path, old)
+    kept = ffmpeg.write_input(tmp_path, other)
+    path = ffmpeg.write_input(tmp_path, new)
+    assert sorted(os.listdir(tmp_path)) == sorted([path.name, kept.name]) and not left.exists()
