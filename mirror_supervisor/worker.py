@@ -29,6 +29,7 @@ import os
 import pwd
 import signal
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,6 +96,7 @@ class Worker:
         self._signals: wakeup.SignalPipe | None = None
         self._next_report = 0.0
         self._input: Path | None = None  # ffmpeg's input script while it exists
+        self._input_dir: Path | None = None  # the private directory it is written in
 
     # -- set-up -------------------------------------------------------------------------------
 
@@ -304,9 +306,17 @@ class Worker:
     def _write_input(self) -> Path | None:
         """Write ffmpeg's input script (the camera URL, see ``ffmpeg``); returns the directory
         ffmpeg must run in, or None (state error) when it cannot be written."""
-        directory = ffmpeg.input_dir()
+        directory = self._input_dir or ffmpeg.input_dir()
         try:
-            ffmpeg.prepare_input_dir(directory)
+            try:
+                ffmpeg.prepare_input_dir(directory)
+            except PermissionError as exc:
+                # Someone else made the well-known name first (a shared /tmp): a directory of a
+                # fresh random name cannot be taken, and ffmpeg finds its input by a relative path.
+                fallback = Path(tempfile.mkdtemp(prefix=f"mirror-supervisor-{self.camera.id}-"))
+                self.log.warning("%s; using %s instead", exc, fallback)
+                directory = fallback
+            self._input_dir = directory
             self._input = ffmpeg.write_input(directory, self.camera)
         except OSError as exc:
             self.last_error = f"cannot write ffmpeg's input file in {directory}: {exc.strerror or exc}"

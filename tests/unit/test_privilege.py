@@ -77,3 +77,19 @@ def test_the_camera_directory_is_made_the_users_through_no_link(tmp_path):
     (tmp_path / "cam").symlink_to(target)
     worker._give_directory(nobody)
     assert target.stat().st_uid == 0, "followed a planted link"
+
+
+def test_an_input_dir_taken_by_someone_else_is_replaced_by_a_random_one(tmp_path, monkeypatch):
+    from mirror_supervisor import ffmpeg
+    monkeypatch.setattr("setproctitle.setproctitle", lambda title: None)
+    taken = tmp_path / "taken"
+    taken.symlink_to(tmp_path)  # not a directory of ours
+    monkeypatch.setattr(ffmpeg, "input_dir", lambda: taken)
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    worker = _worker(tmp_path, None)
+    worker.camera = Camera(id="cam", url="rtsp://u:p@127.0.0.1/x")
+    directory = worker._write_input()
+    assert directory is not None and directory.parent == tmp_path and directory.name.startswith("mirror-supervisor-cam-")
+    assert (directory / ffmpeg.input_name(worker.camera)).exists()
+    worker._remove_input()
+    assert os.listdir(directory) == []
