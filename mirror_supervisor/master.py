@@ -289,7 +289,7 @@ class Master:
         spec = WorkerSpec(
             camera=slot.camera, argv=slot.key, directory=camera_dir(self.settings.mirror_dir, slot.camera_id),
             generation=generation, stop_timeout=self.settings.stop_timeout, master_pid=os.getpid(),
-            status_fd=self._reports_w,
+            status_fd=self._reports_w, run_as=self.settings.user,
             stall_timeout=self.settings.stall_timeout or default_stall_timeout(slot.camera.segment_seconds),
         )
         fds = self._inherited_fds()

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import pwd
 import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -61,6 +62,7 @@ class Settings:
     stall_timeout: float | None = None  # None: max(60 s, 3 x segment_seconds) per camera
     require_mount: bool = False
     prune_interval: float = 600.0  # 0: never prune
+    user: str | None = None  # None: workers and ffmpeg keep the master's user
     config: Path | None = None
 
 
@@ -112,6 +114,15 @@ def _seconds(value: str) -> float:
     if not (0 < seconds <= 86400):
         raise ValueError(f"{value.strip()!r} must be more than 0 and at most 86400 seconds")
     return seconds
+
+
+def _user(value: str) -> str:
+    name = _text(value)
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        raise ValueError(f"{name!r} is not a user of this system") from None
+    return name
 
 
 def _seconds_or_off(value: str) -> float:
@@ -166,6 +177,9 @@ OPTIONS = (
     Option("prune_interval", "--prune-interval", ("MIRROR_SUPERVISOR_PRUNE_INTERVAL",), _seconds_or_off, 600.0,
            "600; 0: never prune",
            "seconds between retention passes; the first pass comes at most 30 s after start", "S"),
+    Option("user", "--user", ("MIRROR_SUPERVISOR_USER",), _user, lambda: None, "none (the master's own user)",
+           "workers become this user and group before starting ffmpeg, and camera directories are "
+           "made theirs; the master may stay root or run as this user; cannot change on reload", "NAME"),
 )
 
 # Read by :func:`load` before the others, because it says where the others may come from.
@@ -354,6 +368,9 @@ def check_reload(old: Settings, new: Settings) -> None:
     if new.state_dir != old.state_dir:
         raise SettingsError(f"{FLAGS['state_dir']}: cannot change from {str(old.state_dir)!r} to "
                             f"{str(new.state_dir)!r} while running (it holds the lock and pidfile); restart instead")
+    if new.user != old.user:
+        raise SettingsError(f"{FLAGS['user']}: cannot change from {old.user!r} to {new.user!r} while running "
+                            "(running workers would keep their user); restart instead")
     if new.mirror_dir != old.mirror_dir:
         check_mirror_dir(new)
     if new.ffmpeg != old.ffmpeg and not _executable(new.ffmpeg):

@@ -26,15 +26,17 @@ from __future__ import annotations
 
 import functools
 import os
+import pwd
 import signal
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import setproctitle
 
-from . import backoff, lifeline, logs, reachability, segments, titles, wakeup
+from . import backoff, ffmpeg, lifeline, logs, reachability, segments, titles, wakeup
 from .camera import Camera
 from .ffmpeg import environment
 from .ffmpeg_stderr import StderrTail, summarize_tail
@@ -64,6 +66,7 @@ class WorkerSpec:
     master_pid: int
     status_fd: int  # write end of the master's report pipe
     stall_timeout: float = 60.0
+    run_as: str | None = None  # --user: the worker becomes this user before it starts ffmpeg
 
 
 def ffmpeg_preexec(worker_pid: int) -> None:
@@ -95,6 +98,8 @@ class Worker:
         self._failure: str | None = None  # reachability.classify of the last exit we did not ask for
         target = reachability.target_of(spec.camera.url)
         self._probe = reachability.PortProbe(target) if target is not None else None
+        self._input: Path | None = None  # ffmpeg's input script while it exists
+        self._input_dir: Path | None = None  # the private directory it is written in
 
     # -- set-up -------------------------------------------------------------------------------
 
@@ -140,6 +145,9 @@ class Worker:
         """One ffmpeg run; returns how long it ran, or None when it could not be started."""
         if not self._prepare_directory() or self._stopping:
             return None
+        input_dir = self._write_input()
+        if input_dir is None:
+            return None
         try:
             proc = subprocess.Popen(
                 self.spec.argv,
@@ -147,10 +155,12 @@ class Worker:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 env=environment(dict(os.environ)),
+                cwd=input_dir,
                 close_fds=True,
                 preexec_fn=functools.partial(ffmpeg_preexec, os.getpid()),
             )
         except (OSError, subprocess.SubprocessError) as exc:
+            self._remove_input()
             self.last_error = f"cannot start ffmpeg {self.spec.argv[0]!r}: {exc}"
             self.log.error("%s", self.last_error)
             self._set_state("error")
@@ -172,6 +182,7 @@ class Worker:
         stalled = self._watch(proc)
         if proc.poll() is None:
             self._end_ffmpeg(proc, "stalled" if stalled else "stopping")
+        self._remove_input()
         tail.join(timeout=2.0)
         proc.stderr.close()
         ran = time.monotonic() - started
@@ -202,6 +213,7 @@ class Worker:
             if (seen.inode, seen.size) != (last_seen.inode, last_seen.size):
                 last_seen, last_progress = seen, now
                 if self.state == "connecting" and seen.size > 0:
+                    self._remove_input()  # read long ago: ffmpeg is writing what it fetched
                     self._set_state("recording")
                     self.log.info("recording segment=%s", seen.segment)
             elif now - last_progress >= self.spec.stall_timeout:
@@ -336,6 +348,93 @@ class Worker:
             self._sleep(wait)
         return True
 
+    def _write_input(self) -> Path | None:
+        """Write ffmpeg's input script (the camera URL, see ``ffmpeg``); returns the directory
+        ffmpeg must run in, or None (state error) when it cannot be written."""
+        directory = self._input_dir or ffmpeg.input_dir()
+        try:
+            try:
+                ffmpeg.prepare_input_dir(directory)
+            except PermissionError as exc:
+                # Someone else made the well-known name first (a shared /tmp): a directory of a
+                # fresh random name cannot be taken, and ffmpeg finds its input by a relative path.
+                fallback = Path(tempfile.mkdtemp(prefix=f"mirror-supervisor-{self.camera.id}-"))
+                self.log.warning("%s; using %s instead", exc, fallback)
+                directory = fallback
+            self._input_dir = directory
+            self._input = ffmpeg.write_input(directory, self.camera)
+        except OSError as exc:
+            self.last_error = f"cannot write ffmpeg's input file in {directory}: {exc.strerror or exc}"
+            self.log.error("%s", self.last_error)
+            self._set_state("error")
+            return None
+        return directory
+
+    def _remove_input(self) -> None:
+        """The script holds the password: it exists only until ffmpeg has read it."""
+        path, self._input = self._input, None
+        ffmpeg.remove_input(path)
+
+    def become_user(self) -> bool:
+        """``--user``: make the camera directory the user's, then become that user for good.
+
+        Runs in the forked worker before its loop (the master may stay root). Groups first
+        (the user's own and supplementary ones), then the gid, then the uid, so nothing of root's
+        is kept. The kernel clears the parent-death signal when credentials change, so it is
+        asked for again. False (state error, logged) when the switch is impossible.
+        """
+        name = self.spec.run_as
+        if not name:
+            return True
+        try:
+            user = pwd.getpwnam(name)
+        except KeyError:
+            return self._directory_error(f"--user {name!r}: no such user")
+        if os.geteuid() == user.pw_uid and os.getegid() == user.pw_gid:
+            return True  # the whole daemon runs as that user already
+        if os.geteuid() != 0:
+            return self._directory_error(f"--user {name!r}: cannot switch user as uid {os.geteuid()} "
+                                         "(run the master as root or as that user)")
+        self._give_directory(user)
+        try:
+            os.initgroups(name, user.pw_gid)
+            os.setgid(user.pw_gid)
+            os.setuid(user.pw_uid)
+        except OSError as exc:
+            return self._directory_error(f"--user {name!r}: cannot switch to it: {exc.strerror or exc}")
+        lifeline.die_with_parent(self.spec.master_pid)
+        os.environ["HOME"] = user.pw_dir
+        os.environ["USER"] = os.environ["LOGNAME"] = name
+        return True
+
+    def _give_directory(self, user: pwd.struct_passwd) -> None:
+        """Create ``<mirror_dir>/<id>`` (never the mirror dir) and make it the user's, through an
+        fd opened without following links; failures are left to ``_prepare_directory``."""
+        directory = self.spec.directory
+        try:
+            if directory.parent.is_dir():
+                directory.mkdir(exist_ok=True)
+            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            return
+        try:
+            info = os.fstat(fd)
+            if (info.st_uid, info.st_gid) != (user.pw_uid, user.pw_gid):
+                os.fchown(fd, user.pw_uid, user.pw_gid)
+        except OSError as exc:
+            self.log.warning("cannot give camera directory %s to user %s: %s", directory, user.pw_name,
+                             exc.strerror or exc)
+        finally:
+            os.close(fd)
+
+    def wait_for_stop(self) -> int:
+        """Stay (state error, nothing recorded) until told to stop: a worker that cannot become
+        its user must not run ffmpeg as root, and exiting would only be respawned."""
+        while not self._stopping:
+            self._sleep(3600.0)
+        self._set_state("stopped")
+        return 0
+
     def _directory_error(self, text: str) -> bool:
         self.last_error = text
         self.log.error("%s", text)
@@ -419,6 +518,8 @@ def run_worker(spec: WorkerSpec, inherited_fds: tuple[int, ...]) -> int:
     try:
         worker.install(inherited_fds)
         wakeup.unblock_handled()
+        if not worker.become_user():
+            return worker.wait_for_stop()
         return worker.run()
     except Exception:
         worker.log.exception("worker crashed")
