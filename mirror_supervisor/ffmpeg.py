@@ -31,6 +31,7 @@ import secrets
 import stat
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from .camera import MIN_SEGMENT_SECONDS, Camera
 
@@ -158,6 +159,24 @@ def write_input(directory: Path, camera: Camera) -> Path:
         remove_input(tmp)
         raise
     return path
+
+
+def open_input(directory: Path | None, camera: Camera, log: Any) -> tuple[Path, Path]:
+    """Write ``camera``'s input script in ``directory`` (by default :func:`input_dir`); returns
+    (the directory ffmpeg runs in, the script). Raises OSError when it cannot be written.
+
+    Someone else may have made the well-known directory name first (a shared /tmp): then a
+    directory of a fresh random name is used, which cannot be taken, and ffmpeg finds its input by
+    a relative path either way.
+    """
+    directory = directory or input_dir()
+    try:
+        prepare_input_dir(directory)
+    except PermissionError as exc:
+        fallback = Path(tempfile.mkdtemp(prefix=f"mirror-supervisor-{camera.id}-"))
+        log.warning("%s; using %s instead", exc, fallback)
+        directory = fallback
+    return directory, write_input(directory, camera)
 
 
 def remove_stale_inputs(directory: Path, camera_id: str, keep: str | None = None) -> None:

@@ -4,18 +4,11 @@ A forked child of the master. It never reads the database: the master hands it a
 ffmpeg argv, and a changed camera means a new worker. The loop is deliberately plain and
 synchronous: start ffmpeg, drain its stderr in a thread, wait, back off, repeat.
 
-Every wait happens in :meth:`Worker._wait`, a ``select`` on the signal wake-up pipe, so a stop
-request (SIGTERM/SIGINT) or ffmpeg's exit (SIGCHLD) ends any wait at once and nothing here can
-block without a bound.
+Every wait happens in :meth:`Worker._wait`, a ``poll`` of the signal wake-up pipe, so a stop
+request or ffmpeg's exit (SIGCHLD) ends any wait at once: nothing here blocks without a bound.
 
-Progress and the clock. Whether ffmpeg is recording is judged by the file it has open and that
-file's size growing, timed with the monotonic clock (:mod:`progress`). ffmpeg names segments by
-the wall clock and truncates a file whose name it reuses. So a segment named in the future is
-moved aside (``segments.move_aside``) before ffmpeg starts (or waited out, if at most
-``segments.MAX_CLOCK_SKEW_WAIT`` ahead), whenever a check (every second) sees the wall clock
-stepped back against the monotonic clock, and when ffmpeg closes a segment whose name is in the
-future. Residual race: a step back that happens less than one check interval (1 s) before ffmpeg
-opens its next segment can let that segment take an existing name before the worker has moved it.
+Progress is the growth of the file ffmpeg has open, on the monotonic clock, and no segment
+name is ever reused after a clock step (both in :mod:`progress`).
 
 Reports to the master go into one pipe shared by all workers and are dropped when it is full, so
 the full report is sent again every ``REPORT_REFRESH_SECONDS`` as well as on every change: a lost
@@ -26,21 +19,19 @@ from __future__ import annotations
 
 import functools
 import os
-import pwd
 import signal
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import setproctitle
 
-from . import backoff, ffmpeg, lifeline, logs, reachability, segments, titles, wakeup
+from . import backoff, ffmpeg, lifeline, logs, privileges, reachability, titles, wakeup
 from .camera import Camera
 from .ffmpeg import environment
 from .ffmpeg_stderr import StderrTail, summarize_tail
-from .progress import ClockWatch, OpenSegment, Progress, describe_moves
+from .progress import ClockWatch, NameGuard, OpenSegment, Progress
 from .status import encode_report
 
 CHECK_SECONDS = 1.0  # progress, clock steps and the report refresh: each check is O(1)
@@ -69,18 +60,6 @@ class WorkerSpec:
     run_as: str | None = None  # --user: the worker becomes this user before it starts ffmpeg
 
 
-def ffmpeg_preexec(worker_pid: int) -> None:
-    """In the forked child just before exec: die with the worker, even if it is already gone.
-
-    The child inherits the worker's Python SIGTERM handler, which only notes the signal for a
-    Python loop that never runs again before exec: a SIGTERM sent to it here would be swallowed
-    and a leftover ffmpeg would record on. With the default action restored first (exec would
-    restore it anyway), both the parent-death signal and the already-dead check really kill.
-    """
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    lifeline.die_with_parent(worker_pid, signal.SIGTERM)
-
-
 class Worker:
     def __init__(self, spec: WorkerSpec) -> None:
         self.spec = spec
@@ -91,7 +70,7 @@ class Worker:
         self.ffmpeg_started: float | None = None
         self.ffmpeg_starts = 0
         self.last_error: str | None = None
-        self.segment: str | None = None  # the file ffmpeg writes, or last wrote
+        self.names = NameGuard(spec.directory, self.log)  # also knows the file ffmpeg writes
         self._stopping = False
         self._signals: wakeup.SignalPipe | None = None
         self._next_report = 0.0
@@ -157,7 +136,7 @@ class Worker:
                 env=environment(dict(os.environ)),
                 cwd=input_dir,
                 close_fds=True,
-                preexec_fn=functools.partial(ffmpeg_preexec, os.getpid()),
+                preexec_fn=functools.partial(lifeline.exec_child_dies_with, os.getpid()),
             )
         except (OSError, subprocess.SubprocessError) as exc:
             self._remove_input()
@@ -223,21 +202,14 @@ class Worker:
         return False
 
     def _guard_names(self, seen: Progress, stepped_back: float) -> None:
-        """Keep ffmpeg from ever reaching an existing name after the wall clock went back.
-
-        On a step back, every segment now named in the future is moved aside but the open one;
-        when ffmpeg moves on from a segment named in the future (the open one at the step), that
-        one is moved aside too. Also keeps the reported segment current.
-        """
-        if stepped_back:
-            self._move_aside_future(f"wall clock stepped back {stepped_back:.1f}s", keep=seen.segment)
-        if seen.segment is None or seen.segment == self.segment:
-            return
-        previous, self.segment = self.segment, seen.segment
-        start = segments.parse_name(previous) if previous else None
-        if start is not None and start > time.time():
-            self._move_aside_future("ffmpeg closed a segment named in the future", keep=seen.segment)
-        self._report()
+        """Keep ffmpeg from reaching an existing name after a clock step (:class:`NameGuard`),
+        and keep the reported segment and any failure to move footage aside current."""
+        problem = self.names.problem
+        moved_on = self.names.follow(seen.segment, stepped_back)
+        if self.names.problem != problem:
+            self.last_error = self.names.problem
+        if moved_on or self.names.problem != problem:
+            self._report()
 
     def _end_ffmpeg(self, proc: subprocess.Popen, state: str) -> None:
         """Stop ffmpeg so the segment being written stays playable, escalating within the budget.
@@ -316,34 +288,11 @@ class Worker:
     # -- helpers ------------------------------------------------------------------------------
 
     def _prepare_directory(self) -> bool:
-        """Make the camera directory ready for a new ffmpeg; False (state error) when it is not.
-
-        Only ``<mirror_dir>/<id>`` is ever created, never its parents: a mirror volume that is
-        gone must not be re-created on the root filesystem. Then no existing segment may be
-        reachable by ffmpeg's names: those named more than ``MAX_CLOCK_SKEW_WAIT`` ahead are moved
-        aside, and the start waits for the second of the newest remaining name to pass.
-        """
-        directory = self.spec.directory
-        if not directory.parent.is_dir():
-            return self._directory_error(f"mirror directory {directory.parent} is missing (volume not mounted?); "
-                                         "not creating it")
-        try:
-            directory.mkdir(exist_ok=True)
-        except OSError as exc:
-            return self._directory_error(f"cannot create camera directory {directory}: {exc.strerror or exc}")
-        if not directory.is_dir():
-            return self._directory_error(f"camera directory {directory} is not a directory")
-        if not self._move_aside_future("found before starting ffmpeg", keep=None, ahead=segments.MAX_CLOCK_SKEW_WAIT):
-            return False
-        try:
-            newest = segments.newest_of(segments.segment_names(directory),
-                                        not_after=time.time() + segments.MAX_CLOCK_SKEW_WAIT)
-        except OSError as exc:
-            return self._directory_error(f"cannot list camera directory {directory}: {exc.strerror or exc}")
-        wait = segments.wait_before_start(newest[1] if newest else None, time.time())
-        if wait > 1.0:
-            self.log.warning("waiting %.1fs before starting ffmpeg: segment %s is named ahead of the clock",
-                             wait, newest[0] if newest else "?")
+        """Make the camera directory ready for a new ffmpeg (:meth:`NameGuard.before_start`);
+        False (state error) when it is not."""
+        error, wait = self.names.before_start()
+        if error is not None:
+            return self._directory_error(error)
         if wait > 0:
             self._sleep(wait)
         return True
@@ -351,24 +300,14 @@ class Worker:
     def _write_input(self) -> Path | None:
         """Write ffmpeg's input script (the camera URL, see ``ffmpeg``); returns the directory
         ffmpeg must run in, or None (state error) when it cannot be written."""
-        directory = self._input_dir or ffmpeg.input_dir()
         try:
-            try:
-                ffmpeg.prepare_input_dir(directory)
-            except PermissionError as exc:
-                # Someone else made the well-known name first (a shared /tmp): a directory of a
-                # fresh random name cannot be taken, and ffmpeg finds its input by a relative path.
-                fallback = Path(tempfile.mkdtemp(prefix=f"mirror-supervisor-{self.camera.id}-"))
-                self.log.warning("%s; using %s instead", exc, fallback)
-                directory = fallback
-            self._input_dir = directory
-            self._input = ffmpeg.write_input(directory, self.camera)
+            self._input_dir, self._input = ffmpeg.open_input(self._input_dir, self.camera, self.log)
         except OSError as exc:
-            self.last_error = f"cannot write ffmpeg's input file in {directory}: {exc.strerror or exc}"
+            self.last_error = f"cannot write ffmpeg's input file: {exc.strerror or exc}"
             self.log.error("%s", self.last_error)
             self._set_state("error")
             return None
-        return directory
+        return self._input_dir
 
     def _remove_input(self) -> None:
         """The script holds the password: it exists only until ffmpeg has read it."""
@@ -376,56 +315,9 @@ class Worker:
         ffmpeg.remove_input(path)
 
     def become_user(self) -> bool:
-        """``--user``: make the camera directory the user's, then become that user for good.
-
-        Runs in the forked worker before its loop (the master may stay root). Groups first
-        (the user's own and supplementary ones), then the gid, then the uid, so nothing of root's
-        is kept. The kernel clears the parent-death signal when credentials change, so it is
-        asked for again. False (state error, logged) when the switch is impossible.
-        """
-        name = self.spec.run_as
-        if not name:
-            return True
-        try:
-            user = pwd.getpwnam(name)
-        except KeyError:
-            return self._directory_error(f"--user {name!r}: no such user")
-        if os.geteuid() == user.pw_uid and os.getegid() == user.pw_gid:
-            return True  # the whole daemon runs as that user already
-        if os.geteuid() != 0:
-            return self._directory_error(f"--user {name!r}: cannot switch user as uid {os.geteuid()} "
-                                         "(run the master as root or as that user)")
-        self._give_directory(user)
-        try:
-            os.initgroups(name, user.pw_gid)
-            os.setgid(user.pw_gid)
-            os.setuid(user.pw_uid)
-        except OSError as exc:
-            return self._directory_error(f"--user {name!r}: cannot switch to it: {exc.strerror or exc}")
-        lifeline.die_with_parent(self.spec.master_pid)
-        os.environ["HOME"] = user.pw_dir
-        os.environ["USER"] = os.environ["LOGNAME"] = name
-        return True
-
-    def _give_directory(self, user: pwd.struct_passwd) -> None:
-        """Create ``<mirror_dir>/<id>`` (never the mirror dir) and make it the user's, through an
-        fd opened without following links; failures are left to ``_prepare_directory``."""
-        directory = self.spec.directory
-        try:
-            if directory.parent.is_dir():
-                directory.mkdir(exist_ok=True)
-            fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-        except OSError:
-            return
-        try:
-            info = os.fstat(fd)
-            if (info.st_uid, info.st_gid) != (user.pw_uid, user.pw_gid):
-                os.fchown(fd, user.pw_uid, user.pw_gid)
-        except OSError as exc:
-            self.log.warning("cannot give camera directory %s to user %s: %s", directory, user.pw_name,
-                             exc.strerror or exc)
-        finally:
-            os.close(fd)
+        """``--user``: become that user before any ffmpeg (see :mod:`privileges`)."""
+        error = privileges.become_user(self.spec.run_as, self.spec.directory, self.spec.master_pid, self.log)
+        return True if error is None else self._directory_error(error)
 
     def wait_for_stop(self) -> int:
         """Stay (state error, nothing recorded) until told to stop: a worker that cannot become
@@ -440,24 +332,6 @@ class Worker:
         self.log.error("%s", text)
         self._set_state("error")
         return False
-
-    def _move_aside_future(self, reason: str, keep: str | None, ahead: float = 0.0) -> bool:
-        """Move aside every segment named over ``ahead`` s in the future but ``keep``.
-
-        False (state error) only when the directory cannot be listed.
-        """
-        try:
-            moved, failed = segments.move_aside_future(self.spec.directory, time.time() + ahead, keep)
-        except OSError as exc:
-            return self._directory_error(f"cannot list camera directory {self.spec.directory}: {exc.strerror or exc}")
-        if moved:
-            self.log.warning("moved aside %d segments named in the future (%s): %s",
-                             len(moved), reason, describe_moves(moved))
-        if failed:
-            self.last_error = f"cannot move aside segments named in the future ({reason}): " + "; ".join(failed)
-            self.log.error("%s", self.last_error)
-            self._report()
-        return True
 
     def _set_state(self, state: str) -> None:
         self.state = state
@@ -482,7 +356,7 @@ class Worker:
             "ffmpeg_started": self.ffmpeg_started,
             "ffmpeg_starts": self.ffmpeg_starts,
             "last_error": self.last_error,
-            "segment": self.segment,
+            "segment": self.names.segment,
         })
         try:
             os.write(self.spec.status_fd, line)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from mirror_supervisor import check
+from mirror_supervisor import check, privileges
 from mirror_supervisor.camera import Camera
 from mirror_supervisor.settings import Settings
 from mirror_supervisor.worker import Worker, WorkerSpec
@@ -69,13 +69,13 @@ def test_a_worker_that_cannot_switch_stays_in_error_and_never_runs_ffmpeg_as_roo
 def test_the_camera_directory_is_made_the_users_through_no_link(tmp_path):
     nobody = pwd.getpwnam("nobody")
     worker = _worker(tmp_path, "nobody")
-    worker._give_directory(nobody)
+    privileges._give_directory(worker.spec.directory, nobody, worker.log)
     assert (tmp_path / "cam").stat().st_uid == nobody.pw_uid
     target = tmp_path / "elsewhere"
     target.mkdir()
     (tmp_path / "cam").rmdir()
     (tmp_path / "cam").symlink_to(target)
-    worker._give_directory(nobody)
+    privileges._give_directory(worker.spec.directory, nobody, worker.log)
     assert target.stat().st_uid == 0, "followed a planted link"
 
 
