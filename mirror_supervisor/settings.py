@@ -61,6 +61,8 @@ class Settings:
     stall_timeout: float | None = None  # None: max(60 s, 3 x segment_seconds) per camera
     require_mount: bool = False
     prune_interval: float = 600.0  # 0: never prune
+    metrics_file: Path | None = None  # Prometheus text exposition, rewritten every few seconds
+    metrics_listen: tuple[str, int] | None = None  # (host, port) of the /metrics child
     config: Path | None = None
 
 
@@ -112,6 +114,16 @@ def _seconds(value: str) -> float:
     if not (0 < seconds <= 86400):
         raise ValueError(f"{value.strip()!r} must be more than 0 and at most 86400 seconds")
     return seconds
+
+
+def _host_port(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:9101`` for IPv6); the port 1-65535."""
+    value = _text(value)
+    host, sep, port = value.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{value!r} is not HOST:PORT (e.g. 127.0.0.1:9101)")
+    return host, int(port)
 
 
 def _seconds_or_off(value: str) -> float:
@@ -166,6 +178,11 @@ OPTIONS = (
     Option("prune_interval", "--prune-interval", ("MIRROR_SUPERVISOR_PRUNE_INTERVAL",), _seconds_or_off, 600.0,
            "600; 0: never prune",
            "seconds between retention passes; the first pass comes at most 30 s after start", "S"),
+    Option("metrics_file", "--metrics-file", ("MIRROR_SUPERVISOR_METRICS_FILE",), _path, lambda: None, "off",
+           "Prometheus metrics written to this file (text format, atomically, every few seconds): "
+           "for node_exporter's textfile collector; on a local file system", "PATH", path=True),
+    Option("metrics_listen", "--metrics-listen", ("MIRROR_SUPERVISOR_METRICS_LISTEN",), _host_port, lambda: None,
+           "off", "serve Prometheus metrics at `http://HOST:PORT/metrics` (a small child process)", "HOST:PORT"),
 )
 
 # Read by :func:`load` before the others, because it says where the others may come from.
