@@ -118,6 +118,7 @@ class Master:
         self._guarded(self._converge)
         self._guarded(self._publish)
         self.notify.ready()  # after the first reconcile
+        self.notify.beat(self.system.monotonic(), healthy=True)
 
     def _one_pass(self) -> None:
         self._publish()
