@@ -11,10 +11,13 @@ import os
 import shutil
 import signal
 import socket
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from support import procs
 
@@ -98,3 +101,110 @@ def test_without_notify_socket_nothing_is_sent_and_the_master_runs(rtsp, nvr, su
     sup.wait_log("reload requested")
     assert sup.stop() == 0
     assert manager.drain() == []
+
+
+# -- the unit under a real systemd ---------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+SYSTEMD = Path("/lib/systemd/systemd")
+BOOT = """#!/bin/sh
+mount --make-rprivate /
+mount -t tmpfs tmpfs /run
+mount -t tmpfs tmpfs /etc/systemd/system
+cp {dir}/mstest.target {dir}/mirror-supervisor.service /etc/systemd/system/
+exec {systemd} --system --unit=mstest.target
+"""
+
+
+class PrivateSystemd:
+    """systemd as PID 1 of a private PID and mount namespace, running our unit file (with
+    ExecStart pointed at this checkout, WatchdogSec=2, and a log file)."""
+
+    def __init__(self, directory: Path, config: Path, log: Path) -> None:
+        unit = (ROOT / "scripts/systemd/mirror-supervisor.service").read_text()
+        assert "Type=notify" in unit and "WatchdogSec=" in unit
+        lines = []
+        for line in unit.splitlines():
+            if line.startswith("ExecStart="):
+                line = (f"ExecStart={sys.executable} -m mirror_supervisor run --config {config} "
+                        "--state-dir /run/mirror-supervisor")
+            elif line.startswith("WatchdogSec="):
+                line = "WatchdogSec=2"
+            lines.append(line)
+            if line == "[Unit]":
+                lines.append("DefaultDependencies=no")
+            if line == "[Service]":
+                lines += [f"StandardOutput=append:{log}", "StandardError=inherit", f"WorkingDirectory={ROOT}"]
+        (directory / "mirror-supervisor.service").write_text("\n".join(lines) + "\n")
+        (directory / "mstest.target").write_text("[Unit]\nDefaultDependencies=no\nWants=mirror-supervisor.service\n")
+        boot = directory / "boot.sh"
+        boot.write_text(BOOT.format(dir=directory, systemd=SYSTEMD))
+        boot.chmod(0o755)
+        self.proc = subprocess.Popen(["unshare", "--pid", "--fork", "--mount", "--mount-proc", str(boot)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.pid1: int | None = None
+
+    def boot(self) -> bool:
+        def systemd_pid():
+            children = psutil.Process(self.proc.pid).children()
+            return children[0].pid if children and children[0].name() == "systemd" else None
+
+        try:
+            self.pid1 = procs.wait_for("systemd as PID 1", systemd_pid, 15)
+            procs.wait_for("systemctl answering", lambda: self.run("systemctl", "is-system-running").stdout.strip(), 15)
+        except (AssertionError, TimeoutError, psutil.Error):
+            return False
+        return True
+
+    def run(self, *argv: str) -> subprocess.CompletedProcess:
+        assert self.pid1 is not None
+        return subprocess.run(["nsenter", "-t", str(self.pid1), "-p", "-m", *argv],
+                              capture_output=True, text=True, timeout=60)
+
+    def show(self) -> dict[str, str]:
+        out = self.run("systemctl", "show", "mirror-supervisor", "--no-pager",
+                       "-p", "Type,ActiveState,SubState,StatusText,NRestarts,MainPID,WatchdogUSec").stdout
+        return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+    def close(self) -> None:
+        if self.pid1 is not None:
+            try:
+                os.kill(self.pid1, signal.SIGKILL)  # the namespace's init: everything in it dies
+            except ProcessLookupError:
+                pass
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+
+
+def test_the_unit_runs_under_systemd_as_pid_1(rtsp, nvr, mirror_dir, tmp_path):
+    if os.geteuid() != 0 or shutil.which("unshare") is None or shutil.which("nsenter") is None or not SYSTEMD.exists():
+        pytest.skip("needs root, unshare, nsenter and systemd")
+    nvr.add_mirrored("cam", rtsp.url("/live"))
+    config, log = tmp_path / "config", tmp_path / "service.log"
+    config.write_text(f"MIRROR_SUPERVISOR_DB={nvr.path}\nMIRROR_SUPERVISOR_MIRROR_DIR={mirror_dir}\n"
+                      "MIRROR_SUPERVISOR_POLL_INTERVAL=5\n")
+    systemd = PrivateSystemd(tmp_path, config, log)
+    try:
+        if not systemd.boot():
+            pytest.skip("systemd did not start as PID 1 of a private PID + mount namespace here")
+        up = procs.wait_for("the unit active and recording", lambda: (s := systemd.show()).get("ActiveState") == "active"
+                            and s.get("StatusText") == "recording 1/1 cameras" and s, 60)
+        assert up["Type"] == "notify" and up["WatchdogUSec"] == "2s" and up["NRestarts"] == "0"
+
+        assert systemd.run("systemctl", "reload", "mirror-supervisor").returncode == 0
+        procs.wait_for("the reload logged", lambda: "reload requested (SIGHUP)" in log.read_text(), 30)
+        procs.wait_for("active after the reload", lambda: systemd.show().get("SubState") == "running", 30)
+        time.sleep(5)  # 2.5 watchdog intervals: a healthy master is not killed
+        assert systemd.show()["NRestarts"] == "0" and systemd.show()["MainPID"] == up["MainPID"]
+
+        # a master that stops answering is ended by the watchdog and restarted
+        systemd.run("kill", "-STOP", up["MainPID"])
+        again = procs.wait_for("restarted by the watchdog", lambda: (s := systemd.show()).get("NRestarts") == "1"
+                               and s.get("StatusText") == "recording 1/1 cameras" and s, 60)
+        assert again["MainPID"] != up["MainPID"]
+
+        assert systemd.run("systemctl", "stop", "mirror-supervisor").returncode == 0
+        assert systemd.show()["ActiveState"] == "inactive"
+        assert procs.ffmpegs_writing(mirror_dir) == []
+    finally:
+        systemd.close()
