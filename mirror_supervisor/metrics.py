@@ -38,14 +38,14 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, Protocol
-
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import __version__, backoff, lifeline, logs, titles, volume
 from .files import STATUS_MODE, write_atomically
 from .settings import Settings
+
+if TYPE_CHECKING:
+    from prometheus_client.core import GaugeMetricFamily, Metric
 
 PREFIX = "mirror_supervisor_"
 WRITE_INTERVAL = 5.0  # the exposition at most this often: "every few seconds"
@@ -278,6 +278,10 @@ class Exporter:
     # -- output -----------------------------------------------------------------------------
 
     def render(self, now: float) -> bytes:
+        # Imported here, not at the top: with metrics off (the default) the master and every
+        # worker it forks never load the library (~0.1 s of start-up and its memory).
+        from prometheus_client import CollectorRegistry, generate_latest
+
         registry = CollectorRegistry(auto_describe=False)
         registry.register(_Collector(self, now))
         return generate_latest(registry)
@@ -352,6 +356,8 @@ class _Collector:
         self.exporter, self.now = exporter, now
 
     def collect(self) -> Iterator[Metric]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
         ex, cams = self.exporter, sorted(self.exporter.cameras.items())
         up = GaugeMetricFamily(PREFIX + "camera_up", "1 while the camera's ffmpeg is recording (data reaches the "
                                "mirror), else 0", labels=["camera"])
@@ -390,6 +396,8 @@ class _Collector:
 
 
 def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+    from prometheus_client.core import GaugeMetricFamily
+
     return GaugeMetricFamily(PREFIX + name, documentation, value=value)
 
 
