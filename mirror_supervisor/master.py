@@ -346,9 +346,8 @@ class Master:
                 self.pruner_pid = None
                 if code != 0:
                     self.log.warning("prune pass ended with %s", code)
-            elif self.metrics.reaped(pid, code, self.system.monotonic()):
-                pass  # forked again when its back-off has passed
-            # anything else: an adopted ffmpeg of a worker that died before it
+            else:  # the metrics child (forked again after a back-off), or an adopted ffmpeg of a dead worker
+                self.metrics.reaped(pid, code, self.system.monotonic())
 
     # -- helpers: retention, the volume, leftovers ---------------------------------------------
 
