@@ -25,7 +25,7 @@ from pathlib import Path
 
 import setproctitle
 
-from . import lifeline, logs, prune, recorders, status, titles, volume
+from . import lifeline, logs, metrics, notify, prune, recorders, status, titles, volume
 from .ffmpeg import camera_dir
 from .settings import Settings, SettingsError
 from .slot import CameraSlot, SlotState, Worker
@@ -44,13 +44,15 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 class Master:
     def __init__(self, settings: Settings, reload_settings: Callable[[], Settings] | None = None,
                  on_ready: Callable[[], None] | None = None, system: System | None = None,
-                 source: CameraSource | None = None) -> None:
+                 source: CameraSource | None = None, notifier: notify.Notifier | None = None) -> None:
         self.settings = settings
         self._reload_settings = reload_settings
         self._on_ready = on_ready
         self.system = system or System()
         self.source = source or CameraSource()
         self.log = logs.master()
+        self.notify = notifier or notify.Notifier()  # systemd's NOTIFY_SOCKET, if any
+        self.metrics = metrics.Exporter(settings)
         self.slots: dict[str, CameraSlot] = {}
         self.by_pid: dict[int, CameraSlot] = {}
         self.wanted = Wanted()
@@ -82,7 +84,8 @@ class Master:
         try:
             self._start()
             while not self.shutting_down:
-                self._guarded(self._one_pass)
+                healthy = self._guarded(self._one_pass)
+                self.notify.beat(self.system.monotonic(), healthy)  # WATCHDOG=1 only after a good pass
         finally:
             self._shutdown()  # also when something above raised: never leave workers behind
         return 0
@@ -106,6 +109,9 @@ class Master:
         if self._on_ready is not None:
             self._on_ready()
         self._guarded(self._converge)
+        self._guarded(self._publish)
+        self.notify.ready()  # after the first reconcile
+        self.notify.beat(self.system.monotonic(), healthy=True)
 
     def _one_pass(self) -> None:
         self._publish()
@@ -127,8 +133,9 @@ class Master:
         now = self.system.monotonic()
         self._maybe_prune(now)
         self._maybe_probe_volume(now)
+        self.metrics.tick(now, self.system.fork, self._inherited_fds())
 
-    def _guarded(self, step: Callable[[], None]) -> None:
+    def _guarded(self, step: Callable[[], None]) -> bool:
         """Run one step; an unexpected error is logged once and the loop carries on.
 
         Recording must outlive a bug or an errno nobody expected (EIO, ESTALE, EACCES...): the
@@ -143,6 +150,8 @@ class Master:
                 self._wait(FAILED_PASS_PAUSE)
             except Exception:  # noqa: BLE001
                 time.sleep(FAILED_PASS_PAUSE)
+            return False
+        return True
 
     def _unexpected(self, exc: BaseException) -> None:
         logs.once_per_place(self.log, exc, self._failures_logged, "unexpected error, carrying on (logged once)")
@@ -155,20 +164,23 @@ class Master:
         instead, and the master exits.
         """
         self.log.info("shutting down: stopping %d workers", len(self.by_pid))
+        self.notify.stopping()
         self.shutting_down = True
         self.kill_all_at = self.system.monotonic() + self.settings.stop_timeout
         give_up = self.kill_all_at + SHUTDOWN_GRACE
         now = self.system.monotonic()
         for slot in self.slots.values():
             slot.stop(now, self, "shutdown")
-        for pid, sig in ((self.pruner_pid, signal.SIGTERM), (self.probe.pid, signal.SIGKILL)):
+        for pid, sig in ((self.pruner_pid, signal.SIGTERM), (self.probe.pid, signal.SIGKILL),
+                         (self.metrics.server_pid, signal.SIGKILL)):
             if pid is not None:
                 self.system.kill(pid, sig)  # a pruner's unlinks are atomic: it may stop mid-pass
         while self._children_left():
             now = self.system.monotonic()
             if now >= give_up:
                 groups = set(self.by_pid) | {s.leftover for s in self.slots.values() if s.leftover}
-                lifeline.report_stuck(self.log, groups, {p for p in (self.pruner_pid, self.probe.pid) if p is not None})
+                helpers = (self.pruner_pid, self.probe.pid, self.metrics.server_pid)
+                lifeline.report_stuck(self.log, groups, {p for p in helpers if p is not None})
                 break
             try:
                 self._reap()
@@ -181,11 +193,12 @@ class Master:
                 self._unexpected(exc)
                 time.sleep(0.2)
         self._remove_status()
+        self.metrics.remove_files()
         self.log.info("all workers stopped; master exiting")
 
     def _children_left(self) -> bool:
         return bool(self.by_pid or any(s.leftover for s in self.slots.values())
-                    or self.pruner_pid is not None or self.probe.pid is not None)
+                    or self.pruner_pid is not None or self.probe.pid is not None or self.metrics.server_pid is not None)
 
     # -- signals and deadlines ----------------------------------------------------------------
 
@@ -219,6 +232,7 @@ class Master:
                 moments.append(self.probe.next_at)
             if self.settings.prune_interval > 0 and self.pruner_pid is None:
                 moments.append(self.next_prune)
+            moments += [d for d in (self.notify.next_beat, self.metrics.next_deadline()) if d is not None and d < float("inf")]
         timeout = max(0.0, min(moments, default=now + self.settings.poll_interval) - now)
         self._zero_timeouts = 0 if timeout > 0 else self._zero_timeouts + 1
         if self._zero_timeouts == ZERO_TIMEOUT_LIMIT:
@@ -230,16 +244,21 @@ class Master:
 
     def _reload(self) -> None:
         self.log.info("reload requested (SIGHUP)")
-        if self._reload_settings is not None:
-            try:
-                new = self._reload_settings()
-            except SettingsError as exc:
-                self.log.error("reload: settings not changed: %s", exc)
-            else:
-                if new != self.settings:
-                    self.log.info("reload: settings changed")
-                self.settings = new
-        self._refresh(force=True)
+        self.notify.reloading()
+        try:
+            if self._reload_settings is not None:
+                try:
+                    new = self._reload_settings()
+                except SettingsError as exc:
+                    self.log.error("reload: settings not changed: %s", exc)
+                else:
+                    if new != self.settings:
+                        self.log.info("reload: settings changed")
+                    self.settings = new
+                    self.metrics.configure(new)
+            self._refresh(force=True)
+        finally:
+            self.notify.ready()  # also after a failed reload: the old settings stay in force
 
     def _refresh(self, force: bool = False) -> None:
         """Ask for the wanted set; no news keeps the last one (a fault is never 'no cameras')."""
@@ -324,13 +343,15 @@ class Master:
                 self.pacing.changed(urgent=True)
                 workers = True
             elif pid == self.probe.pid:
+                self.metrics.probe_ended(code)
                 if self.probe.ended(code, self.settings.mirror_dir, self.system.time()):
                     self._volume_changed()
             elif pid == self.pruner_pid:
                 self.pruner_pid = None
                 if code != 0:
                     self.log.warning("prune pass ended with %s", code)
-            # anything else: an adopted ffmpeg of a worker that died before it
+            else:  # the metrics child (forked again after a back-off), or an adopted ffmpeg of a dead worker
+                self.metrics.reaped(pid, code, self.system.monotonic())
         return workers
 
     # -- helpers: retention, the volume, leftovers ---------------------------------------------
@@ -358,7 +379,7 @@ class Master:
             return
         directory, fds, master_pid = str(self.settings.mirror_dir), self._inherited_fds(), os.getpid()
         try:
-            self.probe.started(self.system.fork(lambda: volume.probe_main(directory, fds, master_pid)), now)
+            self.probe.started(self.system.fork(self.metrics.probe_child(directory, fds, master_pid)), now)
         except OSError as exc:
             self.log.error("cannot fork the volume probe: %s", exc.strerror)
             self.probe.next_at = now + volume.PROBE_INTERVAL
@@ -383,15 +404,18 @@ class Master:
 
     def _publish(self) -> None:
         """Write status.json and the title when something changed, at most twice a second."""
-        if not self.pacing.due(self.system.monotonic()):
+        now = self.system.monotonic()
+        if not self.pacing.due(now):
             return
         rows = [self.slots[cid].status_row() for cid in sorted(self.slots)]
         snapshot = status.snapshot(status.master_section(
             self.started, self.settings, self.source, self.probe.problem, self.probe.since), rows, self.probe.problem)
         states = Counter(row["state"] for row in rows if self.slots[row["id"]].wanted)
-        setproctitle.setproctitle(titles.master(
-            len(self.wanted.cameras), states, db_error=bool(self.source.error),
-            volume_hung=bool(self.probe.problem), disabled=not self.settings.recorder_enabled))
+        trouble = {"db_error": bool(self.source.error), "volume_hung": bool(self.probe.problem),
+                   "disabled": not self.settings.recorder_enabled}
+        setproctitle.setproctitle(titles.master(len(self.wanted.cameras), states, **trouble))
+        self.notify.status(notify.summary(len(self.wanted.cameras), states["recording"], **trouble))
+        self.metrics.observe(now, rows, self.slots, database_up=not self.source.error)
         status.write(Path(self.settings.state_dir) / STATUS_FILE, snapshot, self.log)
 
     def _remove_status(self) -> None:

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from mirror_supervisor import cli, daemon
-from mirror_supervisor.settings import Settings, SettingsError, absolute, check_reload, load, parse_bool
+from mirror_supervisor.setting_values import parse_bool
+from mirror_supervisor.settings import Settings, SettingsError, absolute, check_reload, load
 
 NO_FLAGS: dict = {}
 
