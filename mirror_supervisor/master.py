@@ -1,16 +1,10 @@
 """The master: forks one worker per mirrored camera and keeps that set equal to the database.
 
-Modelled on a pre-fork arbiter. Signal handlers do nothing but let Python write the signal number
-into a wake-up pipe; the main loop sleeps on that pipe and on the workers' report pipe, handles
-every signal itself, reaps exited children with ``waitpid(WNOHANG)``, asks the camera source for
-the wanted set when a poll is due or SIGHUP asked for it, and lets every camera's slot take the
-step that is due. Everything about one camera lives in its :class:`~.slot.CameraSlot`; every
-operating-system call goes through :class:`~.system.System`, which tests replace.
-
-Its invariants are docs/design.md's "Master rules": one worker per slot, and a replacement only
-once the previous worker and its process group are gone (never two ffmpegs per camera); exits
-matched by pid, so an old generation never touches a newer one; an unreadable database changes
-nothing; the loop sleeps until the earliest deadline some step will act on.
+A pre-fork arbiter: signals arrive as bytes in a wake-up pipe and are handled in the main loop,
+which sleeps on that pipe and the workers' report pipe, reaps with ``waitpid(WNOHANG)``, asks the
+camera source for the wanted set on a poll or SIGHUP, and lets each camera's
+:class:`~.slot.CameraSlot` take the step that is due. Every OS call goes through
+:class:`~.system.System`. Invariants: docs/design.md, "Master rules".
 """
 
 from __future__ import annotations
@@ -136,12 +130,8 @@ class Master:
         self.metrics.tick(now, self.system.fork, self._inherited_fds())
 
     def _guarded(self, step: Callable[[], None]) -> bool:
-        """Run one step; an unexpected error is logged once and the loop carries on.
-
-        Recording must outlive a bug or an errno nobody expected (EIO, ESTALE, EACCES...): the
-        workers keep recording while the master is confused. The pause keeps a failure that
-        repeats on every pass from turning into a hot loop; signals still end it at once.
-        """
+        """Run one step; an unexpected error (a bug, EIO, ESTALE...) is logged once and the loop
+        carries on after a pause, so recording outlives it and a repeating failure cannot spin."""
         try:
             step()
         except Exception as exc:  # noqa: BLE001 - the point is to survive anything
@@ -157,12 +147,8 @@ class Master:
         logs.once_per_place(self.log, exc, self._failures_logged, "unexpected error, carrying on (logged once)")
 
     def _shutdown(self) -> None:
-        """Stop every worker in parallel; give up on what the kernel holds after the grace time.
-
-        A process sleeping in the kernel on a hung volume cannot die, even of SIGKILL, until the
-        volume answers; waiting for it would make ``stop`` hang as long. It is named in the log
-        instead, and the master exits.
-        """
+        """Stop every worker in parallel. What the kernel still holds after the grace time (a
+        process on a hung volume cannot die, even of SIGKILL) is named in the log, and we exit."""
         self.log.info("shutting down: stopping %d workers", len(self.by_pid))
         self.notify.stopping()
         self.shutting_down = True
@@ -171,16 +157,13 @@ class Master:
         now = self.system.monotonic()
         for slot in self.slots.values():
             slot.stop(now, self, "shutdown")
-        for pid, sig in ((self.pruner_pid, signal.SIGTERM), (self.probe.pid, signal.SIGKILL),
-                         (self.metrics.server_pid, signal.SIGKILL)):
-            if pid is not None:
-                self.system.kill(pid, sig)  # a pruner's unlinks are atomic: it may stop mid-pass
+        for pid in self._helpers():
+            self.system.kill(pid, signal.SIGKILL if pid != self.pruner_pid else signal.SIGTERM)  # unlinks are atomic
         while self._children_left():
             now = self.system.monotonic()
             if now >= give_up:
                 groups = set(self.by_pid) | {s.leftover for s in self.slots.values() if s.leftover}
-                helpers = (self.pruner_pid, self.probe.pid, self.metrics.server_pid)
-                lifeline.report_stuck(self.log, groups, {p for p in helpers if p is not None})
+                lifeline.report_stuck(self.log, groups, self._helpers())
                 break
             try:
                 self._reap()
@@ -196,9 +179,11 @@ class Master:
         self.metrics.remove_files()
         self.log.info("all workers stopped; master exiting")
 
+    def _helpers(self) -> set[int]:
+        return {pid for pid in (self.pruner_pid, self.probe.pid, self.metrics.server_pid) if pid is not None}
+
     def _children_left(self) -> bool:
-        return bool(self.by_pid or any(s.leftover for s in self.slots.values())
-                    or self.pruner_pid is not None or self.probe.pid is not None or self.metrics.server_pid is not None)
+        return bool(self.by_pid or any(s.leftover for s in self.slots.values()) or self._helpers())
 
     # -- signals and deadlines ----------------------------------------------------------------
 
@@ -215,11 +200,8 @@ class Master:
                 self.shutting_down = True
 
     def _next_timeout(self) -> float:
-        """Until the earliest moment a step will act on.
-
-        Each slot names only deadlines its own step acts on. A long run of zero timeouts all
-        the same (a bug) is logged once and slowed down: it costs latency, not a core.
-        """
+        """Until the earliest moment a step will act on; a long run of zero timeouts all the same
+        (a bug) is logged once and slowed down: it costs latency, not a core."""
         now = self.system.monotonic()
         moments = [] if self._slots_due is None else [self._slots_due]
         if (moment := self.pacing.next_moment()) is not None:
@@ -267,22 +249,17 @@ class Master:
         wanted = self.source.read(self.settings, self.system.monotonic(), force, running=len(self.by_pid))
         if (error, held) != (self.source.error, self.source.held):
             self.pacing.changed(urgent=True)
-        if wanted is None or wanted is self.wanted:
-            self._apply_held()
-            return
-        self.wanted = wanted
-        self.pacing.changed(urgent=True)
-        for cid in set(self.slots) | set(wanted.cameras) | set(wanted.refused):
-            slot = self.slots.setdefault(cid, CameraSlot(cid))
-            if cid in wanted.cameras:
-                slot.want(wanted.cameras[cid], wanted.keys[cid])
-            elif cid in wanted.refused:
-                slot.refuse(wanted.refused[cid])
-            else:
-                slot.unwant()
-        self._apply_held()
-
-    def _apply_held(self) -> None:
+        if wanted is not None and wanted is not self.wanted:
+            self.wanted = wanted
+            self.pacing.changed(urgent=True)
+            for cid in set(self.slots) | set(wanted.cameras) | set(wanted.refused):
+                slot = self.slots.setdefault(cid, CameraSlot(cid))
+                if cid in wanted.cameras:
+                    slot.want(wanted.cameras[cid], wanted.keys[cid])
+                elif cid in wanted.refused:
+                    slot.refuse(wanted.refused[cid])
+                else:
+                    slot.unwant()
         for slot in self.slots.values():
             slot.held = self.source.held
 
@@ -357,10 +334,8 @@ class Master:
     # -- helpers: retention, the volume, leftovers ---------------------------------------------
 
     def _maybe_prune(self, now: float) -> None:
-        """A retention pass in a short-lived child, handed the master's own view of the table
-        (it never reads the database, so a table caught mid-migration cannot shorten anyone's
-        retention). A child, not a thread: the pass is seconds of file I/O that must never
-        delay signals or reaping, and a master must not fork while a thread holds locks."""
+        """A retention pass in a child (never a thread in a forking master), handed the master's
+        view of the table: a table caught mid-migration cannot shorten anyone's retention."""
         if self.settings.prune_interval <= 0 or self.pruner_pid is not None or now < self.next_prune:
             return
         self.next_prune = now + self.settings.prune_interval

@@ -11,7 +11,7 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 from test_master_loop import loop  # noqa: F401 - the fixture
 
-from mirror_supervisor import __version__, metrics
+from mirror_supervisor import __version__, metrics, metrics_children
 from mirror_supervisor.camera import Camera
 from mirror_supervisor.settings import Settings
 from mirror_supervisor.slot import CameraSlot, SlotState, Worker
@@ -112,7 +112,7 @@ def test_coverage_is_the_recording_share_of_the_watched_part_of_the_window():
 # -- footage from the probe -----------------------------------------------------------------
 
 def test_bytes_never_go_down_and_a_closed_segment_is_counted_once_final():
-    footage = metrics.Footage()
+    footage = metrics_children.Footage()
     footage.segment("a.mp4")
     footage.take({"a.mp4": [100, 1.0]}, final=[])
     assert footage.total == 100
@@ -130,7 +130,7 @@ def test_the_probe_child_measures_free_space_and_the_segments_it_is_given(tmp_pa
     (mirror / "cam" / "a.mp4").write_bytes(b"x" * 1234)
     monkeypatch.setattr(metrics.volume, "probe_main", lambda directory, fds, pid: 0)  # no helper set-up here
     out = tmp_path / "probe.json"
-    code = metrics.probe_main(str(mirror), (), os.getpid(), str(out), 7,
+    code = metrics_children.probe_main(str(mirror), (), os.getpid(), str(out), 7,
                               {"cam": ["a.mp4", "gone.mp4", "../escape"]})
     answer = json.loads(out.read_text())
     assert code == 0 and answer["sequence"] == 7 and answer["free"] > 0
