@@ -66,10 +66,9 @@ class Master:
         self._slots_due: float | None = None  # the earliest deadline of any slot, as of the last converge
         self._failures_logged: set[tuple[str, str, int]] = set()
         self._zero_timeouts = 0
+        self._child_exited = True  # reap at the first pass whatever happened before it
 
-    @property
-    def stop_timeout(self) -> float:
-        return self.settings.stop_timeout
+    stop_timeout = property(lambda self: self.settings.stop_timeout)  # read by the slots' rules
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -110,7 +109,9 @@ class Master:
     def _one_pass(self) -> None:
         self._publish()
         self._wait(self._next_timeout())
-        changed = self._reap()
+        # waitpid after SIGCHLD (and each poll, should one be lost), not on every report's wake
+        reap, self._child_exited = self._child_exited or self.system.monotonic() >= self.next_poll, False
+        changed = self._reap() if reap else False
         if self.shutting_down:
             return
         if self._reload_requested:
@@ -120,8 +121,7 @@ class Master:
         elif self.system.monotonic() >= self.next_poll:
             self._refresh()
             changed = True
-        # Slots change only on these events and at their own deadlines: a pass woken by a
-        # worker's report (hundreds a minute at scale) costs no walk over every slot.
+        # slots change only on these events and at their own deadlines, not on a report's wake
         if changed or (self._slots_due is not None and self.system.monotonic() >= self._slots_due):
             self._converge()
         now = self.system.monotonic()
@@ -192,7 +192,9 @@ class Master:
         if readable:
             self._read_reports()
         for sig in signals:
-            if sig == signal.SIGHUP and not self.shutting_down:
+            if sig == signal.SIGCHLD:
+                self._child_exited = True
+            elif sig == signal.SIGHUP and not self.shutting_down:
                 self._reload_requested = True  # a burst of SIGHUPs is one reload
             elif sig in STOP_SIGNALS:
                 if not self.shutting_down:
@@ -298,9 +300,7 @@ class Master:
         worker = Worker(pid, generation, slot.key, self.system.monotonic())
         self.by_pid[pid] = slot
         logs.for_camera(slot.camera_id).info("worker started gen=%d pid=%d", generation, pid)
-        # Drain the report pipe between forks: hundreds of new workers report at once and the
-        # pipe holds only 64 KiB (the workers' periodic re-send heals what is lost anyway).
-        self._read_reports()
+        self._read_reports()  # between forks: hundreds of new workers fill the 64 KiB pipe at once
         return worker
 
     def _inherited_fds(self) -> tuple[int, ...]:

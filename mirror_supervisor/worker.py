@@ -37,7 +37,7 @@ from .status import encode_report
 CHECK_SECONDS = 1.0  # progress, clock steps and the report refresh: each check is O(1)
 SECOND_SIGNAL_AFTER = 2.0
 STALL_FLOOR_SECONDS = 60.0
-REPORT_REFRESH_SECONDS = 30.0
+REPORT_REFRESH_SECONDS = 60.0
 
 
 def default_stall_timeout(segment_seconds: int) -> float:
