@@ -38,6 +38,7 @@ from . import backoff, lifeline, logs, segments, titles, wakeup
 from .camera import Camera
 from .ffmpeg import environment
 from .ffmpeg_stderr import StderrTail, summarize_tail
+from .index import Indexer
 from .progress import ClockWatch, OpenSegment, Progress, describe_moves
 from .status import encode_report
 
@@ -92,6 +93,7 @@ class Worker:
         self._stopping = False
         self._signals: wakeup.SignalPipe | None = None
         self._next_report = 0.0
+        self._indexer = Indexer(spec.directory, spec.camera.id, self.log)  # complete segments -> index
 
     # -- set-up -------------------------------------------------------------------------------
 
@@ -168,6 +170,7 @@ class Worker:
         self.ffmpeg_pid = None
         self.ffmpeg_started = None
         self._log_exit(proc.returncode, ran, tail.text(), stalled)
+        self._indexer.done(self.segment)  # ffmpeg ended: its last segment is complete
         return ran
 
     def _watch(self, proc: subprocess.Popen) -> bool:
@@ -216,6 +219,7 @@ class Worker:
         if start is not None and start > time.time():
             self._move_aside_future("ffmpeg closed a segment named in the future", keep=seen.segment)
         self._report()
+        self._indexer.done(previous)  # ffmpeg moved on: the previous segment is complete
 
     def _end_ffmpeg(self, proc: subprocess.Popen, state: str) -> None:
         """Stop ffmpeg so the segment being written stays playable, escalating within the budget.
