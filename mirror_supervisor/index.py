@@ -36,7 +36,7 @@ from pathlib import Path
 
 from . import mp4
 from .files import STATUS_MODE
-from .segments import SEGMENT_OR_MOVED, name_epoch
+from .segments import SEGMENT_OR_MOVED, name_epoch, parse_name, segment_names
 
 INDEX_NAME = ".mirror-supervisor-index.sqlite3"
 INDEX_MODE = STATUS_MODE  # 0640: like the status file (the group that runs `status` may read it)
@@ -232,6 +232,19 @@ class Indexer:
         if self.failing:
             self.log.info("segment index written again")
         self.failing = False
+
+
+    def ended(self, current: str | None, started: float) -> None:
+        """ffmpeg ended: index the segment it was known to write and any it opened after that
+        (the worker checks once a second, so a segment opened just before the end is unseen)."""
+        self.done(current)
+        try:
+            later = sorted(n for n in segment_names(self.directory)
+                           if (current is None or n > current) and (parse_name(n) or 0) >= started - 2)
+        except OSError:
+            return
+        for name in later:
+            self.done(name)
 
 
 def forget_pruned(mirror_dir: Path, deleted: Mapping[str, list[str]]) -> str | None:

@@ -170,7 +170,7 @@ class Worker:
         self.ffmpeg_pid = None
         self.ffmpeg_started = None
         self._log_exit(proc.returncode, ran, tail.text(), stalled)
-        self._indexer.done(self.segment)  # ffmpeg ended: its last segment is complete
+        self._indexer.ended(self.segment, wall_started)  # ffmpeg ended: its last segments are complete
         return ran
 
     def _watch(self, proc: subprocess.Popen) -> bool:
