@@ -10,7 +10,8 @@ from a file of a killed ffmpeg (no trailer, a fragment cut short) too.
 
 Cost: the box headers are walked from the start, one ``pread`` of a few KiB per fragment (the
 ``moof``, and the next ``mdat``'s header with it); the media in the ``mdat`` boxes is never read.
-A 60 s segment with a keyframe every second costs about 60 small reads.
+A 60 s segment with a keyframe every second costs about 60 small reads; only the first and the
+last complete fragments are parsed (every fragment when one lacks a ``tfdt``).
 
 A plain (non-fragmented) MP4, as an NVR may write, is read from its ``moov``: the video track's
 ``mdhd`` duration, else ``mvhd``'s.
@@ -50,6 +51,7 @@ class _Track:
     media_duration: int = 0  # mdhd (plain MP4)
     first: int | None = None  # decode time of the first complete fragment
     end: int | None = None  # end decode time of the last complete fragment
+    ended: bool = False  # ``end`` was set by the backward search for the last fragment
 
 
 @dataclass
@@ -61,6 +63,7 @@ class _Movie:
     has_moov: bool = False
     fragments: int = 0
     truncated: bool = False
+    all_timed: bool = True  # every traf parsed had a tfdt
 
 
 class _Reader:
@@ -99,7 +102,10 @@ def probe(path: str | os.PathLike[str], dir_fd: int | None = None) -> SegmentInf
 
 
 def _parse(reader: _Reader) -> tuple[float, str | None]:
+    """Hop from box to box; remember where each complete fragment's moof is, parse only the first
+    and the last (their tfdt and trun say where the playable span starts and ends)."""
     movie = _Movie()
+    moofs: list[tuple[int, int, int]] = []  # (offset, header length, size) of complete fragments
     offset = 0
     while offset + 8 <= reader.size:
         header = reader.read(offset, 16)
@@ -119,22 +125,38 @@ def _parse(reader: _Reader) -> tuple[float, str | None]:
         if offset + size > reader.size:
             movie.truncated = True
             break
-        if kind == b"ftyp":
-            movie.has_ftyp = True
-        elif kind in (b"moov", b"moof"):
+        if kind == b"moof":
             if size > MAX_META_BOX:
-                return 0.0, f"not an MP4 written by ffmpeg: {kind.decode()} of {size} bytes"
-            body = reader.read(offset + head, size - head)
-            if kind == b"moov":
-                movie.has_moov = True
-                _moov(body, movie)
-            else:
-                after = offset + size
-                if not _fragment_complete(reader, after):
-                    movie.truncated = True
-                    break
-                _moof(body, movie)
+                return 0.0, f"not an MP4 written by ffmpeg: moof of {size} bytes"
+            if not _fragment_complete(reader, offset + size):
+                movie.truncated = True
+                break
+            moofs.append((offset, head, size))
+        elif kind == b"ftyp":
+            movie.has_ftyp = True
+        elif kind == b"moov":
+            if size > MAX_META_BOX:
+                return 0.0, f"not an MP4 written by ffmpeg: moov of {size} bytes"
+            movie.has_moov = True
+            _moov(reader.read(offset + head, size - head), movie)
         offset += size
+    if moofs:
+        at, head, size = moofs[0]
+        _moof(reader.read(at + head, size - head), movie)
+        # The end: the newest fragment holding each track, searched from the last one back.
+        started = {k for k, t in movie.tracks.items() if t.first is not None}
+        for at, head, size in reversed(moofs[1:]):
+            _moof(reader.read(at + head, size - head), movie, late=True)
+            if all(movie.tracks[k].ended for k in started):
+                break
+    if not movie.all_timed and len(moofs) > 1:
+        # A fragment without tfdt: its time follows from every fragment before it.
+        movie = _Movie(tracks={k: _Track(t.timescale, t.handler, t.default_duration, t.media_duration)
+                               for k, t in movie.tracks.items()},
+                       timescale=movie.timescale, duration=movie.duration, has_ftyp=movie.has_ftyp,
+                       has_moov=movie.has_moov, truncated=movie.truncated)
+        for at, head, size in moofs:
+            _moof(reader.read(at + head, size - head), movie)
     return _result(movie)
 
 
@@ -237,14 +259,14 @@ def _trak(data: bytes, start: int, end: int, movie: _Movie) -> None:
     track.media_duration = 0 if duration == 0xFFFFFFFF else duration
 
 
-def _moof(data: bytes, movie: _Movie) -> None:
+def _moof(data: bytes, movie: _Movie, late: bool = False) -> None:
     movie.fragments += 1
     for kind, start, end in _boxes(data):
         if kind == b"traf":
-            _traf(data, start, end, movie)
+            _traf(data, start, end, movie, late)
 
 
-def _traf(data: bytes, start: int, end: int, movie: _Movie) -> None:
+def _traf(data: bytes, start: int, end: int, movie: _Movie, late: bool = False) -> None:
     track: _Track | None = None
     default_duration = 0
     decode_time: int | None = None
@@ -265,13 +287,15 @@ def _traf(data: bytes, start: int, end: int, movie: _Movie) -> None:
                 decode_time = struct.unpack_from(">I", data, s + 4)[0]
         elif kind == b"trun" and e - s >= 8:
             total += _trun_duration(data, s, e, default_duration)
-    if track is None:
+    if track is None or (late and track.ended):
         return
     if decode_time is None:  # no tfdt: fragments follow each other
+        movie.all_timed = False
         decode_time = track.end if track.end is not None else 0
     if track.first is None:
         track.first = decode_time
     track.end = decode_time + total
+    track.ended = late
 
 
 def _trun_duration(data: bytes, start: int, end: int, default_duration: int) -> int:

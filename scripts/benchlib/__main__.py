@@ -55,6 +55,11 @@ def parse() -> argparse.Namespace:
     p.add_argument("--scale-segment-seconds", type=int, default=60, help="scale suite: segment length (default 60)")
     p.add_argument("--bytes-per-second", type=int, default=2048,
                    help="scale suite: mean bytes each stand-in appends a second (default 2048)")
+    p.add_argument("--coverage", action="store_true",
+                   help="run only the coverage suite (segment index, box parsing); the others' tables stay")
+    p.add_argument("--skip-coverage", action="store_true", help="leave the coverage suite out (its tables stay)")
+    p.add_argument("--coverage-cameras", type=int, help="coverage suite: cameras (default 100; 10 with --quick)")
+    p.add_argument("--coverage-segments", type=int, help="coverage suite: segments each (default 1440; 144 with --quick)")
     p.add_argument("--output", help="markdown report (default docs/benchmarks.md; build/bench-quick.md with --quick)")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
     p.add_argument("--render-only", metavar="JSON", help="re-write the report's tables from a previous run's JSON")
@@ -79,10 +84,14 @@ def options(args: argparse.Namespace) -> SimpleNamespace:
         poll_interval=args.poll_interval,
         standin_repeats=3 if q else 10,
         reconcile_repeats=8 if q else 20,
-        skip_real=args.skip_real or args.scale,
-        skip_standin=args.skip_standin or args.scale,
-        skip_fork=args.scale,
-        skip_scale=args.skip_scale and not args.scale,
+        skip_real=args.skip_real or args.scale or args.coverage,
+        skip_standin=args.skip_standin or args.scale or args.coverage,
+        skip_fork=args.scale or args.coverage,
+        skip_scale=(args.skip_scale or args.coverage) and not args.scale,
+        skip_coverage=(args.skip_coverage or args.scale) and not args.coverage,
+        coverage_cameras=args.coverage_cameras or (10 if q else 100),
+        coverage_segments=args.coverage_segments or (144 if q else 1440),
+        coverage_repeats=1 if q else 3,
         standin_recorder="recorder: the C stand-in (`scripts/benchlib/recorder.py`)",
         cameras=args.cameras or (10 if q else 500),
         minutes=args.minutes or (1.0 if q else 10.0),

@@ -19,7 +19,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import forking, suite_real, suite_scale, suite_standin, tables_fork, tables_real, tables_scale, tables_standin
+from . import (
+    forking,
+    suite_coverage,
+    suite_real,
+    suite_scale,
+    suite_standin,
+    tables_fork,
+    tables_real,
+    tables_scale,
+    tables_standin,
+)
 from .context import Context
 
 
@@ -38,4 +48,5 @@ SUITES = [
     Suite("fork_harness", forking.run, tables_fork.render,
           lambda c: not c.opts.skip_fork and any(cls.name == "ours" for cls in c.systems)),
     Suite("scale", suite_scale.run, tables_scale.render, lambda c: not c.opts.skip_scale, standalone=True),
+    Suite("coverage", suite_coverage.run, suite_coverage.render, lambda c: not c.opts.skip_coverage, standalone=True),
 ]

@@ -96,3 +96,13 @@ def test_reads_only_box_headers_not_the_media(tmp_path, monkeypatch):
     monkeypatch.setattr(mp4.os, "pread", counting)
     assert mp4.probe(tmp_path / "a.mp4").duration == pytest.approx(10.0)
     assert sum(read) < 100_000 < len(data)
+
+
+def test_a_last_fragment_of_audio_only_does_not_cut_the_video(tmp_path):
+    """ffmpeg's final fragment may hold only the audio that trails the last video frame."""
+    data = fmp4.header([(1, 1000, b"vide"), (2, 1000, b"soun")])
+    for i in range(4):
+        data += fmp4.fragment(i + 1, [(1, i * 1000, [500, 500]), (2, i * 1000, [1000])])
+    data += fmp4.fragment(5, [(2, 4000, [300])])
+    (tmp_path / "a.mp4").write_bytes(data)
+    assert mp4.probe(tmp_path / "a.mp4").duration == pytest.approx(4.0)
