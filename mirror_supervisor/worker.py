@@ -10,9 +10,8 @@ request or ffmpeg's exit (SIGCHLD) ends any wait at once: nothing here blocks wi
 Progress is the growth of the file ffmpeg has open, on the monotonic clock, and no segment
 name is ever reused after a clock step (both in :mod:`progress`).
 
-Reports to the master go into one pipe shared by all workers and are dropped when it is full, so
-the full report is sent again every ``REPORT_REFRESH_SECONDS`` as well as on every change: a lost
-report heals by itself.
+Reports share one pipe and are dropped when it is full, so the full report is also sent every
+``REPORT_REFRESH_SECONDS``: a lost report heals by itself.
 """
 
 from __future__ import annotations
@@ -31,6 +30,7 @@ from . import backoff, ffmpeg, lifeline, logs, privileges, reachability, titles,
 from .camera import Camera
 from .ffmpeg import environment
 from .ffmpeg_stderr import StderrTail, summarize_tail
+from .index import Indexer
 from .progress import ClockWatch, NameGuard, OpenSegment, Progress
 from .status import encode_report
 
@@ -79,6 +79,7 @@ class Worker:
         self._probe = reachability.PortProbe(target) if target is not None else None
         self._input: Path | None = None  # ffmpeg's input script while it exists
         self._input_dir: Path | None = None  # the private directory it is written in
+        self._indexer = Indexer(spec.directory, spec.camera.id, self.log)  # complete segments -> index
 
     # -- set-up -------------------------------------------------------------------------------
 
@@ -168,16 +169,13 @@ class Worker:
         self.ffmpeg_pid = None
         self.ffmpeg_started = None
         self._log_exit(proc.returncode, ran, tail.text(), stalled)
+        self._indexer.ended(self.names.segment, wall_started)  # ffmpeg ended: its last segments are complete
         return ran
 
     def _watch(self, proc: subprocess.Popen) -> bool:
-        """Wait while ffmpeg runs; True when it stalled: alive but writing nothing.
-
-        Progress is what ffmpeg gets to the disk (its open segment and that file's size), not
-        ffmpeg's liveness: a source that keeps its TCP session open and sends nothing leaves
-        ffmpeg alive for its whole socket timeout. With flush_packets=1 each fragment is written
-        as it completes, so even a 30 kbit/s camera grows its file every keyframe interval.
-        """
+        """Wait while ffmpeg runs; True when it stalled: alive, but its open segment did not grow
+        (a silent source leaves ffmpeg alive for its whole socket timeout; with flush_packets=1
+        even a 30 kbit/s camera grows its file every keyframe interval)."""
         probe = OpenSegment(proc.pid, self.spec.directory)
         clock = ClockWatch()
         last_seen = probe.read()
@@ -203,13 +201,16 @@ class Worker:
 
     def _guard_names(self, seen: Progress, stepped_back: float) -> None:
         """Keep ffmpeg from reaching an existing name after a clock step (:class:`NameGuard`),
-        and keep the reported segment and any failure to move footage aside current."""
-        problem = self.names.problem
+        keep the reported segment and any failure to move footage aside current, and index the
+        segment ffmpeg has just finished."""
+        problem, previous = self.names.problem, self.names.segment
         moved_on = self.names.follow(seen.segment, stepped_back)
         if self.names.problem != problem:
             self.last_error = self.names.problem
         if moved_on or self.names.problem != problem:
             self._report()
+        if moved_on:
+            self._indexer.done(previous)  # ffmpeg moved on: the previous segment is complete
 
     def _end_ffmpeg(self, proc: subprocess.Popen, state: str) -> None:
         """Stop ffmpeg so the segment being written stays playable, escalating within the budget.
@@ -252,13 +253,9 @@ class Worker:
         self.log.warning("ffmpeg exited %s ran=%.1fs stderr=%s", how, ran, tail or "(empty)")
 
     def _wait_for_camera(self, probe: reachability.PortProbe, wait: float) -> None:
-        """The back-off of a camera that may be down: probe its port about once a second.
-
-        Ends early once the port, seen down in this wait, accepts again; held past the back-off
-        while the port refuses (``backoff.ProbedWait``). One connect at a time, none more often
-        than ``backoff.PROBE_INTERVAL``; a stop request ends the wait at once, also mid-connect
-        (the probe polls the signal pipe too).
-        """
+        """The back-off of a camera that may be down, probing its port about once a second: ends
+        once the port, seen down, accepts again; held while it refuses (``backoff.ProbedWait``);
+        a stop ends it at once, also mid-connect (the probe polls the signal pipe too)."""
         assert self._signals is not None
         began = time.monotonic()
         plan = backoff.ProbedWait(wait, began)
