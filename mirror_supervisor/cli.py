@@ -16,7 +16,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from . import __version__, daemon, files, logs
@@ -104,24 +104,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _ratio(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1: {text!r}")
-    return value
+def _number_between(low: float, high: float) -> Callable[[str], float]:
+    """An argparse type: a number from ``low`` to ``high``, or a one-line reason."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low:g} and {high:g}: {text!r}")
+        return value
+    return parse
 
 
-def _positive_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 <= value <= 3600.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 3600: {text!r}")
-    return value
+_ratio = _number_between(0.0, 1.0)
+_positive_seconds = _number_between(0.0, 3600.0)
 
 
 def _settings(args: argparse.Namespace, need_mirror_dir: bool = True) -> Settings:

@@ -33,6 +33,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from . import files
 from .camera import MIN_SEGMENT_SECONDS, Camera
 
 SEGMENT_PATTERN = "%Y%m%d_%H%M%S.mp4"
@@ -138,26 +139,13 @@ def prepare_input_dir(directory: Path) -> None:
 def write_input(directory: Path, camera: Camera) -> Path:
     """Write ``camera``'s ffconcat script (mode 0600) into ``directory``; returns its path.
 
-    Written to a fresh random name created exclusively without following links, then renamed,
-    so nothing planted in the directory is ever written through.
+    Written like every file of ours (``files.write_atomically``): a fresh random name created
+    exclusively without following links, then renamed, so nothing planted is written through.
     """
     assert camera.url is not None
     path = Path(directory) / input_name(camera)
     remove_stale_inputs(directory, camera.id, keep=path.name)
-    tmp = path.with_name(f".{secrets.token_hex(8)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, INPUT_MODE)
-    try:
-        try:
-            os.fchmod(fd, INPUT_MODE)
-            data = concat_script(camera.url).encode("utf-8", "surrogateescape")
-            while data:
-                data = data[os.write(fd, data):]
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-    except BaseException:
-        remove_input(tmp)
-        raise
+    files.write_atomically(path, concat_script(camera.url), mode=INPUT_MODE)
     return path
 
 
