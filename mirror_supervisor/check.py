@@ -7,7 +7,9 @@ start: it reads the same settings and database as the master and prints one verd
 from __future__ import annotations
 
 import os
+import pwd
 import shutil
+import stat
 import time
 from typing import TextIO
 
@@ -41,12 +43,53 @@ def mirror_dir_findings(settings: Settings) -> list[str]:
     return lines
 
 
+def security_findings(settings: Settings, euid: int | None = None) -> list[str]:
+    """Lines about privilege: which user ffmpeg runs as, and whether that user can do its job."""
+    euid = os.geteuid() if euid is None else euid
+    if settings.user is None:
+        if euid == 0:
+            return ["WARNING: workers and ffmpeg run as root: set --user (MIRROR_SUPERVISOR_USER) to an "
+                    "unprivileged user (README, Security)"]
+        return [f"security: workers and ffmpeg run as uid {euid}, the master's own user"]
+    try:
+        user = pwd.getpwnam(settings.user)
+    except KeyError:
+        return [f"ERROR: --user {settings.user!r}: no such user"]
+    if euid not in (0, user.pw_uid):
+        return [f"ERROR: --user {settings.user!r}: the master must run as root or as that user, not as uid {euid}"]
+    if user.pw_uid == 0:
+        return [f"WARNING: --user {settings.user!r} is root: ffmpeg runs as root"]
+    lines = [f"security: workers and ffmpeg run as user {user.pw_name} (uid {user.pw_uid}, gid {user.pw_gid})"]
+    if settings.mirror_dir is not None and not _writable_by(settings.mirror_dir, user):
+        lines.append(f"WARNING: mirror dir {settings.mirror_dir} is not writable by user {user.pw_name}: a camera "
+                     f"directory that is missing when a worker starts cannot be created "
+                     f"(chown {user.pw_name}: {settings.mirror_dir})")
+    return lines
+
+
+def _writable_by(path: os.PathLike, user: pwd.struct_passwd) -> bool:
+    """Could ``user`` create entries in the directory ``path`` (mode bits, its groups)?"""
+    try:
+        info = os.stat(path)
+        groups = set(os.getgrouplist(user.pw_name, user.pw_gid))
+    except OSError:
+        return True  # reported by the mirror dir findings
+    need = stat.S_IWUSR | stat.S_IXUSR
+    if info.st_uid == user.pw_uid:
+        return info.st_mode & need == need
+    if info.st_gid in groups:
+        return info.st_mode & (need >> 3) == need >> 3
+    return info.st_mode & (need >> 6) == need >> 6
+
+
 def run_check(settings: Settings, out: TextIO) -> int:
     """Print findings; 0 when the database was read, 1 when it could not be."""
     print(f"settings: db={settings.db} mirror_dir={settings.mirror_dir} ffmpeg={settings.ffmpeg} "
           f"poll_interval={settings.poll_interval:g}s stop_timeout={settings.stop_timeout:g}s "
           f"state_dir={settings.state_dir} recorder_enabled={str(settings.recorder_enabled).lower()}", file=out)
     for line in mirror_dir_findings(settings):
+        print(line, file=out)
+    for line in security_findings(settings):
         print(line, file=out)
     found = shutil.which(settings.ffmpeg)
     print(f"ffmpeg {settings.ffmpeg}: {found or 'NOT FOUND (workers will retry every 15 s)'}", file=out)

@@ -16,10 +16,11 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from . import __version__, daemon, files, logs
+from .camera import is_safe_id
 from .settings import (
     CONFIG,
     FLAGS,
@@ -84,7 +85,40 @@ def build_parser() -> argparse.ArgumentParser:
     prune = commands.add_parser("prune", help="one retention pass by hand: delete segments past retention_hours")
     prune.add_argument("--dry-run", action="store_true", help="only say what would be deleted")
     _add_settings(prune)
+
+    coverage = commands.add_parser(
+        "coverage", help="seconds of footage the mirror holds per camera, its gaps and invalid segments")
+    window = coverage.add_mutually_exclusive_group()
+    window.add_argument("--since", metavar="SPAN", help="the window ends now and is this long: 90m, 24h, 7d (default 24h)")
+    window.add_argument("--from", dest="from_", metavar="T", help="window start, RFC 3339 (2026-11-25T10:00:00Z); needs --to")
+    coverage.add_argument("--to", metavar="T", help="window end, RFC 3339; needs --from")
+    coverage.add_argument("--camera", action="append", metavar="ID", help="only this camera (repeatable; default all)")
+    coverage.add_argument("--primary-dir", metavar="DIR",
+                          help="the NVR's primary recordings, to compare with (default $HELDAR_RECORDINGS_DIR)")
+    coverage.add_argument("--min-coverage", type=_ratio, metavar="R",
+                          help="exit 1 when a camera's coverage ratio is below R (0 to 1)")
+    coverage.add_argument("--tolerance", type=_positive_seconds, default=None, metavar="S",
+                          help="holes up to S seconds are not gaps (default 2)")
+    coverage.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_settings(coverage)
     return parser
+
+
+def _number_between(low: float, high: float) -> Callable[[str], float]:
+    """An argparse type: a number from ``low`` to ``high``, or a one-line reason."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low:g} and {high:g}: {text!r}")
+        return value
+    return parse
+
+
+_ratio = _number_between(0.0, 1.0)
+_positive_seconds = _number_between(0.0, 3600.0)
 
 
 def _settings(args: argparse.Namespace, need_mirror_dir: bool = True) -> Settings:
@@ -241,7 +275,7 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from .status import read_status, render, with_segments
+    from .status import read_status, render, with_coverage, with_segments
 
     settings = _settings(args, need_mirror_dir=False)
     pid = daemon.read_pid(settings.state_dir)
@@ -257,6 +291,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     if data is None or data.get("master", {}).get("pid") != pid:
         data = {"master": {"pid": pid}, "cameras": [], "note": "the master has not written its status yet"}
     data = with_segments(data)
+    data = with_coverage(data)
     data["running"] = True
     print(json.dumps(data, indent=1) if args.json else render(data))
     return 0
@@ -284,8 +319,48 @@ def cmd_prune(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_coverage(args: argparse.Namespace) -> int:
+    """Exit 0; 1 when --min-coverage is given and a camera is below it; 2 bad arguments. Reads the
+    mirror's files and the segment index only: works whether or not the daemon runs."""
+    from . import coverage
+
+    settings = _settings(args)
+    check_mirror_dir(settings)
+    assert settings.mirror_dir is not None
+    now = time.time()
+    try:
+        if args.from_ is not None or args.to is not None:
+            if args.from_ is None or args.to is None:
+                raise SettingsError("--from and --to: give both (or --since)")
+            start, end = coverage.parse_time(args.from_), coverage.parse_time(args.to)
+        else:
+            end = now
+            start = end - coverage.parse_span(args.since or "24h")
+    except ValueError as exc:
+        raise SettingsError(f"coverage window: {exc}") from None
+    if end <= start:
+        raise SettingsError("coverage window: --to must be after --from")
+    bad = [camera for camera in args.camera or () if not is_safe_id(camera)]
+    if bad:
+        raise SettingsError(f"--camera: not a camera id: {bad[0]!r}")
+    primary = args.primary_dir or os.environ.get("HELDAR_RECORDINGS_DIR") or None
+    primary_dir = absolute(primary, getattr(args, "cwd", None), "--primary-dir") if primary else None
+    if primary_dir is not None and not primary_dir.is_dir():
+        raise SettingsError(f"--primary-dir: {str(primary_dir)!r} is not an existing directory")
+    tolerance = coverage.DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance
+    report = coverage.compute(settings.mirror_dir, start, end, cameras=args.camera, primary_dir=primary_dir,
+                              tolerance=tolerance, now=now)
+    if args.json:
+        print(json.dumps(coverage.to_json(report), indent=1))
+    else:
+        print(coverage.render(report, args.min_coverage))
+    if args.min_coverage is not None and any(cam.coverage < args.min_coverage for cam in report.cameras):
+        return 1
+    return 0
+
+
 COMMANDS = {"run": cmd_run, "reload": cmd_reload, "stop": cmd_stop, "status": cmd_status, "check": cmd_check,
-            "prune": cmd_prune}
+            "prune": cmd_prune, "coverage": cmd_coverage}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

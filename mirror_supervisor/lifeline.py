@@ -171,3 +171,15 @@ def report_stuck(log: logging.LoggerAdapter, groups: set[int], loose: set[int]) 
     for pid in sorted(group_members(groups) | loose):
         log.error("pid=%d %s did not end after SIGKILL; left behind (stuck in the kernel, "
                   "typically on a hung volume)", pid, describe(pid))
+
+
+def exec_child_dies_with(parent: int) -> None:
+    """In a forked child just before exec (ffmpeg): die with ``parent``, even if it is gone.
+
+    The child inherits its parent's Python SIGTERM handler, which only notes the signal for a
+    Python loop that never runs again before exec: a SIGTERM sent to it here would be swallowed
+    and a leftover ffmpeg would record on. With the default action restored first (exec would
+    restore it anyway), both the parent-death signal and the already-dead check really kill.
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    die_with_parent(parent, signal.SIGTERM)

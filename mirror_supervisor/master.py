@@ -1,16 +1,10 @@
 """The master: forks one worker per mirrored camera and keeps that set equal to the database.
 
-Modelled on a pre-fork arbiter. Signal handlers do nothing but let Python write the signal number
-into a wake-up pipe; the main loop sleeps on that pipe and on the workers' report pipe, handles
-every signal itself, reaps exited children with ``waitpid(WNOHANG)``, asks the camera source for
-the wanted set when a poll is due or SIGHUP asked for it, and lets every camera's slot take the
-step that is due. Everything about one camera lives in its :class:`~.slot.CameraSlot`; every
-operating-system call goes through :class:`~.system.System`, which tests replace.
-
-Its invariants are docs/design.md's "Master rules": one worker per slot, and a replacement only
-once the previous worker and its process group are gone (never two ffmpegs per camera); exits
-matched by pid, so an old generation never touches a newer one; an unreadable database changes
-nothing; the loop sleeps until the earliest deadline some step will act on.
+A pre-fork arbiter: signals arrive as bytes in a wake-up pipe and are handled in the main loop,
+which sleeps on that pipe and the workers' report pipe, reaps with ``waitpid(WNOHANG)``, asks the
+camera source for the wanted set on a poll or SIGHUP, and lets each camera's
+:class:`~.slot.CameraSlot` take the step that is due. Every OS call goes through
+:class:`~.system.System`. Invariants: docs/design.md, "Master rules".
 """
 
 from __future__ import annotations
@@ -25,7 +19,7 @@ from pathlib import Path
 
 import setproctitle
 
-from . import lifeline, logs, prune, recorders, status, titles, volume
+from . import lifeline, logs, metrics, notify, prune, recorders, status, titles, volume
 from .ffmpeg import camera_dir
 from .settings import Settings, SettingsError
 from .slot import CameraSlot, SlotState, Worker
@@ -44,13 +38,15 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 class Master:
     def __init__(self, settings: Settings, reload_settings: Callable[[], Settings] | None = None,
                  on_ready: Callable[[], None] | None = None, system: System | None = None,
-                 source: CameraSource | None = None) -> None:
+                 source: CameraSource | None = None, notifier: notify.Notifier | None = None) -> None:
         self.settings = settings
         self._reload_settings = reload_settings
         self._on_ready = on_ready
         self.system = system or System()
         self.source = source or CameraSource()
         self.log = logs.master()
+        self.notify = notifier or notify.Notifier()  # systemd's NOTIFY_SOCKET, if any
+        self.metrics = metrics.Exporter(settings)
         self.slots: dict[str, CameraSlot] = {}
         self.by_pid: dict[int, CameraSlot] = {}
         self.wanted = Wanted()
@@ -70,10 +66,9 @@ class Master:
         self._slots_due: float | None = None  # the earliest deadline of any slot, as of the last converge
         self._failures_logged: set[tuple[str, str, int]] = set()
         self._zero_timeouts = 0
+        self._child_exited = True  # reap at the first pass whatever happened before it
 
-    @property
-    def stop_timeout(self) -> float:
-        return self.settings.stop_timeout
+    stop_timeout = property(lambda self: self.settings.stop_timeout)  # read by the slots' rules
 
     # -- life cycle ---------------------------------------------------------------------------
 
@@ -82,7 +77,8 @@ class Master:
         try:
             self._start()
             while not self.shutting_down:
-                self._guarded(self._one_pass)
+                healthy = self._guarded(self._one_pass)
+                self.notify.beat(self.system.monotonic(), healthy)  # WATCHDOG=1 only after a good pass
         finally:
             self._shutdown()  # also when something above raised: never leave workers behind
         return 0
@@ -106,11 +102,16 @@ class Master:
         if self._on_ready is not None:
             self._on_ready()
         self._guarded(self._converge)
+        self._guarded(self._publish)
+        self.notify.ready()  # after the first reconcile
+        self.notify.beat(self.system.monotonic(), healthy=True)
 
     def _one_pass(self) -> None:
         self._publish()
         self._wait(self._next_timeout())
-        changed = self._reap()
+        # waitpid after SIGCHLD (and each poll, should one be lost), not on every report's wake
+        reap, self._child_exited = self._child_exited or self.system.monotonic() >= self.next_poll, False
+        changed = self._reap() if reap else False
         if self.shutting_down:
             return
         if self._reload_requested:
@@ -120,21 +121,17 @@ class Master:
         elif self.system.monotonic() >= self.next_poll:
             self._refresh()
             changed = True
-        # Slots change only on these events and at their own deadlines: a pass woken by a
-        # worker's report (hundreds a minute at scale) costs no walk over every slot.
+        # slots change only on these events and at their own deadlines, not on a report's wake
         if changed or (self._slots_due is not None and self.system.monotonic() >= self._slots_due):
             self._converge()
         now = self.system.monotonic()
         self._maybe_prune(now)
         self._maybe_probe_volume(now)
+        self.metrics.tick(now, self.system.fork, self._inherited_fds())
 
-    def _guarded(self, step: Callable[[], None]) -> None:
-        """Run one step; an unexpected error is logged once and the loop carries on.
-
-        Recording must outlive a bug or an errno nobody expected (EIO, ESTALE, EACCES...): the
-        workers keep recording while the master is confused. The pause keeps a failure that
-        repeats on every pass from turning into a hot loop; signals still end it at once.
-        """
+    def _guarded(self, step: Callable[[], None]) -> bool:
+        """Run one step; an unexpected error (a bug, EIO, ESTALE...) is logged once and the loop
+        carries on after a pause, so recording outlives it and a repeating failure cannot spin."""
         try:
             step()
         except Exception as exc:  # noqa: BLE001 - the point is to survive anything
@@ -143,32 +140,30 @@ class Master:
                 self._wait(FAILED_PASS_PAUSE)
             except Exception:  # noqa: BLE001
                 time.sleep(FAILED_PASS_PAUSE)
+            return False
+        return True
 
     def _unexpected(self, exc: BaseException) -> None:
         logs.once_per_place(self.log, exc, self._failures_logged, "unexpected error, carrying on (logged once)")
 
     def _shutdown(self) -> None:
-        """Stop every worker in parallel; give up on what the kernel holds after the grace time.
-
-        A process sleeping in the kernel on a hung volume cannot die, even of SIGKILL, until the
-        volume answers; waiting for it would make ``stop`` hang as long. It is named in the log
-        instead, and the master exits.
-        """
+        """Stop every worker in parallel. What the kernel still holds after the grace time (a
+        process on a hung volume cannot die, even of SIGKILL) is named in the log, and we exit."""
         self.log.info("shutting down: stopping %d workers", len(self.by_pid))
+        self.notify.stopping()
         self.shutting_down = True
         self.kill_all_at = self.system.monotonic() + self.settings.stop_timeout
         give_up = self.kill_all_at + SHUTDOWN_GRACE
         now = self.system.monotonic()
         for slot in self.slots.values():
             slot.stop(now, self, "shutdown")
-        for pid, sig in ((self.pruner_pid, signal.SIGTERM), (self.probe.pid, signal.SIGKILL)):
-            if pid is not None:
-                self.system.kill(pid, sig)  # a pruner's unlinks are atomic: it may stop mid-pass
+        for pid in self._helpers():
+            self.system.kill(pid, signal.SIGKILL if pid != self.pruner_pid else signal.SIGTERM)  # unlinks are atomic
         while self._children_left():
             now = self.system.monotonic()
             if now >= give_up:
                 groups = set(self.by_pid) | {s.leftover for s in self.slots.values() if s.leftover}
-                lifeline.report_stuck(self.log, groups, {p for p in (self.pruner_pid, self.probe.pid) if p is not None})
+                lifeline.report_stuck(self.log, groups, self._helpers())
                 break
             try:
                 self._reap()
@@ -181,11 +176,14 @@ class Master:
                 self._unexpected(exc)
                 time.sleep(0.2)
         self._remove_status()
+        self.metrics.remove_files()
         self.log.info("all workers stopped; master exiting")
 
+    def _helpers(self) -> set[int]:
+        return {pid for pid in (self.pruner_pid, self.probe.pid, self.metrics.server_pid) if pid is not None}
+
     def _children_left(self) -> bool:
-        return bool(self.by_pid or any(s.leftover for s in self.slots.values())
-                    or self.pruner_pid is not None or self.probe.pid is not None)
+        return bool(self.by_pid or any(s.leftover for s in self.slots.values()) or self._helpers())
 
     # -- signals and deadlines ----------------------------------------------------------------
 
@@ -194,7 +192,9 @@ class Master:
         if readable:
             self._read_reports()
         for sig in signals:
-            if sig == signal.SIGHUP and not self.shutting_down:
+            if sig == signal.SIGCHLD:
+                self._child_exited = True
+            elif sig == signal.SIGHUP and not self.shutting_down:
                 self._reload_requested = True  # a burst of SIGHUPs is one reload
             elif sig in STOP_SIGNALS:
                 if not self.shutting_down:
@@ -202,11 +202,8 @@ class Master:
                 self.shutting_down = True
 
     def _next_timeout(self) -> float:
-        """Until the earliest moment a step will act on.
-
-        Each slot names only deadlines its own step acts on. A long run of zero timeouts all
-        the same (a bug) is logged once and slowed down: it costs latency, not a core.
-        """
+        """Until the earliest moment a step will act on; a long run of zero timeouts all the same
+        (a bug) is logged once and slowed down: it costs latency, not a core."""
         now = self.system.monotonic()
         moments = [] if self._slots_due is None else [self._slots_due]
         if (moment := self.pacing.next_moment()) is not None:
@@ -219,6 +216,7 @@ class Master:
                 moments.append(self.probe.next_at)
             if self.settings.prune_interval > 0 and self.pruner_pid is None:
                 moments.append(self.next_prune)
+            moments += [d for d in (self.notify.next_beat, self.metrics.next_deadline()) if d is not None and d < float("inf")]
         timeout = max(0.0, min(moments, default=now + self.settings.poll_interval) - now)
         self._zero_timeouts = 0 if timeout > 0 else self._zero_timeouts + 1
         if self._zero_timeouts == ZERO_TIMEOUT_LIMIT:
@@ -230,16 +228,21 @@ class Master:
 
     def _reload(self) -> None:
         self.log.info("reload requested (SIGHUP)")
-        if self._reload_settings is not None:
-            try:
-                new = self._reload_settings()
-            except SettingsError as exc:
-                self.log.error("reload: settings not changed: %s", exc)
-            else:
-                if new != self.settings:
-                    self.log.info("reload: settings changed")
-                self.settings = new
-        self._refresh(force=True)
+        self.notify.reloading()
+        try:
+            if self._reload_settings is not None:
+                try:
+                    new = self._reload_settings()
+                except SettingsError as exc:
+                    self.log.error("reload: settings not changed: %s", exc)
+                else:
+                    if new != self.settings:
+                        self.log.info("reload: settings changed")
+                    self.settings = new
+                    self.metrics.configure(new)
+            self._refresh(force=True)
+        finally:
+            self.notify.ready()  # also after a failed reload: the old settings stay in force
 
     def _refresh(self, force: bool = False) -> None:
         """Ask for the wanted set; no news keeps the last one (a fault is never 'no cameras')."""
@@ -248,22 +251,17 @@ class Master:
         wanted = self.source.read(self.settings, self.system.monotonic(), force, running=len(self.by_pid))
         if (error, held) != (self.source.error, self.source.held):
             self.pacing.changed(urgent=True)
-        if wanted is None or wanted is self.wanted:
-            self._apply_held()
-            return
-        self.wanted = wanted
-        self.pacing.changed(urgent=True)
-        for cid in set(self.slots) | set(wanted.cameras) | set(wanted.refused):
-            slot = self.slots.setdefault(cid, CameraSlot(cid))
-            if cid in wanted.cameras:
-                slot.want(wanted.cameras[cid], wanted.keys[cid])
-            elif cid in wanted.refused:
-                slot.refuse(wanted.refused[cid])
-            else:
-                slot.unwant()
-        self._apply_held()
-
-    def _apply_held(self) -> None:
+        if wanted is not None and wanted is not self.wanted:
+            self.wanted = wanted
+            self.pacing.changed(urgent=True)
+            for cid in set(self.slots) | set(wanted.cameras) | set(wanted.refused):
+                slot = self.slots.setdefault(cid, CameraSlot(cid))
+                if cid in wanted.cameras:
+                    slot.want(wanted.cameras[cid], wanted.keys[cid])
+                elif cid in wanted.refused:
+                    slot.refuse(wanted.refused[cid])
+                else:
+                    slot.unwant()
         for slot in self.slots.values():
             slot.held = self.source.held
 
@@ -289,7 +287,7 @@ class Master:
         spec = WorkerSpec(
             camera=slot.camera, argv=slot.key, directory=camera_dir(self.settings.mirror_dir, slot.camera_id),
             generation=generation, stop_timeout=self.settings.stop_timeout, master_pid=os.getpid(),
-            status_fd=self._reports_w,
+            status_fd=self._reports_w, run_as=self.settings.user,
             stall_timeout=self.settings.stall_timeout or default_stall_timeout(slot.camera.segment_seconds),
         )
         fds = self._inherited_fds()
@@ -302,9 +300,7 @@ class Master:
         worker = Worker(pid, generation, slot.key, self.system.monotonic())
         self.by_pid[pid] = slot
         logs.for_camera(slot.camera_id).info("worker started gen=%d pid=%d", generation, pid)
-        # Drain the report pipe between forks: hundreds of new workers report at once and the
-        # pipe holds only 64 KiB (the workers' periodic re-send heals what is lost anyway).
-        self._read_reports()
+        self._read_reports()  # between forks: hundreds of new workers fill the 64 KiB pipe at once
         return worker
 
     def _inherited_fds(self) -> tuple[int, ...]:
@@ -324,22 +320,22 @@ class Master:
                 self.pacing.changed(urgent=True)
                 workers = True
             elif pid == self.probe.pid:
+                self.metrics.probe_ended(code)
                 if self.probe.ended(code, self.settings.mirror_dir, self.system.time()):
                     self._volume_changed()
             elif pid == self.pruner_pid:
                 self.pruner_pid = None
                 if code != 0:
                     self.log.warning("prune pass ended with %s", code)
-            # anything else: an adopted ffmpeg of a worker that died before it
+            else:  # the metrics child (forked again after a back-off), or an adopted ffmpeg of a dead worker
+                self.metrics.reaped(pid, code, self.system.monotonic())
         return workers
 
     # -- helpers: retention, the volume, leftovers ---------------------------------------------
 
     def _maybe_prune(self, now: float) -> None:
-        """A retention pass in a short-lived child, handed the master's own view of the table
-        (it never reads the database, so a table caught mid-migration cannot shorten anyone's
-        retention). A child, not a thread: the pass is seconds of file I/O that must never
-        delay signals or reaping, and a master must not fork while a thread holds locks."""
+        """A retention pass in a child (never a thread in a forking master), handed the master's
+        view of the table: a table caught mid-migration cannot shorten anyone's retention."""
         if self.settings.prune_interval <= 0 or self.pruner_pid is not None or now < self.next_prune:
             return
         self.next_prune = now + self.settings.prune_interval
@@ -358,7 +354,7 @@ class Master:
             return
         directory, fds, master_pid = str(self.settings.mirror_dir), self._inherited_fds(), os.getpid()
         try:
-            self.probe.started(self.system.fork(lambda: volume.probe_main(directory, fds, master_pid)), now)
+            self.probe.started(self.system.fork(self.metrics.probe_child(directory, fds, master_pid)), now)
         except OSError as exc:
             self.log.error("cannot fork the volume probe: %s", exc.strerror)
             self.probe.next_at = now + volume.PROBE_INTERVAL
@@ -383,15 +379,18 @@ class Master:
 
     def _publish(self) -> None:
         """Write status.json and the title when something changed, at most twice a second."""
-        if not self.pacing.due(self.system.monotonic()):
+        now = self.system.monotonic()
+        if not self.pacing.due(now):
             return
         rows = [self.slots[cid].status_row() for cid in sorted(self.slots)]
         snapshot = status.snapshot(status.master_section(
             self.started, self.settings, self.source, self.probe.problem, self.probe.since), rows, self.probe.problem)
         states = Counter(row["state"] for row in rows if self.slots[row["id"]].wanted)
-        setproctitle.setproctitle(titles.master(
-            len(self.wanted.cameras), states, db_error=bool(self.source.error),
-            volume_hung=bool(self.probe.problem), disabled=not self.settings.recorder_enabled))
+        trouble = {"db_error": bool(self.source.error), "volume_hung": bool(self.probe.problem),
+                   "disabled": not self.settings.recorder_enabled}
+        setproctitle.setproctitle(titles.master(len(self.wanted.cameras), states, **trouble))
+        self.notify.status(notify.summary(len(self.wanted.cameras), states["recording"], **trouble))
+        self.metrics.observe(now, rows, self.slots, database_up=not self.source.error)
         status.write(Path(self.settings.state_dir) / STATUS_FILE, snapshot, self.log)
 
     def _remove_status(self) -> None:

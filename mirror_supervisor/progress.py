@@ -22,6 +22,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from . import segments
 
 CLOCK_STEP_TOLERANCE = 0.5  # NTP slewing moves the offset by at most 0.5 ms/s
 LOGGED_MOVES = 20  # a move-aside log line names every file up to this many, then first/last
@@ -118,3 +121,72 @@ def describe_moves(moves: list[tuple[str, str]], limit: int = LOGGED_MOVES) -> s
         parts = [*parts[:half], f"... {len(parts) - 2 * half} more ...", *parts[-half:]]
     return ", ".join(parts)
 
+
+
+class NameGuard:
+    """Keeps ffmpeg from ever reaching an existing segment name: ffmpeg truncates a file whose
+    name it reuses, and names come from the wall clock, which can be stepped back.
+
+    Before a start, segments named more than ``segments.MAX_CLOCK_SKEW_WAIT`` ahead are moved
+    aside and the start waits for the second of the newest remaining name to pass. While ffmpeg
+    runs, a step back moves aside every segment now named in the future but the open one, and the
+    open one follows when ffmpeg moves on from it. Only ``<mirror_dir>/<id>`` is ever created,
+    never its parents: a mirror volume that is gone is not re-created on the root filesystem.
+    """
+
+    def __init__(self, directory: Path, log: Any) -> None:
+        self.directory, self.log = directory, log
+        self.segment: str | None = None  # the file ffmpeg writes, or last wrote
+        self.problem: str | None = None  # the last failure to look or to move footage aside
+
+    def before_start(self) -> tuple[str | None, float]:
+        """(why the directory is not usable, or None; seconds to wait before ffmpeg may start)."""
+        directory = self.directory
+        if not directory.parent.is_dir():
+            return f"mirror directory {directory.parent} is missing (volume not mounted?); not creating it", 0.0
+        try:
+            directory.mkdir(exist_ok=True)
+        except OSError as exc:
+            return f"cannot create camera directory {directory}: {exc.strerror or exc}", 0.0
+        if not directory.is_dir():
+            return f"camera directory {directory} is not a directory", 0.0
+        if not self.move_aside("found before starting ffmpeg", keep=None, ahead=segments.MAX_CLOCK_SKEW_WAIT):
+            return self.problem, 0.0
+        try:
+            newest = segments.newest_of(segments.segment_names(directory),
+                                        not_after=time.time() + segments.MAX_CLOCK_SKEW_WAIT)
+        except OSError as exc:
+            return f"cannot list camera directory {directory}: {exc.strerror or exc}", 0.0
+        wait = segments.wait_before_start(newest[1] if newest else None, time.time())
+        if wait > 1.0:
+            self.log.warning("waiting %.1fs before starting ffmpeg: segment %s is named ahead of the clock",
+                             wait, newest[0] if newest else "?")
+        return None, max(0.0, wait)
+
+    def follow(self, segment: str | None, stepped_back: float) -> bool:
+        """After a check: clear ffmpeg's way after a step back; True when it moved on to a new file."""
+        if stepped_back:
+            self.move_aside(f"wall clock stepped back {stepped_back:.1f}s", keep=segment)
+        if segment is None or segment == self.segment:
+            return False
+        previous, self.segment = self.segment, segment
+        start = segments.parse_name(previous) if previous else None
+        if start is not None and start > time.time():
+            self.move_aside("ffmpeg closed a segment named in the future", keep=segment)
+        return True
+
+    def move_aside(self, reason: str, keep: str | None, ahead: float = 0.0) -> bool:
+        """Move aside every segment named over ``ahead`` s in the future but ``keep``; False
+        (the reason in :attr:`problem`) only when the directory cannot be listed."""
+        try:
+            moved, failed = segments.move_aside_future(self.directory, time.time() + ahead, keep)
+        except OSError as exc:
+            self.problem = f"cannot list camera directory {self.directory}: {exc.strerror or exc}"
+            return False
+        if moved:
+            self.log.warning("moved aside %d segments named in the future (%s): %s",
+                             len(moved), reason, describe_moves(moved))
+        if failed:
+            self.problem = f"cannot move aside segments named in the future ({reason}): " + "; ".join(failed)
+            self.log.error("%s", self.problem)
+        return True

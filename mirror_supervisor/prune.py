@@ -35,6 +35,7 @@ from pathlib import Path
 
 from .camera import COLUMNS, Camera, is_safe_id
 from .database import DatabaseError, read_table
+from .index import forget_pruned
 from .orphaned import orphaned_dirs
 from .prune_report import CameraPrune, PassReport, log_report
 from .recorders import recording_now
@@ -75,6 +76,7 @@ class _Scan:
     result: CameraPrune
     dir_identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the directory listed
     segments: list[Segment] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)  # names this pass unlinked (they leave the index)
 
 
 def prune_pass(
@@ -125,6 +127,10 @@ def prune_pass(
                 _prune_camera(mirror_fd, scan, protected, now, cutoff, dry_run)
     finally:
         os.close(mirror_fd)
+    # Pruned files leave the segment index (a cache: it never decides what is deleted here).
+    problem = forget_pruned(mirror_dir, {scan.camera.id: scan.deleted for scan in scans if scan.deleted})
+    if problem is not None:
+        report.notes.append(problem)
     return report
 
 
@@ -322,6 +328,8 @@ def _delete_expired(
         elif segment.mtime < cutoff and name not in protected:
             outcome = _Unlink.DELETED if dry_run else _unlink(dir_fd, name, result)
             if outcome is _Unlink.DELETED:
+                if not dry_run:
+                    scan.deleted.append(name)
                 result.deleted_files += 1
                 result.deleted_bytes += segment.size
                 continue

@@ -21,6 +21,11 @@ One scan, :func:`recording_into`, serves both users, at two strictness levels:
   cannot be read marks the camera its directory names. The price of resolving: a pass may wait on
   a hung volume, which only the short-lived pruner child does, never the master.
 
+Both levels look only at the output argument(s): ffmpeg's input is the relative name of its
+private input script (``ffmpeg.py``: the camera URL is never in the command), which lies in no
+camera directory and so never marks one; a recorder running as another user (``--user``) is
+found the same way, its command line being readable by all.
+
 Who owns a recorder (``Recorder.owned``: its parent is a live mirror-supervisor worker) is only
 asked at the strict level; the pruner keeps a file whoever writes it.
 """

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import setting_values as values
+
 
 class SettingsError(Exception):
     """A missing or unusable setting; the message is one line that names it."""
@@ -61,6 +63,9 @@ class Settings:
     stall_timeout: float | None = None  # None: max(60 s, 3 x segment_seconds) per camera
     require_mount: bool = False
     prune_interval: float = 600.0  # 0: never prune
+    user: str | None = None  # None: workers and ffmpeg keep the master's user
+    metrics_file: Path | None = None  # Prometheus text exposition, rewritten every few seconds
+    metrics_listen: tuple[str, int] | None = None  # (host, port) of the /metrics child
     config: Path | None = None
 
 
@@ -84,92 +89,51 @@ class Option:
     path: bool = False  # made absolute against the directory it was given in
 
 
-def _text(value: str) -> str:
-    value = value.strip()
-    if not value:
-        raise ValueError("is empty")
-    return value
-
-
-def _path(value: str) -> Path:
-    return Path(_text(value))
-
-
-def _db_url(value: str) -> Path:
-    """``HELDAR_DATABASE_URL`` is an sqlx URL: ``sqlite://data/x.db``, ``sqlite:///abs``, ``?mode=rwc``."""
-    value = _text(value)
-    for prefix in ("sqlite://", "sqlite:"):
-        if value.startswith(prefix):
-            return _path(value[len(prefix):].split("?", 1)[0])
-    raise ValueError(f"{value!r} is not a sqlite:// URL")
-
-
-def _seconds(value: str) -> float:
-    try:
-        seconds = float(value)
-    except ValueError:
-        raise ValueError(f"{value.strip()!r} is not a number of seconds") from None
-    if not (0 < seconds <= 86400):
-        raise ValueError(f"{value.strip()!r} must be more than 0 and at most 86400 seconds")
-    return seconds
-
-
-def _seconds_or_off(value: str) -> float:
-    if value.strip() in ("0", "0.0"):
-        return 0.0
-    return _seconds(value)
-
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
-
-
-def parse_bool(value: str) -> bool:
-    word = value.strip().lower()
-    if word in _TRUE:
-        return True
-    if word in _FALSE:
-        return False
-    raise ValueError(f"{value.strip()!r} is not a boolean (true/false, 1/0, yes/no, on/off)")
-
-
 # Environment names read with another format than their flag, and that format for the README.
-_ALIASES: dict[str, tuple[Callable[[str], Any], str]] = {"HELDAR_DATABASE_URL": (_db_url, "sqlite://PATH")}
+_ALIASES: dict[str, tuple[Callable[[str], Any], str]] = {"HELDAR_DATABASE_URL": (values.db_url, "sqlite://PATH")}
 _SPECIAL_PARSERS = {name: parse for name, (parse, _) in _ALIASES.items()}
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 # The settings every command resolves through :func:`load`, in the order the help lists them.
 OPTIONS = (
-    Option("db", "--db", ("MIRROR_SUPERVISOR_DB", "HELDAR_DATABASE_URL"), _path, Path("./data/heldar.db"),
+    Option("db", "--db", ("MIRROR_SUPERVISOR_DB", "HELDAR_DATABASE_URL"), values.path, Path("./data/heldar.db"),
            "`./data/heldar.db`", "the NVR's SQLite database, opened read-only", "PATH", path=True),
-    Option("mirror_dir", "--mirror-dir", ("MIRROR_SUPERVISOR_MIRROR_DIR", "HELDAR_MIRROR_RECORDINGS_DIR"), _path,
+    Option("mirror_dir", "--mirror-dir", ("MIRROR_SUPERVISOR_MIRROR_DIR", "HELDAR_MIRROR_RECORDINGS_DIR"), values.path,
            None, "required by `run`, `check` and `prune`; must exist",
            "the mirror root: segments go to `DIR/<camera_id>/`; never created", "DIR", path=True),
-    Option("ffmpeg", "--ffmpeg", ("MIRROR_SUPERVISOR_FFMPEG", "HELDAR_FFMPEG_BIN"), _text, "ffmpeg",
+    Option("ffmpeg", "--ffmpeg", ("MIRROR_SUPERVISOR_FFMPEG", "HELDAR_FFMPEG_BIN"), values.text, "ffmpeg",
            "`ffmpeg`", "the ffmpeg binary: a name looked up in `PATH`, or a path", "PATH", path=True),
-    Option("poll_interval", "--poll-interval", ("MIRROR_SUPERVISOR_POLL_INTERVAL",), _seconds, 5.0,
+    Option("poll_interval", "--poll-interval", ("MIRROR_SUPERVISOR_POLL_INTERVAL",), values.seconds, 5.0,
            "5", "seconds between reads of the database; SIGHUP reads it at once", "S"),
-    Option("stop_timeout", "--stop-timeout", ("MIRROR_SUPERVISOR_STOP_TIMEOUT",), _seconds, 8.0,
+    Option("stop_timeout", "--stop-timeout", ("MIRROR_SUPERVISOR_STOP_TIMEOUT",), values.seconds, 8.0,
            "8", "seconds a worker gets to stop its ffmpeg before its process group is SIGKILLed", "S"),
-    Option("state_dir", "--state-dir", ("MIRROR_SUPERVISOR_STATE_DIR",), _path, default_state_dir,
+    Option("state_dir", "--state-dir", ("MIRROR_SUPERVISOR_STATE_DIR",), values.path, default_state_dir,
            "`/run/mirror-supervisor` for root; otherwise `$XDG_RUNTIME_DIR/mirror-supervisor`, "
            "else `/tmp/mirror-supervisor-<uid>`",
            "lock, pidfile and `status.json`; cannot change on reload", "DIR", path=True),
     Option("recorder_enabled", "--recorder-enabled", ("MIRROR_SUPERVISOR_RECORDER_ENABLED", "HELDAR_RECORDER_ENABLED"),
-           parse_bool, True, "true", "mirror at all; false stops every worker", "BOOL"),
-    Option("stall_timeout", "--stall-timeout", ("MIRROR_SUPERVISOR_STALL_TIMEOUT",), _seconds, lambda: None,
+           values.parse_bool, True, "true", "mirror at all; false stops every worker", "BOOL"),
+    Option("stall_timeout", "--stall-timeout", ("MIRROR_SUPERVISOR_STALL_TIMEOUT",), values.seconds, lambda: None,
            "max(60, 3 x segment_seconds) per camera",
            "restart an ffmpeg whose open segment has not grown for this many seconds", "S"),
-    Option("require_mount", "--require-mount", ("MIRROR_SUPERVISOR_REQUIRE_MOUNT",), parse_bool, False,
+    Option("require_mount", "--require-mount", ("MIRROR_SUPERVISOR_REQUIRE_MOUNT",), values.parse_bool, False,
            "false", "record only while the mirror dir is a mount point"),
-    Option("prune_interval", "--prune-interval", ("MIRROR_SUPERVISOR_PRUNE_INTERVAL",), _seconds_or_off, 600.0,
+    Option("prune_interval", "--prune-interval", ("MIRROR_SUPERVISOR_PRUNE_INTERVAL",), values.seconds_or_off, 600.0,
            "600; 0: never prune",
            "seconds between retention passes; the first pass comes at most 30 s after start", "S"),
+    Option("user", "--user", ("MIRROR_SUPERVISOR_USER",), values.user, lambda: None, "none (the master's own user)",
+           "workers become this user and group before starting ffmpeg, and camera directories are "
+           "made theirs; the master may stay root or run as this user; cannot change on reload", "NAME"),
+    Option("metrics_file", "--metrics-file", ("MIRROR_SUPERVISOR_METRICS_FILE",), values.path, lambda: None, "off",
+           "Prometheus metrics written to this file (text format, atomically, every few seconds): "
+           "for node_exporter's textfile collector; on a local file system", "PATH", path=True),
+    Option("metrics_listen", "--metrics-listen", ("MIRROR_SUPERVISOR_METRICS_LISTEN",), values.host_port, lambda: None,
+           "off", "serve Prometheus metrics at `http://HOST:PORT/metrics` (a small child process)", "HOST:PORT"),
 )
 
 # Read by :func:`load` before the others, because it says where the others may come from.
-CONFIG = Option("config", "--config", ("MIRROR_SUPERVISOR_CONFIG",), _path, lambda: None, "none",
+CONFIG = Option("config", "--config", ("MIRROR_SUPERVISOR_CONFIG",), values.path, lambda: None, "none",
                 "`KEY=VALUE` file with the environment names above; re-read on SIGHUP", "FILE", path=True)
 
 # Not resolved by :func:`load`: a flag of ``run`` only, with no environment name.
@@ -354,6 +318,9 @@ def check_reload(old: Settings, new: Settings) -> None:
     if new.state_dir != old.state_dir:
         raise SettingsError(f"{FLAGS['state_dir']}: cannot change from {str(old.state_dir)!r} to "
                             f"{str(new.state_dir)!r} while running (it holds the lock and pidfile); restart instead")
+    if new.user != old.user:
+        raise SettingsError(f"{FLAGS['user']}: cannot change from {old.user!r} to {new.user!r} while running "
+                            "(running workers would keep their user); restart instead")
     if new.mirror_dir != old.mirror_dir:
         check_mirror_dir(new)
     if new.ffmpeg != old.ffmpeg and not _executable(new.ffmpeg):

@@ -16,6 +16,7 @@ on, the cause of every 100 %-CPU spin so far, cannot arise: after ``step(now)``,
 from __future__ import annotations
 
 import signal
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -75,6 +76,13 @@ class CameraSlot:
     respawn_delay: float = 0.0
     death_note: str | None = None
     ffmpeg_starts: int = 0
+    # For the metrics (metrics.py), over the slot's life: ffmpeg restarts by reason (exit, stall,
+    # stop_timeout, spawn_error), segments begun, and why the next worker is a restart.
+    restarts: Counter[str] = field(default_factory=Counter)
+    segments_opened: int = 0
+    restart_reason: str | None = None
+    last_segment: str | None = None
+    ffmpeg_stalled: bool = False  # the current worker ended a stalled ffmpeg since its last start
 
     # -- what is wanted ----------------------------------------------------------------------
 
@@ -111,6 +119,7 @@ class CameraSlot:
                     "worker gen=%d pid=%d did not stop within %.1fs; killing its process group",
                     self.worker.generation, self.worker.pid, act.stop_timeout)
                 act.system.killpg(self.worker.pid, signal.SIGKILL)
+                self.restart_reason = "stop_timeout"  # counted if a replacement follows
                 self.set_state(SlotState.KILLED, "stop deadline passed")
         elif self.state is SlotState.REMAINS:
             self._check_leftover(now, act)
@@ -141,11 +150,14 @@ class CameraSlot:
         if self.state in (SlotState.STOPPING, SlotState.KILLED):
             log.info("worker exited gen=%d pid=%d %s", worker.generation, worker.pid, how)
             self.respawn_at, self.respawn_delay = None, 0.0
+            if self.state is SlotState.STOPPING:
+                self.restart_reason = None  # it stopped when asked: a replacement is no failure
         else:
             lived = now - worker.started
             self.respawn_delay = backoff.worker_respawn_delay(self.respawn_delay, lived)
             self.respawn_at = now + self.respawn_delay
             self.death_note = f"worker gen={worker.generation} died unexpectedly ({how}) after {lived:.0f}s"
+            self.restart_reason = "exit"
             log.error("worker died unexpectedly gen=%d pid=%d %s after %.1fs; replacing it in %.0fs",
                       worker.generation, worker.pid, how, lived, self.respawn_delay)
         if act.system.group_alive(worker.pid):
@@ -162,10 +174,29 @@ class CameraSlot:
         worker = self.worker
         if worker is None or report.get("generation") != worker.generation or report == worker.report:
             return False  # an older generation's report never describes the current worker
-        starts = report.get("ffmpeg_starts") or 0
-        self.ffmpeg_starts += max(0, starts - (worker.report.get("ffmpeg_starts") or 0))
+        starts, before = report.get("ffmpeg_starts") or 0, worker.report.get("ffmpeg_starts") or 0
+        self.ffmpeg_starts += max(0, starts - before)
+        self._count(report, worker.report, max(0, starts - 1) - max(0, before - 1))
         worker.report = report
         return True
+
+    def _count(self, report: dict[str, Any], previous: dict[str, Any], restarts: int) -> None:
+        """The metrics' counters from a new report: a restart within the worker is a stall when
+        the worker ended ffmpeg as stalled since the last start, else an exit; entering ``error``
+        is a failed start."""
+        state = report.get("state")
+        if state == WorkerState.STALLED:
+            self.ffmpeg_stalled = True
+        elif state == WorkerState.ERROR and previous.get("state") != WorkerState.ERROR:
+            self.restarts["spawn_error"] += 1
+        if restarts > 0:
+            self.restarts["stall" if self.ffmpeg_stalled else "exit"] += 1
+            self.restarts["exit"] += restarts - 1  # reports lost in a full pipe: the causes are unknown
+            self.ffmpeg_stalled = False
+        segment = report.get("segment")
+        if segment and segment != self.last_segment:
+            self.segments_opened += 1
+            self.last_segment = segment
 
     def status_row(self) -> dict[str, Any]:
         """This camera's row in status.json."""
@@ -234,11 +265,15 @@ class CameraSlot:
         else:
             worker = act.spawn(self)
             if worker is None:
+                self.restarts["spawn_error"] += 1
                 self.respawn_delay = backoff.SPAWN_FAILED_DELAY
                 self.respawn_at = now + backoff.SPAWN_FAILED_DELAY
                 self.set_state(SlotState.BACKOFF, "fork failed")
             else:
-                self.worker, self.respawn_at = worker, None
+                self.worker, self.respawn_at, self.ffmpeg_stalled = worker, None, False
+                if self.restart_reason is not None:
+                    self.restarts[self.restart_reason] += 1
+                    self.restart_reason = None
                 self.set_state(SlotState.RUNNING, "worker started")
 
 

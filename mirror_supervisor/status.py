@@ -227,6 +227,42 @@ def _stat_segment(directory: Path, name: Any) -> tuple[str, float] | None:
         return None
 
 
+COVERAGE_WINDOW = 3600.0
+COVERAGE_TIMEOUT = 3.0
+
+
+def with_coverage(data: dict[str, Any], now: float | None = None, timeout: float = COVERAGE_TIMEOUT) -> dict[str, Any]:
+    """Add each camera's coverage of the last hour (``coverage_1h``, a ratio), from the segment
+    index and the files (:mod:`coverage`), in a daemon thread given ``timeout`` seconds: on a
+    volume that does not answer the rows say None and ``status`` still answers."""
+    from . import coverage
+
+    now = time.time() if now is None else now
+    mirror_dir = data.get("master", {}).get("mirror_dir")
+    ids = [camera["id"] for camera in data.get("cameras", []) if isinstance(camera.get("id"), str)]
+    found: dict[str, float] = {}
+
+    def collect() -> None:
+        report = coverage.compute(Path(mirror_dir), now - COVERAGE_WINDOW, now, cameras=ids, now=now, pool=False)
+        found.update({cam.id: cam.coverage for cam in report.cameras if cam.problem is None})
+
+    if mirror_dir and ids:
+        worker = threading.Thread(target=_quietly, args=(collect,), name="coverage", daemon=True)
+        worker.start()
+        worker.join(timeout)
+    done = dict(found)
+    for camera in data.get("cameras", []):
+        camera["coverage_1h"] = done.get(camera.get("id"))
+    return data
+
+
+def _quietly(action: Any) -> None:
+    try:
+        action()
+    except Exception:  # noqa: BLE001 - status must answer whatever the mirror holds
+        pass
+
+
 def duration(seconds: float | None) -> str:
     if seconds is None:
         return "-"
@@ -246,6 +282,10 @@ def _when(epoch: float | None, now: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch)) + f" ({duration(now - epoch)} ago)"
 
 
+def _percent(ratio: Any) -> str:
+    return f"{ratio * 100:.1f}%" if isinstance(ratio, (int, float)) else "-"
+
+
 def render(data: dict[str, Any], now: float | None = None) -> str:
     """The human table: a header about the master, then one line per camera."""
     now = time.time() if now is None else now
@@ -261,7 +301,8 @@ def render(data: dict[str, Any], now: float | None = None) -> str:
     if data.get("volume"):
         lines.append(f"mirror volume: {data['volume']}")
     lines.append("")
-    header = ("CAMERA", "STATE", "GEN", "WORKER", "FFMPEG", "UPTIME", "RESTARTS", "NEWEST SEGMENT", "AGE", "LAST ERROR")
+    header = ("CAMERA", "STATE", "GEN", "WORKER", "FFMPEG", "UPTIME", "RESTARTS", "NEWEST SEGMENT", "AGE", "COV 1H",
+              "LAST ERROR")
     rows = [header]
     for cam in data.get("cameras", []):
         started = cam.get("ffmpeg_started")
@@ -275,6 +316,7 @@ def render(data: dict[str, Any], now: float | None = None) -> str:
             str(cam.get("restarts", 0)),
             cam.get("newest_segment") or cam.get("segment_problem") or "-",
             duration(cam.get("newest_segment_age")) if not cam.get("segment_problem") else "?",
+            _percent(cam.get("coverage_1h")),
             (cam.get("last_error") or "-").replace("\n", " | ")[:200],
         ))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]

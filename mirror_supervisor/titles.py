@@ -16,6 +16,7 @@ MASTER = PREFIX + "master"
 WORKER = PREFIX + "worker "
 PRUNE = PREFIX + "prune"
 VOLUME_PROBE = PREFIX + "volume probe"
+METRICS = PREFIX + "metrics "
 
 _WORKER = re.compile(re.escape(WORKER) + r"(\S+) gen=(\d+) (\S+)")
 
@@ -37,6 +38,11 @@ def master(cameras: int, states: Mapping[str, int] | None = None, db_error: bool
 
 def worker(camera_id: str, generation: int, state: str) -> str:
     return f"{WORKER}{camera_id} gen={generation} {state}"
+
+
+def metrics(host: str, port: int) -> str:
+    """The HTTP child serving ``/metrics``: ``mirror-supervisor: metrics 127.0.0.1:9101``."""
+    return f"{METRICS}{host}:{port}"
 
 
 def is_master(args: str) -> bool:

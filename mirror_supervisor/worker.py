@@ -4,22 +4,14 @@ A forked child of the master. It never reads the database: the master hands it a
 ffmpeg argv, and a changed camera means a new worker. The loop is deliberately plain and
 synchronous: start ffmpeg, drain its stderr in a thread, wait, back off, repeat.
 
-Every wait happens in :meth:`Worker._wait`, a ``select`` on the signal wake-up pipe, so a stop
-request (SIGTERM/SIGINT) or ffmpeg's exit (SIGCHLD) ends any wait at once and nothing here can
-block without a bound.
+Every wait happens in :meth:`Worker._wait`, a ``poll`` of the signal wake-up pipe, so a stop
+request or ffmpeg's exit (SIGCHLD) ends any wait at once: nothing here blocks without a bound.
 
-Progress and the clock. Whether ffmpeg is recording is judged by the file it has open and that
-file's size growing, timed with the monotonic clock (:mod:`progress`). ffmpeg names segments by
-the wall clock and truncates a file whose name it reuses. So a segment named in the future is
-moved aside (``segments.move_aside``) before ffmpeg starts (or waited out, if at most
-``segments.MAX_CLOCK_SKEW_WAIT`` ahead), whenever a check (every second) sees the wall clock
-stepped back against the monotonic clock, and when ffmpeg closes a segment whose name is in the
-future. Residual race: a step back that happens less than one check interval (1 s) before ffmpeg
-opens its next segment can let that segment take an existing name before the worker has moved it.
+Progress is the growth of the file ffmpeg has open, on the monotonic clock, and no segment
+name is ever reused after a clock step (both in :mod:`progress`).
 
-Reports to the master go into one pipe shared by all workers and are dropped when it is full, so
-the full report is sent again every ``REPORT_REFRESH_SECONDS`` as well as on every change: a lost
-report heals by itself.
+Reports share one pipe and are dropped when it is full, so the full report is also sent every
+``REPORT_REFRESH_SECONDS``: a lost report heals by itself.
 """
 
 from __future__ import annotations
@@ -34,17 +26,18 @@ from pathlib import Path
 
 import setproctitle
 
-from . import backoff, lifeline, logs, reachability, segments, titles, wakeup
+from . import backoff, ffmpeg, lifeline, logs, privileges, reachability, titles, wakeup
 from .camera import Camera
 from .ffmpeg import environment
 from .ffmpeg_stderr import StderrTail, summarize_tail
-from .progress import ClockWatch, OpenSegment, Progress, describe_moves
+from .index import Indexer
+from .progress import ClockWatch, NameGuard, OpenSegment, Progress
 from .status import encode_report
 
 CHECK_SECONDS = 1.0  # progress, clock steps and the report refresh: each check is O(1)
 SECOND_SIGNAL_AFTER = 2.0
 STALL_FLOOR_SECONDS = 60.0
-REPORT_REFRESH_SECONDS = 30.0
+REPORT_REFRESH_SECONDS = 60.0
 
 
 def default_stall_timeout(segment_seconds: int) -> float:
@@ -64,18 +57,7 @@ class WorkerSpec:
     master_pid: int
     status_fd: int  # write end of the master's report pipe
     stall_timeout: float = 60.0
-
-
-def ffmpeg_preexec(worker_pid: int) -> None:
-    """In the forked child just before exec: die with the worker, even if it is already gone.
-
-    The child inherits the worker's Python SIGTERM handler, which only notes the signal for a
-    Python loop that never runs again before exec: a SIGTERM sent to it here would be swallowed
-    and a leftover ffmpeg would record on. With the default action restored first (exec would
-    restore it anyway), both the parent-death signal and the already-dead check really kill.
-    """
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    lifeline.die_with_parent(worker_pid, signal.SIGTERM)
+    run_as: str | None = None  # --user: the worker becomes this user before it starts ffmpeg
 
 
 class Worker:
@@ -88,13 +70,16 @@ class Worker:
         self.ffmpeg_started: float | None = None
         self.ffmpeg_starts = 0
         self.last_error: str | None = None
-        self.segment: str | None = None  # the file ffmpeg writes, or last wrote
+        self.names = NameGuard(spec.directory, self.log)  # also knows the file ffmpeg writes
         self._stopping = False
         self._signals: wakeup.SignalPipe | None = None
         self._next_report = 0.0
         self._failure: str | None = None  # reachability.classify of the last exit we did not ask for
         target = reachability.target_of(spec.camera.url)
         self._probe = reachability.PortProbe(target) if target is not None else None
+        self._input: Path | None = None  # ffmpeg's input script while it exists
+        self._input_dir: Path | None = None  # the private directory it is written in
+        self._indexer = Indexer(spec.directory, spec.camera.id, self.log)  # complete segments -> index
 
     # -- set-up -------------------------------------------------------------------------------
 
@@ -140,6 +125,9 @@ class Worker:
         """One ffmpeg run; returns how long it ran, or None when it could not be started."""
         if not self._prepare_directory() or self._stopping:
             return None
+        input_dir = self._write_input()
+        if input_dir is None:
+            return None
         try:
             proc = subprocess.Popen(
                 self.spec.argv,
@@ -147,10 +135,12 @@ class Worker:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 env=environment(dict(os.environ)),
+                cwd=input_dir,
                 close_fds=True,
-                preexec_fn=functools.partial(ffmpeg_preexec, os.getpid()),
+                preexec_fn=functools.partial(lifeline.exec_child_dies_with, os.getpid()),
             )
         except (OSError, subprocess.SubprocessError) as exc:
+            self._remove_input()
             self.last_error = f"cannot start ffmpeg {self.spec.argv[0]!r}: {exc}"
             self.log.error("%s", self.last_error)
             self._set_state("error")
@@ -172,22 +162,20 @@ class Worker:
         stalled = self._watch(proc)
         if proc.poll() is None:
             self._end_ffmpeg(proc, "stalled" if stalled else "stopping")
+        self._remove_input()
         tail.join(timeout=2.0)
         proc.stderr.close()
         ran = time.monotonic() - started
         self.ffmpeg_pid = None
         self.ffmpeg_started = None
         self._log_exit(proc.returncode, ran, tail.text(), stalled)
+        self._indexer.ended(self.names.segment, wall_started)  # ffmpeg ended: its last segments are complete
         return ran
 
     def _watch(self, proc: subprocess.Popen) -> bool:
-        """Wait while ffmpeg runs; True when it stalled: alive but writing nothing.
-
-        Progress is what ffmpeg gets to the disk (its open segment and that file's size), not
-        ffmpeg's liveness: a source that keeps its TCP session open and sends nothing leaves
-        ffmpeg alive for its whole socket timeout. With flush_packets=1 each fragment is written
-        as it completes, so even a 30 kbit/s camera grows its file every keyframe interval.
-        """
+        """Wait while ffmpeg runs; True when it stalled: alive, but its open segment did not grow
+        (a silent source leaves ffmpeg alive for its whole socket timeout; with flush_packets=1
+        even a 30 kbit/s camera grows its file every keyframe interval)."""
         probe = OpenSegment(proc.pid, self.spec.directory)
         clock = ClockWatch()
         last_seen = probe.read()
@@ -202,6 +190,7 @@ class Worker:
             if (seen.inode, seen.size) != (last_seen.inode, last_seen.size):
                 last_seen, last_progress = seen, now
                 if self.state == "connecting" and seen.size > 0:
+                    self._remove_input()  # read long ago: ffmpeg is writing what it fetched
                     self._set_state("recording")
                     self.log.info("recording segment=%s", seen.segment)
             elif now - last_progress >= self.spec.stall_timeout:
@@ -211,21 +200,17 @@ class Worker:
         return False
 
     def _guard_names(self, seen: Progress, stepped_back: float) -> None:
-        """Keep ffmpeg from ever reaching an existing name after the wall clock went back.
-
-        On a step back, every segment now named in the future is moved aside but the open one;
-        when ffmpeg moves on from a segment named in the future (the open one at the step), that
-        one is moved aside too. Also keeps the reported segment current.
-        """
-        if stepped_back:
-            self._move_aside_future(f"wall clock stepped back {stepped_back:.1f}s", keep=seen.segment)
-        if seen.segment is None or seen.segment == self.segment:
-            return
-        previous, self.segment = self.segment, seen.segment
-        start = segments.parse_name(previous) if previous else None
-        if start is not None and start > time.time():
-            self._move_aside_future("ffmpeg closed a segment named in the future", keep=seen.segment)
-        self._report()
+        """Keep ffmpeg from reaching an existing name after a clock step (:class:`NameGuard`),
+        keep the reported segment and any failure to move footage aside current, and index the
+        segment ffmpeg has just finished."""
+        problem, previous = self.names.problem, self.names.segment
+        moved_on = self.names.follow(seen.segment, stepped_back)
+        if self.names.problem != problem:
+            self.last_error = self.names.problem
+        if moved_on or self.names.problem != problem:
+            self._report()
+        if moved_on:
+            self._indexer.done(previous)  # ffmpeg moved on: the previous segment is complete
 
     def _end_ffmpeg(self, proc: subprocess.Popen, state: str) -> None:
         """Stop ffmpeg so the segment being written stays playable, escalating within the budget.
@@ -268,13 +253,9 @@ class Worker:
         self.log.warning("ffmpeg exited %s ran=%.1fs stderr=%s", how, ran, tail or "(empty)")
 
     def _wait_for_camera(self, probe: reachability.PortProbe, wait: float) -> None:
-        """The back-off of a camera that may be down: probe its port about once a second.
-
-        Ends early once the port, seen down in this wait, accepts again; held past the back-off
-        while the port refuses (``backoff.ProbedWait``). One connect at a time, none more often
-        than ``backoff.PROBE_INTERVAL``; a stop request ends the wait at once, also mid-connect
-        (the probe polls the signal pipe too).
-        """
+        """The back-off of a camera that may be down, probing its port about once a second: ends
+        once the port, seen down, accepts again; held while it refuses (``backoff.ProbedWait``);
+        a stop ends it at once, also mid-connect (the probe polls the signal pipe too)."""
         assert self._signals is not None
         began = time.monotonic()
         plan = backoff.ProbedWait(wait, began)
@@ -304,61 +285,50 @@ class Worker:
     # -- helpers ------------------------------------------------------------------------------
 
     def _prepare_directory(self) -> bool:
-        """Make the camera directory ready for a new ffmpeg; False (state error) when it is not.
-
-        Only ``<mirror_dir>/<id>`` is ever created, never its parents: a mirror volume that is
-        gone must not be re-created on the root filesystem. Then no existing segment may be
-        reachable by ffmpeg's names: those named more than ``MAX_CLOCK_SKEW_WAIT`` ahead are moved
-        aside, and the start waits for the second of the newest remaining name to pass.
-        """
-        directory = self.spec.directory
-        if not directory.parent.is_dir():
-            return self._directory_error(f"mirror directory {directory.parent} is missing (volume not mounted?); "
-                                         "not creating it")
-        try:
-            directory.mkdir(exist_ok=True)
-        except OSError as exc:
-            return self._directory_error(f"cannot create camera directory {directory}: {exc.strerror or exc}")
-        if not directory.is_dir():
-            return self._directory_error(f"camera directory {directory} is not a directory")
-        if not self._move_aside_future("found before starting ffmpeg", keep=None, ahead=segments.MAX_CLOCK_SKEW_WAIT):
-            return False
-        try:
-            newest = segments.newest_of(segments.segment_names(directory),
-                                        not_after=time.time() + segments.MAX_CLOCK_SKEW_WAIT)
-        except OSError as exc:
-            return self._directory_error(f"cannot list camera directory {directory}: {exc.strerror or exc}")
-        wait = segments.wait_before_start(newest[1] if newest else None, time.time())
-        if wait > 1.0:
-            self.log.warning("waiting %.1fs before starting ffmpeg: segment %s is named ahead of the clock",
-                             wait, newest[0] if newest else "?")
+        """Make the camera directory ready for a new ffmpeg (:meth:`NameGuard.before_start`);
+        False (state error) when it is not."""
+        error, wait = self.names.before_start()
+        if error is not None:
+            return self._directory_error(error)
         if wait > 0:
             self._sleep(wait)
         return True
+
+    def _write_input(self) -> Path | None:
+        """Write ffmpeg's input script (the camera URL, see ``ffmpeg``); returns the directory
+        ffmpeg must run in, or None (state error) when it cannot be written."""
+        try:
+            self._input_dir, self._input = ffmpeg.open_input(self._input_dir, self.camera, self.log)
+        except OSError as exc:
+            self.last_error = f"cannot write ffmpeg's input file: {exc.strerror or exc}"
+            self.log.error("%s", self.last_error)
+            self._set_state("error")
+            return None
+        return self._input_dir
+
+    def _remove_input(self) -> None:
+        """The script holds the password: it exists only until ffmpeg has read it."""
+        path, self._input = self._input, None
+        ffmpeg.remove_input(path)
+
+    def become_user(self) -> bool:
+        """``--user``: become that user before any ffmpeg (see :mod:`privileges`)."""
+        error = privileges.become_user(self.spec.run_as, self.spec.directory, self.spec.master_pid, self.log)
+        return True if error is None else self._directory_error(error)
+
+    def wait_for_stop(self) -> int:
+        """Stay (state error, nothing recorded) until told to stop: a worker that cannot become
+        its user must not run ffmpeg as root, and exiting would only be respawned."""
+        while not self._stopping:
+            self._sleep(3600.0)
+        self._set_state("stopped")
+        return 0
 
     def _directory_error(self, text: str) -> bool:
         self.last_error = text
         self.log.error("%s", text)
         self._set_state("error")
         return False
-
-    def _move_aside_future(self, reason: str, keep: str | None, ahead: float = 0.0) -> bool:
-        """Move aside every segment named over ``ahead`` s in the future but ``keep``.
-
-        False (state error) only when the directory cannot be listed.
-        """
-        try:
-            moved, failed = segments.move_aside_future(self.spec.directory, time.time() + ahead, keep)
-        except OSError as exc:
-            return self._directory_error(f"cannot list camera directory {self.spec.directory}: {exc.strerror or exc}")
-        if moved:
-            self.log.warning("moved aside %d segments named in the future (%s): %s",
-                             len(moved), reason, describe_moves(moved))
-        if failed:
-            self.last_error = f"cannot move aside segments named in the future ({reason}): " + "; ".join(failed)
-            self.log.error("%s", self.last_error)
-            self._report()
-        return True
 
     def _set_state(self, state: str) -> None:
         self.state = state
@@ -383,7 +353,7 @@ class Worker:
             "ffmpeg_started": self.ffmpeg_started,
             "ffmpeg_starts": self.ffmpeg_starts,
             "last_error": self.last_error,
-            "segment": self.segment,
+            "segment": self.names.segment,
         })
         try:
             os.write(self.spec.status_fd, line)
@@ -419,6 +389,8 @@ def run_worker(spec: WorkerSpec, inherited_fds: tuple[int, ...]) -> int:
     try:
         worker.install(inherited_fds)
         wakeup.unblock_handled()
+        if not worker.become_user():
+            return worker.wait_for_stop()
         return worker.run()
     except Exception:
         worker.log.exception("worker crashed")

@@ -62,6 +62,11 @@ def parse() -> argparse.Namespace:
     p.add_argument("--resume-outages", help="resume suite: outage lengths in s (default 5,30,120; 5,10 with --quick)")
     p.add_argument("--resume-down-seconds", type=float,
                    help="resume suite: how long the camera that stays down is watched (default 300; 60 with --quick)")
+    p.add_argument("--coverage", action="store_true",
+                   help="run only the coverage suite (index, box parsing; not in the default run); others' tables stay")
+    p.add_argument("--skip-coverage", action="store_true", help="leave the coverage suite out (its tables stay)")
+    p.add_argument("--coverage-cameras", type=int, help="coverage suite: cameras (default 100; 10 with --quick)")
+    p.add_argument("--coverage-segments", type=int, help="coverage suite: segments each (default 1440; 144 with --quick)")
     p.add_argument("--output", help="markdown report (default docs/benchmarks.md; build/bench-quick.md with --quick)")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
     p.add_argument("--render-only", metavar="JSON", help="re-write the report's tables from a previous run's JSON")
@@ -71,6 +76,7 @@ def parse() -> argparse.Namespace:
 def options(args: argparse.Namespace) -> SimpleNamespace:
     """Every knob the suites read, defaults filled in (quick or full)."""
     q = args.quick
+    only = args.scale or args.resume or args.coverage  # one standalone suite asked for by name
     return SimpleNamespace(
         quick=q,
         counts=[int(x) for x in (args.counts or ("4" if q else "8,32")).split(",")],
@@ -86,14 +92,18 @@ def options(args: argparse.Namespace) -> SimpleNamespace:
         poll_interval=args.poll_interval,
         standin_repeats=3 if q else 10,
         reconcile_repeats=8 if q else 20,
-        skip_real=args.skip_real or args.scale or args.resume,
-        skip_standin=args.skip_standin or args.scale or args.resume,
-        skip_fork=args.scale or args.resume,
-        skip_scale=(args.skip_scale and not args.scale) or (args.resume and not args.scale),
-        skip_resume=args.skip_resume or (args.scale and not args.resume),
+        skip_real=args.skip_real or only,
+        skip_standin=args.skip_standin or only,
+        skip_fork=only,
+        skip_scale=(args.skip_scale and not args.scale) or (only and not args.scale),
+        skip_resume=args.skip_resume or (only and not args.resume),
+        skip_coverage=args.skip_coverage or not args.coverage,  # opt-in: its cold pass is slow
         resume_before=args.resume_before,
         resume_outages=[float(x) for x in (args.resume_outages or ("5,10" if q else "5,30,120")).split(",")],
         resume_down_seconds=args.resume_down_seconds or (60.0 if q else 300.0),
+        coverage_cameras=args.coverage_cameras or (10 if q else 100),
+        coverage_segments=args.coverage_segments or (144 if q else 1440),
+        coverage_repeats=1 if q else 3,
         standin_recorder="recorder: the C stand-in (`scripts/benchlib/recorder.py`)",
         cameras=args.cameras or (10 if q else 500),
         minutes=args.minutes or (1.0 if q else 10.0),

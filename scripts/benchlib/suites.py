@@ -21,6 +21,7 @@ from typing import Any
 
 from . import (
     forking,
+    suite_coverage,
     suite_real,
     suite_resume,
     suite_scale,
@@ -50,4 +51,5 @@ SUITES = [
           lambda c: not c.opts.skip_fork and any(cls.name == "ours" for cls in c.systems)),
     Suite("scale", suite_scale.run, tables_scale.render, lambda c: not c.opts.skip_scale, standalone=True),
     Suite("resume", suite_resume.run, tables_resume.render, lambda c: not c.opts.skip_resume, standalone=True),
+    Suite("coverage", suite_coverage.run, suite_coverage.render, lambda c: not c.opts.skip_coverage, standalone=True),
 ]

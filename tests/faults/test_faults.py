@@ -25,7 +25,7 @@ from support.rtsp import RtspServer
 from support.supervisor import Supervisor
 
 from mirror_supervisor.camera import parse_row
-from mirror_supervisor.ffmpeg import build_command, environment
+from mirror_supervisor.ffmpeg import build_command, environment, write_input
 from mirror_supervisor.segments import parse_name
 
 SEGMENT = re.compile(r"\d{8}_\d{6}\.mp4")
@@ -118,11 +118,14 @@ def test_leftover_ffmpeg_is_ended_before_a_new_master_records_and_nothing_else_i
     camera = parse_row({"id": "cam", "mirror_enabled": 1, "main_stream_url": rtsp.url("/live"), "segment_seconds": 2})
     (mirror_dir / "cam").mkdir()
     (tmp_path / "primary" / "cam").mkdir(parents=True)
+    write_input(tmp_path, camera)  # the ffmpegs read the URL from it, in their working directory
     leftover = subprocess.Popen(build_command("ffmpeg", camera, mirror_dir), env=environment(dict(os.environ)),
-                                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
     elsewhere = tmp_path / "primary"
     bystander = subprocess.Popen(build_command("ffmpeg", camera, elsewhere), env=environment(dict(os.environ)),
-                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                 cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
     try:
         procs.wait_for("leftover recording", lambda: segments(mirror_dir / "cam"), 20)
         sup = supervisor("--poll-interval", "600")

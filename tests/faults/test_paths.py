@@ -19,6 +19,8 @@ import psutil
 import pytest
 from support import procs
 
+from mirror_supervisor.index import INDEX_NAME
+
 CLI = [sys.executable, "-m", "mirror_supervisor"]
 SEGMENT = re.compile(r"\d{8}_\d{6}\.mp4")
 SETTINGS_ENV = ("MIRROR_SUPERVISOR_", "HELDAR_")
@@ -210,8 +212,11 @@ def test_nothing_the_daemon_creates_is_world_readable(rtsp, nvr, mirror_dir, sit
     assert mode(site["state"] / "status.json") == 0o640
     assert mode(site["state"]) == 0o750
     assert mode(site["state"] / "mirror-supervisor.lock") == 0o600
-    assert not [p for p in mirror_dir.iterdir() if p.name.startswith(".")], \
-        "nothing of ours is kept on the mirror volume (closing it would hang with the volume)"
+    # The master keeps nothing open on the mirror volume (closing it would hang with the volume);
+    # the only file of ours there is the workers' segment index, written one segment at a time.
+    ours = [p for p in mirror_dir.iterdir() if p.name.startswith(".")]
+    assert all(p.name.startswith(INDEX_NAME) for p in ours), ours
+    assert all(mode(p) & 0o007 == 0 for p in ours), "the index is not world readable"
     assert mode(site["state"] / "mirror-supervisor.pid") == 0o644  # a pid is no secret; the dir is 0750
     leftovers = [p.name for p in site["state"].iterdir() if p.name.endswith(".tmp")]
     assert leftovers == []

@@ -1,7 +1,14 @@
 """The ffmpeg argv (docs/design.md, "ffmpeg command") and its use as the recording key."""
 
+import os
+import shutil
+import stat
+import subprocess
 from pathlib import Path
 
+import pytest
+
+from mirror_supervisor import ffmpeg
 from mirror_supervisor.camera import parse_row
 from mirror_supervisor.ffmpeg import build_command, environment
 
@@ -13,10 +20,13 @@ def command(**columns):
 
 
 def test_exact_argument_order():
-    assert command(segment_seconds=60) == (
+    argv = command(segment_seconds=60)
+    name = argv[argv.index("-i") + 1]
+    assert name.startswith("cam1.") and name.endswith(".ffconcat") and "/" not in name
+    assert argv == (
         "/usr/bin/ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "warning",
-        "-rtsp_transport", "tcp", "-timeout", "15000000",
-        "-i", "rtsp://h:554/Streaming/Channels/101", "-c", "copy", "-an",
+        "-f", "concat", "-safe", "0", "-protocol_whitelist", "file",
+        "-i", name, "-c", "copy", "-an",
         "-f", "segment", "-segment_time", "60", "-segment_format", "mp4",
         "-segment_format_options", "movflags=+frag_keyframe+empty_moov+default_base_moof:flush_packets=1",
         "-reset_timestamps", "1", "-strftime", "1", "/mirror/cam1/%Y%m%d_%H%M%S.mp4",
@@ -34,8 +44,66 @@ def test_segment_time_has_a_floor_of_two():
 
 
 def test_rtsp_transport_only_for_rtsp_inputs():
-    assert "-rtsp_transport" in command(main_stream_url="rtsps://h/x")
-    assert "-rtsp_transport" not in command(main_stream_url="http://h/x.mjpg")
+    assert "option rtsp_transport 'tcp'" in ffmpeg.concat_script("rtsps://h/x")
+    assert "rtsp_transport" not in ffmpeg.concat_script("http://h/x.mjpg")
+
+
+def test_no_url_or_credential_in_the_argv():
+    argv = command(username="admin", password="Zq ss/w%rd", main_stream_url="")
+    text = " ".join(argv)
+    for needle in ("admin", "Zq", "w%rd", "Zq%20ss", "rtsp:", "554", " h:"):
+        assert needle not in text, needle
+
+
+def test_each_scheme_gets_only_its_protocols_and_stream_formats():
+    assert ffmpeg.input_options("rtsp://u:p@h/x") == [
+        ("rtsp_transport", "tcp"), ("timeout", "15000000"), ("protocol_whitelist", "rtsp,tcp"),
+        ("format_whitelist", "rtsp")]
+    assert dict(ffmpeg.input_options("rtsps://h/x"))["protocol_whitelist"] == "rtsps,tls,tcp"
+    https = dict(ffmpeg.input_options("HTTPS://h/x"))
+    assert https["protocol_whitelist"] == "https,tls,tcp"
+    for hostile in ("hls", "concat", "file", "http", "image2", "dash", "rtsp"):
+        assert hostile not in https["format_whitelist"].split(",")
+
+
+def test_input_file_is_private_and_never_follows_links(tmp_path):
+    camera = parse_row({**BASE, "username": "admin", "password": "pw"})
+    directory = tmp_path / "in"
+    ffmpeg.prepare_input_dir(directory)
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    (directory / ffmpeg.input_name(camera)).symlink_to(tmp_path / "target")
+    path = ffmpeg.write_input(directory, camera)
+    assert not (tmp_path / "target").exists() and not path.is_symlink()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert path.read_text() == ffmpeg.concat_script(camera.url)
+    assert os.listdir(directory) == [path.name]
+    ffmpeg.remove_input(path)
+    assert os.listdir(directory) == []
+
+
+def test_a_planted_or_open_input_dir_is_refused(tmp_path):
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path)
+    with pytest.raises(PermissionError):
+        ffmpeg.prepare_input_dir(link)
+    opened = tmp_path / "open"
+    opened.mkdir(mode=0o777)
+    os.chmod(opened, 0o777)
+    ffmpeg.prepare_input_dir(opened)
+    assert stat.S_IMODE(opened.stat().st_mode) == 0o700
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg not installed")
+def test_ffmpeg_reads_back_exactly_the_url_whatever_it_contains(tmp_path):
+    """The quoting, checked by ffmpeg itself: it names the URL it failed to open (port 1: refused)."""
+    for url in ("rtsp://a:b'c\\d@127.0.0.1:1/x?y='z'#", "http://127.0.0.1:1/a'b"):
+        camera = parse_row({**BASE, "main_stream_url": url})
+        assert camera.problem is None, camera.problem
+        ffmpeg.write_input(tmp_path, camera)
+        run = subprocess.run(["ffmpeg", "-nostdin", "-hide_banner", "-f", "concat", "-safe", "0",
+                              "-protocol_whitelist", "file", "-i", ffmpeg.input_name(camera), "-f", "null", "-"],
+                             cwd=tmp_path, capture_output=True, text=True, timeout=20)
+        assert f"Impossible to open '{url}'" in run.stderr, run.stderr
 
 
 def test_key_changes_with_recording_fields_only():
@@ -44,7 +112,18 @@ def test_key_changes_with_recording_fields_only():
     for change in ({"segment_seconds": 30}, {"record_audio": 1}, {"record_stream": "sub"},
                    {"username": "u", "password": "p"}, {"main_stream_url": "rtsp://other/x"}):
         assert command(**change) != same, change
+    assert command(username="u", password="p") != command(username="u", password="q")
 
 
 def test_environment_forces_utc():
     assert environment({"TZ": "Europe/Oslo", "PATH": "/bin"}) == {"TZ": "UTC", "PATH": "/bin"}
+
+
+def test_scripts_left_by_a_killed_worker_are_removed_at_the_next_start(tmp_path):
+    old = parse_row({**BASE, "username": "admin", "password": "old"})
+    new = parse_row({**BASE, "username": "admin", "password": "new"})
+    other = parse_row({**BASE, "id": "cam1.x", "username": "admin", "password": "old"})
+    left = ffmpeg.write_input(tmp_path, old)
+    kept = ffmpeg.write_input(tmp_path, other)
+    path = ffmpeg.write_input(tmp_path, new)
+    assert sorted(os.listdir(tmp_path)) == sorted([path.name, kept.name]) and not left.exists()

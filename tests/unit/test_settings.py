@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from mirror_supervisor import cli, daemon
-from mirror_supervisor.settings import Settings, SettingsError, absolute, check_reload, load, parse_bool
+from mirror_supervisor.setting_values import parse_bool
+from mirror_supervisor.settings import Settings, SettingsError, absolute, check_reload, load
 
 NO_FLAGS: dict = {}
 
@@ -174,3 +175,20 @@ def test_the_reload_callable_resolves_against_the_start_directory_after_chdir(tm
             reload_settings()
     finally:
         reload_settings.close()
+
+
+def test_user_from_flag_environment_or_config_file(tmp_path):
+    assert load({}, {"MIRROR_SUPERVISOR_MIRROR_DIR": "/m"}).user is None
+    assert load({"user": "nobody"}, {"MIRROR_SUPERVISOR_MIRROR_DIR": "/m"}).user == "nobody"
+    config = tmp_path / "default"
+    config.write_text("MIRROR_SUPERVISOR_MIRROR_DIR=/m\nMIRROR_SUPERVISOR_USER=nobody\n")
+    assert load({}, {}, str(config)).user == "nobody"
+    with pytest.raises(SettingsError, match=r"^MIRROR_SUPERVISOR_USER: 'no-such-user-x' is not a user"):
+        load({}, {"MIRROR_SUPERVISOR_MIRROR_DIR": "/m", "MIRROR_SUPERVISOR_USER": "no-such-user-x"})
+
+
+def test_reload_refuses_a_changed_user(tmp_path):
+    old = Settings(db=tmp_path / "db", mirror_dir=tmp_path, user="nobody")
+    with pytest.raises(SettingsError, match="^--user: cannot change"):
+        check_reload(old, dataclasses.replace(old, user=None))
+    check_reload(old, dataclasses.replace(old, poll_interval=1.0))

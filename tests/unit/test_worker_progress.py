@@ -201,7 +201,7 @@ def test_a_clock_step_moves_aside_all_but_the_open_file_which_follows_when_close
     for name in written:
         (cam / name).write_bytes(name.encode())
     worker = make_worker(cam)
-    worker.segment = written[-1]
+    worker.names.segment = written[-1]
     worker._guard_names(Progress(written[-1], (1, 1), 10), stepped_back=240.0)
     assert sorted(p.name for p in cam.iterdir()) == sorted(
         [written[0].replace(".mp4", "~1.mp4"), written[1].replace(".mp4", "~1.mp4"), written[-1]])
@@ -210,7 +210,7 @@ def test_a_clock_step_moves_aside_all_but_the_open_file_which_follows_when_close
     (cam / fresh).write_bytes(b"")
     worker._guard_names(Progress(fresh, (1, 2), 0), stepped_back=0.0)
     assert (cam / written[-1].replace(".mp4", "~1.mp4")).read_bytes() == written[-1].encode()
-    assert worker.segment == fresh and make_worker.read()[-1]["segment"] == fresh
+    assert worker.names.segment == fresh and make_worker.read()[-1]["segment"] == fresh
 
 
 def test_a_report_lost_in_a_full_pipe_is_sent_again_by_the_refresh(tmp_path, make_worker):
@@ -238,11 +238,11 @@ def test_ffmpeg_is_never_started_for_a_worker_that_is_already_gone():
     swallow the 'parent already died' signal (simulated with a pid that is not the parent)."""
     script = textwrap.dedent("""
         import functools, subprocess, sys
-        from mirror_supervisor import wakeup, worker
+        from mirror_supervisor import lifeline, wakeup
         wakeup.SignalPipe()  # the worker's handlers, as in a real worker
         gone = 2 ** 22 + 1   # never this child's parent
         proc = subprocess.Popen([sys.executable, "-c", "print('ffmpeg ran')"], stdout=subprocess.PIPE,
-                                preexec_fn=functools.partial(worker.ffmpeg_preexec, gone))
+                                preexec_fn=functools.partial(lifeline.exec_child_dies_with, gone))
         out, _ = proc.communicate(timeout=30)
         print(proc.returncode, out.decode().strip())
     """)

@@ -1,0 +1,259 @@
+"""The segment index: one row per complete segment, kept as recording happens.
+
+A cache, never a source of truth. It lives next to the footage it describes, in
+``<mirror_dir>/.mirror-supervisor-index.sqlite3`` (plus SQLite's ``-wal`` and ``-shm``), so it
+survives reboots with the files and never names another volume's. It can be deleted at any time:
+``coverage`` re-reads any segment whose row is missing or whose size or mtime differ from the
+file's (:mod:`coverage`), and fills the row in. The pruner never reads it; it only removes the
+rows of the files it deleted. It is not the NVR's database and never touches it.
+
+Writers: every worker, when ffmpeg moves on to a new segment or ends, indexes the segment it just
+finished (:class:`Indexer`): the file's boxes are parsed (:mod:`mp4`, a few small reads), then one
+short transaction. Hundreds of workers may write at once, so the database is in WAL mode
+(readers never block writers) with a short busy timeout, ``synchronous=NORMAL`` (no fsync per
+commit; a crash can lose the last rows, which are rebuilt from the files), and no connection is
+held between segments (nothing stays open on the mirror volume). A write that fails is logged
+once and recording goes on: the index must never stop footage.
+
+Schema (``user_version`` 1)::
+
+    segments(root, camera, name, start, duration, size, mtime_ns, playable, problem)
+    primary key (root, camera, name)
+
+``root`` is ``''`` for the mirror; ``coverage --primary-dir`` caches the NVR's own segments
+under the primary directory's absolute path. ``start`` is the UTC second in the name;
+``duration`` the playable seconds (0 when not playable); ``problem`` why not.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import mp4
+from .files import STATUS_MODE
+from .segments import SEGMENT_OR_MOVED, name_epoch, parse_name, segment_names
+
+INDEX_NAME = ".mirror-supervisor-index.sqlite3"
+INDEX_MODE = STATUS_MODE  # 0640: like the status file (the group that runs `status` may read it)
+BUSY_TIMEOUT_MS = 2000  # one row per segment per camera: waits are short even with hundreds
+SCHEMA_VERSION = 1
+MIRROR = ""  # the ``root`` of the mirror's own rows
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS segments (
+    root TEXT NOT NULL,
+    camera TEXT NOT NULL,
+    name TEXT NOT NULL,
+    start REAL NOT NULL,
+    duration REAL NOT NULL,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    playable INTEGER NOT NULL,
+    problem TEXT,
+    PRIMARY KEY (root, camera, name)
+) WITHOUT ROWID
+"""
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    start: float
+    duration: float
+    size: int
+    mtime_ns: int
+    playable: bool
+    problem: str | None
+
+
+class IndexError_(Exception):
+    """The index cannot be opened or written (the caller decides whether that matters)."""
+
+
+def index_path(mirror_dir: Path) -> Path:
+    return Path(mirror_dir) / INDEX_NAME
+
+
+def start_of(name: str) -> float | None:
+    """The UTC start second in a segment name (ffmpeg's or a moved-aside ``~N`` one), or None."""
+    match = SEGMENT_OR_MOVED.fullmatch(name)
+    return None if match is None else name_epoch(match.group(1), match.group(2))
+
+
+def row_from(name: str, info: mp4.SegmentInfo) -> Row | None:
+    start = start_of(name)
+    if start is None:
+        return None
+    return Row(name, start, info.duration if info.playable else 0.0, info.size, info.mtime_ns, info.playable,
+               info.problem)
+
+
+def _create(path: Path) -> None:
+    """Create the database file with exactly ``INDEX_MODE`` (never through a symlink), so SQLite's
+    ``-wal`` and ``-shm``, which copy the main file's mode, are no more open either."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, INDEX_MODE)
+    except FileExistsError:
+        return
+    try:
+        os.fchmod(fd, INDEX_MODE)
+    finally:
+        os.close(fd)
+
+
+class SegmentIndex:
+    """One open connection to the index; use as a context manager, keep it short."""
+
+    def __init__(self, mirror_dir: Path, write: bool = True) -> None:
+        path = index_path(mirror_dir)
+        self.writable = write
+        try:
+            if write:
+                if os.path.islink(path):
+                    raise IndexError_(f"{path} is a symlink; not using it")
+                _create(path)
+                self._db = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=BUSY_TIMEOUT_MS / 1000,
+                                           isolation_level=None, check_same_thread=False)
+            else:
+                self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000,
+                                           isolation_level=None, check_same_thread=False)
+            self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            if write:
+                self._prepare()
+        except sqlite3.Error as exc:
+            raise IndexError_(f"segment index {path}: {exc}") from None
+
+    def _prepare(self) -> None:
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version == SCHEMA_VERSION:
+            return
+        self._db.execute("PRAGMA journal_mode = WAL")  # sticky: set once, by whoever creates it
+        if version != 0:  # an index of another layout: a cache, so start afresh
+            self._db.execute("DROP TABLE IF EXISTS segments")
+        self._db.execute(_SCHEMA)
+        self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def __enter__(self) -> SegmentIndex:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._db.close()
+
+    def put(self, camera: str, rows: Iterable[Row], root: str = MIRROR) -> None:
+        """Insert or replace rows, all in one transaction."""
+        data = [(root, camera, r.name, r.start, r.duration, r.size, r.mtime_ns, int(r.playable), r.problem)
+                for r in rows]
+        if not data:
+            return
+        try:
+            self._db.execute("PRAGMA synchronous = NORMAL")
+            with self._transaction():
+                self._db.executemany("INSERT OR REPLACE INTO segments VALUES (?,?,?,?,?,?,?,?,?)", data)
+        except sqlite3.Error as exc:
+            raise IndexError_(f"cannot write the segment index: {exc}") from None
+
+    def forget(self, names: Mapping[str, Iterable[str]], root: str = MIRROR) -> None:
+        """Remove rows, by camera, in one transaction."""
+        data = [(root, camera, name) for camera, some in names.items() for name in some]
+        if not data:
+            return
+        try:
+            with self._transaction():
+                self._db.executemany("DELETE FROM segments WHERE root = ? AND camera = ? AND name = ?", data)
+        except sqlite3.Error as exc:
+            raise IndexError_(f"cannot write the segment index: {exc}") from None
+
+    def rows(self, camera: str, low: str, high: str, root: str = MIRROR) -> dict[str, Row]:
+        """The rows of ``camera`` whose names sort in ``[low, high)``."""
+        try:
+            cursor = self._db.execute(
+                "SELECT name, start, duration, size, mtime_ns, playable, problem FROM segments "
+                "WHERE root = ? AND camera = ? AND name >= ? AND name < ?", (root, camera, low, high))
+            return {r[0]: Row(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6]) for r in cursor}
+        except sqlite3.Error as exc:
+            raise IndexError_(f"cannot read the segment index: {exc}") from None
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._db)
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``: takes the write lock at once (waiting up to the busy
+    timeout) instead of failing on a lock upgrade half way."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind: object, *rest: object) -> None:
+        self._db.execute("COMMIT" if kind is None else "ROLLBACK")
+
+
+class Indexer:
+    """A worker's hook: index each segment ffmpeg has finished; never raises, logs a failure once.
+
+    ``done`` is called when ffmpeg moved on from a segment (the next one has started) and when
+    ffmpeg ended. The worker may block on the mirror volume; the master never calls this.
+    """
+
+    def __init__(self, directory: Path, camera: str, log: logging.Logger | logging.LoggerAdapter) -> None:
+        self.directory = Path(directory)
+        self.camera = camera
+        self.log = log
+        self.failing = False
+        self.last: str | None = None
+
+    def done(self, name: str | None) -> None:
+        if not name or name == self.last or start_of(name) is None:
+            return
+        self.last = name
+        try:
+            info = mp4.probe(self.directory / name)
+            row = row_from(name, info)
+            if row is None or (info.problem or "").startswith("unreadable: No such file"):
+                return  # moved aside or pruned meanwhile
+            with SegmentIndex(self.directory.parent) as index:
+                index.put(self.camera, [row])
+        except Exception as exc:  # noqa: BLE001 - whatever it is, recording goes on
+            if not self.failing:
+                self.log.warning("cannot index segment %s: %s; recording goes on (logged once)", name, exc)
+            self.failing = True
+            return
+        if self.failing:
+            self.log.info("segment index written again")
+        self.failing = False
+
+
+    def ended(self, current: str | None, started: float) -> None:
+        """ffmpeg ended: index the segment it was known to write and any it opened after that
+        (the worker checks once a second, so a segment opened just before the end is unseen)."""
+        self.done(current)
+        try:
+            later = sorted(n for n in segment_names(self.directory)
+                           if (current is None or n > current) and (parse_name(n) or 0) >= started - 2)
+        except OSError:
+            return
+        for name in later:
+            self.done(name)
+
+
+def forget_pruned(mirror_dir: Path, deleted: Mapping[str, list[str]]) -> str | None:
+    """The pruner's hook: deleted files leave the index. Returns an error text instead of raising."""
+    if not any(deleted.values()) or not index_path(mirror_dir).exists():
+        return None
+    try:
+        with SegmentIndex(mirror_dir) as index:
+            index.forget(deleted)
+    except IndexError_ as exc:
+        return str(exc)
+    return None

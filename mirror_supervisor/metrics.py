@@ -1,0 +1,336 @@
+"""Prometheus metrics: what the master knows, in the text exposition format (README, "Metrics").
+
+Two ways out, both off by default, both fed by one rendering (``prometheus_client``):
+
+- ``--metrics-file PATH``: rewritten atomically every :data:`WRITE_INTERVAL` seconds, for
+  node_exporter's textfile collector;
+- ``--metrics-listen HOST:PORT``: ``GET /metrics`` served by a small child process
+  (:func:`serve_main`, titled ``mirror-supervisor: metrics HOST:PORT``). The master never serves a
+  socket: it writes the text to ``<state_dir>/metrics.prom`` and the child serves that file, so a
+  slow or hostile client can block only the child. The child dies with the master and is forked
+  again, after a back-off, when it dies.
+
+Where the numbers come from, so that nothing here can block the master:
+
+- the camera state, segments and ffmpeg restarts come from the workers' reports and the slots
+  (:meth:`Exporter.observe`, called whenever the master publishes its status);
+- bytes written, the newest footage's time and the mirror's free space come from the volume probe
+  child, which the master already forks every 10 s: with metrics on, it also runs ``statvfs`` and
+  ``stat``s each camera's current segment and the segments closed since the last probe
+  (:func:`probe_main`), and leaves the answer in ``<state_dir>/metrics-probe.json``. A hung volume
+  leaves those numbers where they were (and ``camera_up`` goes to 0: status says ``stalled``).
+- ``coverage_ratio{window="1h"}`` is the share of the last hour (of the part this master has
+  watched) during which the camera was ``recording``, from the same state the master keeps. The
+  segment index will know better (gaps in the files themselves): :attr:`Exporter.coverage` is the
+  hook to replace (:class:`CoverageSource`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from . import __version__, backoff, lifeline, logs, volume
+from .files import STATUS_MODE, write_atomically
+from .metrics_children import Footage, probe_main, serve_main
+from .settings import Settings
+
+if TYPE_CHECKING:
+    from prometheus_client.core import GaugeMetricFamily, Metric
+
+PREFIX = "mirror_supervisor_"
+WRITE_INTERVAL = 5.0  # the exposition at most this often: "every few seconds"
+SERVED_FILE = "metrics.prom"  # in the state dir: what the HTTP child serves
+PROBE_FILE = "metrics-probe.json"  # in the state dir: the volume probe's answer
+TEXTFILE_MODE = 0o644  # node_exporter runs as another user; camera ids are no secret
+COVERAGE_WINDOW = 3600.0
+RESTART_REASONS = ("exit", "stall", "stop_timeout", "spawn_error")
+MAX_TRACKED_INTERVALS = 10_000  # per camera: a flapping camera cannot grow memory without bound
+
+
+# -- coverage -----------------------------------------------------------------------------------
+
+class CoverageSource(Protocol):
+    """Coverage of the last ``window`` seconds, 0..1, or None when nothing is known yet."""
+
+    def __call__(self, camera_id: str, now: float, window: float) -> float | None: ...
+
+
+class RecordingTime:
+    """When each camera was expected to record and when it was recording, over the last window.
+
+    Fed with the state at every status change (:meth:`observe`); the time between two
+    observations counts with the state of the first. Time when a camera was not expected to
+    record (not mirrored, or before this master started) counts for nothing.
+    """
+
+    def __init__(self, window: float = COVERAGE_WINDOW) -> None:
+        self.window = window
+        self._intervals: dict[str, deque[list[Any]]] = {}  # camera -> [start, end, up]
+
+    def observe(self, now: float, states: Mapping[str, tuple[bool, bool]]) -> None:
+        """``states``: camera -> (expected to record, recording), as of ``now``."""
+        for camera in list(self._intervals):
+            if camera not in states:
+                del self._intervals[camera]
+        for camera, (expected, up) in states.items():
+            intervals = self._intervals.setdefault(camera, deque(maxlen=MAX_TRACKED_INTERVALS))
+            if intervals and intervals[-1][1] is None:
+                intervals[-1][1] = now  # the open interval ends here
+            if expected:
+                if intervals and intervals[-1][2] == up and intervals[-1][1] == now:
+                    intervals[-1][1] = None  # same state: keep it open
+                else:
+                    intervals.append([now, None, up])
+            while intervals and intervals[0][1] is not None and intervals[0][1] <= now - self.window:
+                intervals.popleft()
+
+    def __call__(self, camera_id: str, now: float, window: float) -> float | None:
+        intervals = self._intervals.get(camera_id)
+        if not intervals:
+            return None
+        since, watched, recording = now - window, 0.0, 0.0
+        for start, end, up in intervals:
+            length = max(0.0, (now if end is None else end) - max(start, since))
+            watched += length
+            recording += length if up else 0.0
+        return recording / watched if watched > 0 else None
+
+
+# -- what the volume probe finds -----------------------------------------------------------------
+
+# -- the exposition -----------------------------------------------------------------------------
+
+@dataclass
+class CameraSample:
+    up: bool
+    segments: int
+    restarts: Mapping[str, int]
+
+
+class Slots(Protocol):
+    """What the exporter reads of a camera's slot."""
+
+    camera_id: str
+    segments_opened: int
+
+    @property
+    def wanted(self) -> bool: ...
+
+    @property
+    def restarts(self) -> Mapping[str, int]: ...
+
+    @property
+    def refused(self) -> str | None: ...
+
+
+class Exporter:
+    """Everything the master needs for metrics; does nothing when both outputs are off."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.log = logs.master()
+        self.coverage: CoverageSource = RecordingTime()
+        self.cameras: dict[str, CameraSample] = {}
+        self.footage: dict[str, Footage] = {}
+        self.database_up = True
+        self.free_bytes: int | None = None
+        self.next_write = 0.0
+        self.server_pid: int | None = None
+        self.server_at = self.server_started = 0.0
+        self.server_delay = 0.0
+        self._probe_sequence = 0
+        self._probe_final: dict[str, list[str]] = {}
+        self._write_error: str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.settings.metrics_file is not None or self.settings.metrics_listen is not None
+
+    def configure(self, settings: Settings) -> None:
+        """New settings after a reload: a changed listen address restarts the child."""
+        old = self.settings.metrics_listen
+        self.settings = settings
+        if settings.metrics_listen != old and self.server_pid is not None:
+            lifeline.signal_process(self.server_pid, signal.SIGTERM)  # reaped, then forked anew
+
+    # -- input ------------------------------------------------------------------------------
+
+    def observe(self, now: float, rows: list[dict[str, Any]], slots: Mapping[str, Slots], database_up: bool) -> None:
+        """The status the master just published (``rows`` as in status.json) and its slots."""
+        if not self.enabled:
+            return
+        self.database_up = database_up
+        cameras, states = {}, {}
+        for row in rows:
+            slot = slots.get(row["id"])
+            if slot is None:
+                continue
+            up = row["state"] == "recording"
+            cameras[slot.camera_id] = CameraSample(up, slot.segments_opened, dict(slot.restarts))
+            states[slot.camera_id] = (slot.wanted or slot.refused is not None, up)
+            self.footage.setdefault(slot.camera_id, Footage()).segment(row.get("segment"))
+        self.cameras = cameras
+        for camera in list(self.footage):
+            if camera not in cameras:
+                del self.footage[camera]
+        if isinstance(self.coverage, RecordingTime):
+            self.coverage.observe(now, states)
+
+    def probe_child(self, directory: str, fds: tuple[int, ...], master_pid: int) -> Callable[[], int]:
+        """What the volume probe child runs: with metrics on, it also measures the footage."""
+        if not self.enabled:
+            return lambda: volume.probe_main(directory, fds, master_pid)
+        self._probe_sequence += 1
+        sequence, out = self._probe_sequence, str(Path(self.settings.state_dir) / PROBE_FILE)
+        files = {camera: list(footage.sizes) for camera, footage in self.footage.items()}
+        self._probe_final = {camera: footage.closed() for camera, footage in self.footage.items()}
+        return lambda: probe_main(directory, fds, master_pid, out, sequence, files)
+
+    def probe_ended(self, code: int) -> None:
+        """The volume probe exited: take its answer (a small file in the local state dir)."""
+        if not self.enabled or code != 0:
+            return
+        try:
+            answer = json.loads((Path(self.settings.state_dir) / PROBE_FILE).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return
+        if not isinstance(answer, dict) or answer.get("sequence") != self._probe_sequence:
+            return  # an older probe's answer
+        self.free_bytes = answer.get("free")
+        for camera, found in (answer.get("cameras") or {}).items():
+            footage = self.footage.get(camera)
+            if footage is not None and isinstance(found, dict):
+                footage.take(found, self._probe_final.get(camera, ()))
+
+    # -- output -----------------------------------------------------------------------------
+
+    def render(self, now: float) -> bytes:
+        # Imported here, not at the top: with metrics off (the default) the master and every
+        # worker it forks never load the library (~0.1 s of start-up and its memory).
+        from prometheus_client import CollectorRegistry, generate_latest
+
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(_Collector(self, now))
+        return generate_latest(registry)
+
+    def next_deadline(self) -> float | None:
+        if not self.enabled:
+            return None
+        if self.settings.metrics_listen is not None and self.server_pid is None:
+            return min(self.next_write, self.server_at)
+        return self.next_write
+
+    def tick(self, now: float, fork: Callable[[Callable[[], int]], int], fds: tuple[int, ...]) -> None:
+        """Write the exposition when due; fork the HTTP child when it is wanted and not running."""
+        if not self.enabled:
+            return
+        if now >= self.next_write:
+            self.next_write = now + WRITE_INTERVAL
+            self._write(self.render(now).decode())
+        listen = self.settings.metrics_listen
+        if listen is not None and self.server_pid is None and now >= self.server_at:
+            self.server_started = now
+            served, master_pid = str(Path(self.settings.state_dir) / SERVED_FILE), os.getpid()
+            try:
+                self.server_pid = fork(lambda: serve_main(listen[0], listen[1], served, fds, master_pid))
+            except OSError as exc:
+                self.log.error("cannot fork the metrics server: %s", exc.strerror)
+                self.server_at = now + backoff.SPAWN_FAILED_DELAY
+
+    def reaped(self, pid: int, code: int, now: float) -> bool:
+        """True when ``pid`` was the HTTP child; another is forked after the workers' back-off."""
+        if pid != self.server_pid:
+            return False
+        self.server_pid = None
+        self.server_delay = backoff.worker_respawn_delay(self.server_delay, now - self.server_started)
+        self.server_at = now + self.server_delay
+        self.log.warning("metrics server pid=%d exited (%s); starting another in %.0fs", pid,
+                         f"signal {-code}" if code < 0 else f"status {code}", self.server_delay)
+        return True
+
+    def remove_files(self) -> None:
+        """At a clean stop: no stale numbers claim that cameras record."""
+        for path in (self.settings.metrics_file, Path(self.settings.state_dir) / SERVED_FILE,
+                     Path(self.settings.state_dir) / PROBE_FILE):
+            if path is not None:
+                with contextlib.suppress(OSError):
+                    Path(path).unlink()
+
+    def _write(self, text: str) -> None:
+        targets = []
+        if self.settings.metrics_file is not None:
+            targets.append((self.settings.metrics_file, TEXTFILE_MODE))
+        if self.settings.metrics_listen is not None:
+            targets.append((Path(self.settings.state_dir) / SERVED_FILE, STATUS_MODE))
+        error = None
+        for path, mode in targets:
+            try:
+                write_atomically(path, text, mode=mode)
+            except OSError as exc:
+                error = f"cannot write metrics to {path}: {exc.strerror or exc}"
+        if error != self._write_error:  # once per change, not every few seconds
+            if error:
+                self.log.warning("%s", error)
+            elif self._write_error:
+                self.log.info("metrics written again")
+            self._write_error = error
+
+
+class _Collector:
+    """The families of one rendering, from the exporter's latest view."""
+
+    def __init__(self, exporter: Exporter, now: float) -> None:
+        self.exporter, self.now = exporter, now
+
+    def collect(self) -> Iterator[Metric]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        ex, cams = self.exporter, sorted(self.exporter.cameras.items())
+        up = GaugeMetricFamily(PREFIX + "camera_up", "1 while the camera's ffmpeg is recording (data reaches the "
+                               "mirror), else 0", labels=["camera"])
+        segments = CounterMetricFamily(PREFIX + "segments_written", "segment files ffmpeg began writing",
+                                       labels=["camera"])
+        restarts = CounterMetricFamily(PREFIX + "ffmpeg_restarts", "ffmpeg restarts by reason: exit (ffmpeg or its "
+                                       "worker ended unasked), stall, stop_timeout (a stop needed SIGKILL), spawn_error",
+                                       labels=["camera", "reason"])
+        coverage = GaugeMetricFamily(PREFIX + "coverage_ratio", "share of the window the camera was recording "
+                                     "(of the part of it this master watched)", labels=["camera", "window"])
+        written = CounterMetricFamily(PREFIX + "bytes_written", "bytes of segment files written (seen by the volume "
+                                      "probe, every 10 s)", labels=["camera"])
+        newest = GaugeMetricFamily(PREFIX + "last_segment_end_timestamp_seconds", "when the camera's newest footage "
+                                   "was written (mtime of its newest segment, seen by the volume probe)", labels=["camera"])
+        for camera, sample in cams:
+            up.add_metric([camera], 1.0 if sample.up else 0.0)
+            segments.add_metric([camera], sample.segments)
+            for reason in RESTART_REASONS:
+                restarts.add_metric([camera, reason], sample.restarts.get(reason, 0))
+            ratio = ex.coverage(camera, self.now, COVERAGE_WINDOW)
+            if ratio is not None:
+                coverage.add_metric([camera, "1h"], ratio)
+            footage = ex.footage.get(camera)
+            if footage is not None:
+                written.add_metric([camera], footage.total)
+                if footage.newest_mtime is not None:
+                    newest.add_metric([camera], footage.newest_mtime)
+        yield from (up, segments, written, restarts, newest, coverage)
+        yield _gauge("database_up", "1 while the NVR database reads fine, else 0", 1.0 if ex.database_up else 0.0)
+        if ex.free_bytes is not None:
+            yield _gauge("mirror_free_bytes", "bytes free for us on the mirror volume (statvfs, by the volume probe)",
+                         float(ex.free_bytes))
+        info = GaugeMetricFamily(PREFIX + "build_info", "the running version", labels=["version"])
+        info.add_metric([__version__], 1.0)
+        yield info
+
+
+def _gauge(name: str, documentation: str, value: float) -> GaugeMetricFamily:
+    from prometheus_client.core import GaugeMetricFamily
+
+    return GaugeMetricFamily(PREFIX + name, documentation, value=value)

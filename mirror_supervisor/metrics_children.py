@@ -1,0 +1,123 @@
+"""The two helper processes behind the metrics, each forked by the master and dying with it.
+
+- the volume probe with metrics on (:func:`probe_main`): the mirror's free space and the size and
+  mtime of each camera's current and newly closed segments, left in a file in the state dir; the
+  master reads it after reaping the probe, so it never touches the mirror volume itself;
+- the HTTP child (:func:`serve_main`): ``GET /metrics`` answers with the file the master last
+  wrote, so a slow or hostile client can block only this child.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from . import lifeline, logs, titles, volume
+from .files import STATUS_MODE, write_atomically
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+@dataclass
+class Footage:
+    """One camera's bytes on the mirror, as the volume probe saw them."""
+
+    done: int = 0  # final sizes of the closed segments this master watched
+    sizes: dict[str, int] = field(default_factory=dict)  # open segment and closed ones not yet final
+    open: str | None = None
+    newest_mtime: float | None = None
+
+    @property
+    def total(self) -> int:
+        return self.done + sum(self.sizes.values())
+
+    def segment(self, name: str | None) -> None:
+        if name and name != self.open:
+            self.open = name
+            self.sizes.setdefault(name, 0)
+
+    def closed(self) -> list[str]:
+        return [name for name in self.sizes if name != self.open]
+
+    def take(self, found: Mapping[str, Any], final: Iterable[str]) -> None:
+        """Sizes and mtimes the probe found; ``final``: names closed before it looked."""
+        for name, answer in found.items():
+            if name in self.sizes and isinstance(answer, list) and len(answer) == 2:
+                self.sizes[name] = max(self.sizes[name], int(answer[0]))  # a counter never goes down
+                self.newest_mtime = max(self.newest_mtime or 0.0, float(answer[1]))
+        for name in final:
+            if name in self.sizes and name != self.open:
+                self.done += self.sizes.pop(name)
+
+
+def probe_main(directory: str, inherited_fds: tuple[int, ...], master_pid: int, out: str, sequence: int,
+               files: Mapping[str, list[str]]) -> int:
+    """The volume probe with metrics on: the same answer (exit status) as :func:`volume.probe_main`,
+    and free space plus the size and mtime of ``files`` (camera -> segment names) left in ``out``."""
+    code = volume.probe_main(directory, inherited_fds, master_pid)
+    if code != 0:
+        return code
+    try:
+        stats = os.statvfs(directory)
+        answer: dict[str, Any] = {"sequence": sequence, "free": stats.f_bavail * stats.f_frsize, "cameras": {}}
+        for camera, names in files.items():
+            found = answer["cameras"][camera] = {}
+            for name in names:
+                if "/" in name or name in ("", ".", ".."):
+                    continue
+                try:
+                    st = os.stat(os.path.join(directory, camera, name))
+                except OSError:
+                    continue
+                found[name] = [st.st_size, st.st_mtime]
+        write_atomically(Path(out), json.dumps(answer), mode=STATUS_MODE)
+    except OSError:
+        pass  # the volume answered; only the numbers are missing this time
+    return code
+
+
+# -- the HTTP child -----------------------------------------------------------------------------
+
+def serve_main(host: str, port: int, path: str, inherited_fds: tuple[int, ...], master_pid: int) -> int:
+    """The metrics child: ``GET /metrics`` answers with the file the master last wrote."""
+    lifeline.become_helper(titles.metrics(host, port), inherited_fds, master_pid)
+    log = logging.getLogger(logs.LOGGER_NAME)
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
+            if self.path.split("?", 1)[0] != "/metrics":
+                self.send_error(404, "only /metrics is here")
+                return
+            try:
+                with open(path, "rb") as handle:
+                    body = handle.read()
+            except OSError:
+                self.send_error(503, "no metrics written yet")
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", CONTENT_TYPE)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's name
+            pass  # a scrape every 15 s is not news
+
+    class Server(ThreadingHTTPServer):
+        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        daemon_threads = True
+
+    try:
+        server = Server((host, port), Handler)
+    except OSError as exc:
+        log.error("metrics server cannot listen on %s:%d: %s", host, port, exc.strerror or exc)
+        return 1
+    server.serve_forever()
+    return 0

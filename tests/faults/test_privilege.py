@@ -1,0 +1,332 @@
+"""Least privilege: no camera password readable by another local user, ffmpeg never as root.
+
+The supervisor runs with ``--user nobody`` (the master as root, or entirely as that user) against
+password-protected cameras; a second local user (a uid of its own, no groups) reads everything it
+can while they record: every ``/proc/*/cmdline`` and ``/proc/*/environ``, the log, ``status``, and
+every file under the state, mirror and temporary directories.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+from urllib.parse import quote
+
+import psutil
+import pytest
+from support import procs
+from support.nvr import NvrDatabase
+from support.rtsp import RtspServer
+
+RUN_AS = "nobody"
+SNOOPER_UID = 54321  # no passwd entry needed: setpriv takes numbers
+# Fresh per run: other tests on this machine use fixed passwords of their own.
+PASSWORD = f"s3cr@t:p/w%x{secrets.token_hex(4)}"
+EXPLICIT_PASSWORD = f"Ex'pl1c1t-{secrets.token_hex(4)}"
+
+SNOOP = textwrap.dedent("""
+    import json, os, subprocess, sys
+    given = json.loads(sys.stdin.read())  # on stdin: our own argv is readable by everyone
+    needles = [n.encode() for n in given["needles"]]
+    roots, skip = given["roots"], {str(pid) for pid in given["skip"]} | {str(os.getpid())}
+    found, read, ffmpegs = [], 0, 0
+
+    def look(where, data):
+        for needle in needles:
+            if needle in data:
+                found.append(where)
+
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or pid in skip:
+            continue
+        for name in ("cmdline", "environ"):
+            try:
+                with open(f"/proc/{pid}/{name}", "rb") as f:
+                    data = f.read()
+            except OSError:
+                continue
+            read += 1
+            if name == "cmdline" and b"ffmpeg" in data.split(b"\\0")[0]:
+                ffmpegs += 1
+            look(f"/proc/{pid}/{name}", data)
+    for root in roots:
+        for top, dirs, files in os.walk(root):
+            for name in files:
+                path = os.path.join(top, name)
+                try:
+                    with open(path, "rb") as f:
+                        data = f.read()
+                except OSError:
+                    continue
+                read += 1
+                look(path, data)
+    look("status output", given["status"].encode())
+    print(json.dumps({"found": found, "read": read, "ffmpegs": ffmpegs}))
+""")
+
+
+def _user() -> pwd.struct_passwd:
+    if os.geteuid() != 0:
+        pytest.skip("needs root to switch users")
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) is not installed")
+    try:
+        return pwd.getpwnam(RUN_AS)
+    except KeyError:
+        pytest.skip(f"no user {RUN_AS!r} here")
+
+
+def _as(uid: int, gid: int) -> list[str]:
+    return ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups"]
+
+
+@pytest.fixture
+def shared_tmp():
+    """A directory other users can traverse (pytest's tmp_path is private to root)."""
+    path = Path(tempfile.mkdtemp(prefix="ms-priv-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def cameras():
+    with RtspServer(user="admin", password=PASSWORD) as built, \
+            RtspServer(user="admin", password=EXPLICIT_PASSWORD) as explicit:
+        yield built, explicit
+
+
+class Daemon:
+    """``mirror-supervisor run --user nobody --log-file ...``, as root or entirely as that user."""
+
+    def __init__(self, tmp: Path, db: Path, mirror: Path, user: pwd.struct_passwd, as_user: bool) -> None:
+        self.tmp, self.db, self.mirror, self.user = tmp, db, mirror, user
+        self.state = tmp / "state"
+        self.log_path = tmp / "log" / "mirror-supervisor.log"
+        self.log_path.parent.mkdir()
+        if as_user:
+            os.chown(self.log_path.parent, user.pw_uid, user.pw_gid)
+        prefix = _as(user.pw_uid, user.pw_gid) if as_user else []
+        self.settings = ["--db", str(db), "--mirror-dir", str(mirror), "--state-dir", str(self.state),
+                         "--user", RUN_AS]
+        self.status_argv = [sys.executable, "-m", "mirror_supervisor", "status", *self.settings]
+        argv = [*prefix, sys.executable, "-m", "mirror_supervisor", "run", *self.settings, "--poll-interval", "0.5",
+                "--stall-timeout", "4", "--log-file", str(self.log_path)]
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL, env={**os.environ, "HOME": str(tmp)})
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def one_each(self, ids: set[str]) -> dict[str, procs.WorkerView]:
+        def check():
+            table = procs.workers(self.proc.pid)
+            if set(table) == ids and all(len(v) == 1 and len(v[0].ffmpeg_pids) == 1 for v in table.values()):
+                return {cid: views[0] for cid, views in table.items()}
+            return None
+        return procs.wait_for(f"one worker+ffmpeg for each of {sorted(ids)}", check, 30)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=30)
+
+    def kill_everything(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                tree = psutil.Process(self.proc.pid).children(recursive=True)
+            except psutil.NoSuchProcess:
+                tree = []
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+            for child in tree:
+                try:
+                    child.kill()
+                except psutil.NoSuchProcess:
+                    pass
+        for pid in procs.ffmpegs_writing(self.mirror):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _setup(shared_tmp: Path, cameras, user: pwd.struct_passwd, as_user: bool) -> tuple[Daemon, NvrDatabase]:
+    built, explicit = cameras
+    data, mirror = shared_tmp / "data", shared_tmp / "mirror"
+    data.mkdir(mode=0o700)  # the NVR keeps its database (with the passwords) to itself
+    mirror.mkdir()
+    db = NvrDatabase(data / "nvr.db")
+    db.add("built", vendor="hikvision", address="127.0.0.1", rtsp_port=built.port, username="admin",
+           password=PASSWORD, segment_seconds=2, mirror_enabled=1)
+    db.add_mirrored("explicit", explicit.url("/live", user="admin", password=EXPLICIT_PASSWORD))
+    if as_user:  # the operator gives the user its database (read) and mirror and state dirs
+        (shared_tmp / "state").mkdir(mode=0o750)
+        for path in (data, mirror, shared_tmp / "state", *data.iterdir()):
+            os.chown(path, user.pw_uid, user.pw_gid)
+    daemon = Daemon(shared_tmp, db.path, mirror, user, as_user)
+    return daemon, db
+
+
+def _secrets() -> list[str]:
+    forms = set()
+    for password in (PASSWORD, EXPLICIT_PASSWORD):
+        forms |= {password, quote(password, safe=""), quote(password), quote(password, safe="/:@")}
+    return sorted(forms)
+
+
+def _recording(daemon: Daemon, camera: str) -> None:
+    procs.wait_for(f"{camera} recording", lambda: f"{camera} recording segment=" in daemon.log(), 30)
+
+
+def _snoop(daemon: Daemon, cameras) -> dict:
+    """What the second user can read. The synthetic cameras are skipped: they take their
+    password on their own command line (test equipment, not part of the supervisor)."""
+    inputs = Path(tempfile.gettempdir()) / f"mirror-supervisor-{daemon.user.pw_uid}-inputs"
+    status = subprocess.run([*_as(SNOOPER_UID, SNOOPER_UID), *daemon.status_argv], capture_output=True, text=True,
+                            timeout=60, cwd="/")
+    given = {"needles": _secrets(), "roots": [str(daemon.tmp), str(inputs)],
+             "skip": [camera._proc.pid for camera in cameras], "status": status.stdout + status.stderr}
+    # Debian's python: stdlib only, reachable by any user.
+    run = subprocess.run([*_as(SNOOPER_UID, SNOOPER_UID), "/usr/bin/python3", "-c", SNOOP], input=json.dumps(given),
+                         capture_output=True, text=True, timeout=60, env={"PATH": os.environ["PATH"]}, cwd="/")
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout)
+
+
+def _uids(pid: int) -> set[int]:
+    uids, gids = psutil.Process(pid).uids(), psutil.Process(pid).gids()
+    return {*uids, *gids}
+
+
+@pytest.mark.parametrize("as_user", [False, True], ids=["master-root", "master-as-user"])
+def test_no_password_readable_by_another_user_and_ffmpeg_runs_as_the_configured_user(shared_tmp, cameras, as_user):
+    user = _user()
+    daemon, _ = _setup(shared_tmp, cameras, user, as_user)
+    try:
+        table = daemon.one_each({"built", "explicit"})
+        for camera in ("built", "explicit"):
+            _recording(daemon, camera)
+        for view in table.values():
+            assert _uids(view.pid) == {user.pw_uid, user.pw_gid}, "worker keeps root"
+            (ffmpeg_pid,) = view.ffmpeg_pids
+            assert _uids(ffmpeg_pid) == {user.pw_uid, user.pw_gid}, "ffmpeg is not the configured user"
+            assert psutil.Process(ffmpeg_pid).gids().real == user.pw_gid
+            assert os.stat(daemon.mirror / view.camera).st_uid == user.pw_uid
+        seen = _snoop(daemon, cameras)
+        assert seen["found"] == [], f"a password is readable by another local user in {seen['found']}"
+        assert seen["ffmpegs"] >= 2 and seen["read"] > 50, f"the snooper saw too little to mean anything: {seen}"
+        # What root sees is masked too; the supervisor's own files are closed to the world.
+        status = subprocess.run(daemon.status_argv, capture_output=True, text=True, timeout=30)
+        assert status.returncode == 0 and "recording" in status.stdout, status.stdout + status.stderr
+        for text in (status.stdout, daemon.log()):
+            assert not [s for s in _secrets() if s in text]
+        assert stat.S_IMODE(os.stat(daemon.state).st_mode) & 0o027 == 0
+        assert stat.S_IMODE(os.stat(daemon.log_path).st_mode) & 0o007 == 0
+        for path in daemon.state.iterdir():
+            assert stat.S_IMODE(path.lstat().st_mode) & 0o002 == 0, path
+        # The input scripts exist only until ffmpeg has read them.
+        inputs = Path(tempfile.gettempdir()) / f"mirror-supervisor-{user.pw_uid}-inputs"
+        assert stat.S_IMODE(inputs.stat().st_mode) == 0o700 and inputs.stat().st_uid == user.pw_uid
+        assert not [p for p in inputs.iterdir() if p.name.startswith(("built.", "explicit."))]
+        assert daemon.stop() == 0
+        assert not procs.ffmpegs_writing(daemon.mirror)
+        for camera in ("built", "explicit"):
+            files = sorted((daemon.mirror / camera).glob("*.mp4"))
+            assert files and all(p.stat().st_uid == user.pw_uid for p in files)
+            info = procs.probe(files[-1])
+            assert info.get("video_codec") == "h264" and info["duration"] > 0.5, (files[-1], info)
+    finally:
+        daemon.kill_everything()
+
+
+def test_reload_and_stall_work_as_the_unprivileged_user(shared_tmp, cameras):
+    """A changed password restarts the camera (new input, new key), a stalled camera is restarted,
+    all as the configured user; stop is clean."""
+    user = _user()
+    built, _ = cameras
+    daemon, db = _setup(shared_tmp, cameras, user, as_user=False)
+    try:
+        before = daemon.one_each({"built", "explicit"})
+        _recording(daemon, "built")
+        db.update("built", password="wrong-password")
+        daemon.proc.send_signal(signal.SIGHUP)
+        procs.wait_for("the changed camera restarted",
+                       lambda: daemon.one_each({"built", "explicit"})["built"].pid != before["built"].pid, 30)
+        procs.wait_for("401 in the log", lambda: "401" in daemon.log(), 30)
+        assert daemon.one_each({"built", "explicit"})["explicit"].pid == before["explicit"].pid
+        assert "wrong-password" not in daemon.log()
+        db.update("built", password=PASSWORD)
+        daemon.proc.send_signal(signal.SIGHUP)
+        procs.wait_for("recording again", lambda: daemon.log().count("built recording segment=") >= 2, 40)
+        built.pause()
+        try:
+            procs.wait_for("stall detected", lambda: "built stalled: ffmpeg wrote nothing" in daemon.log(), 30)
+        finally:
+            built.resume()
+        procs.wait_for("recording after the stall", lambda: daemon.log().count("built recording segment=") >= 3, 60)
+        for view in daemon.one_each({"built", "explicit"}).values():
+            assert _uids(view.ffmpeg_pids[0]) == {user.pw_uid, user.pw_gid}
+        assert daemon.stop() == 0
+        assert not procs.ffmpegs_writing(daemon.mirror)
+    finally:
+        daemon.kill_everything()
+
+
+INIT_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "init.d" / "mirror-supervisor"
+
+
+def test_init_script_runs_workers_and_ffmpeg_as_run_as(shared_tmp, cameras):
+    user = _user()
+    built, _ = cameras
+    data, mirror, state = shared_tmp / "data", shared_tmp / "mirror", shared_tmp / "state"
+    data.mkdir(mode=0o700)
+    mirror.mkdir()
+    db = NvrDatabase(data / "nvr.db")
+    db.add("built", vendor="hikvision", address="127.0.0.1", rtsp_port=built.port, username="admin",
+           password=PASSWORD, segment_seconds=2, mirror_enabled=1)
+    log = shared_tmp / "daemon.log"
+    defaults = shared_tmp / "default"
+    common = (f"DAEMON={Path(sys.executable).parent / 'mirror-supervisor'}\nLOG_FILE={log}\n"
+              f"MIRROR_SUPERVISOR_DB={db.path}\nMIRROR_SUPERVISOR_MIRROR_DIR={mirror}\n"
+              f"MIRROR_SUPERVISOR_STATE_DIR={state}\nMIRROR_SUPERVISOR_POLL_INTERVAL=600\n")
+
+    def init(action: str) -> subprocess.CompletedProcess:
+        env = {"PATH": os.environ["PATH"], "MIRROR_SUPERVISOR_DEFAULTS": str(defaults)}
+        return subprocess.run(["sh", str(INIT_SCRIPT), action], capture_output=True, text=True, timeout=60, env=env)
+
+    defaults.write_text(common + "RUN_AS=no-such-user-here\n")
+    refused = init("start")
+    assert refused.returncode != 0 and "user no-such-user-here does not exist" in refused.stderr
+    defaults.write_text(common + f"RUN_AS={RUN_AS}\n")
+    pid = None
+    try:
+        assert init("start").returncode == 0
+        pid = int((state / "mirror-supervisor.pid").read_text())
+        view = procs.wait_for("worker with ffmpeg", lambda: (w := procs.workers(pid).get("built")) and
+                              w[0].ffmpeg_pids and w[0], 30)
+        assert psutil.Process(pid).uids().real == 0, "the init script's master stays root"
+        assert _uids(view.pid) == _uids(view.ffmpeg_pids[0]) == {user.pw_uid, user.pw_gid}
+        assert log.stat().st_uid == user.pw_uid and stat.S_IMODE(log.stat().st_mode) == 0o640
+        procs.wait_for("recording", lambda: "built recording segment=" in log.read_text(), 30)
+        assert init("stop").returncode == 0
+        assert not procs.ffmpegs_writing(mirror)
+        assert PASSWORD not in log.read_text()
+    finally:
+        if pid and procs.alive(pid):
+            for child in psutil.Process(pid).children(recursive=True):
+                child.kill()
+            os.kill(pid, signal.SIGKILL)

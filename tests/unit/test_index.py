@@ -1,0 +1,96 @@
+"""The segment index (index.py): a private cache in the mirror dir, written per segment."""
+
+from __future__ import annotations
+
+import datetime
+import logging
+import os
+import stat
+import threading
+
+import pytest
+from support import fmp4
+
+from mirror_supervisor import index
+from mirror_supervisor.prune import prune_pass
+
+
+def test_indexer_records_a_finished_segment(tmp_path):
+    cam = tmp_path / "cam"
+    fmp4.write_segment(cam / "20261125_100000.mp4", 60.0)
+    index.Indexer(cam, "cam", logging.getLogger("t")).done("20261125_100000.mp4")
+    with index.SegmentIndex(tmp_path, write=False) as db:
+        rows = db.rows("cam", "", "~")
+    row = rows["20261125_100000.mp4"]
+    assert row.playable and row.duration == pytest.approx(60.0)
+    assert row.start == datetime.datetime(2026, 11, 25, 10, tzinfo=datetime.UTC).timestamp()  # the name, UTC
+    assert row.size == (cam / "20261125_100000.mp4").stat().st_size
+
+
+def test_index_file_is_private_and_in_wal_mode(tmp_path):
+    old = os.umask(0o002)
+    try:
+        with index.SegmentIndex(tmp_path) as db:
+            db.put("cam", [index.Row("20261125_100000.mp4", 1.0, 2.0, 3, 4, True, None)])
+    finally:
+        os.umask(old)
+    path = index.index_path(tmp_path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    with index.SegmentIndex(tmp_path) as db:
+        assert db._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_a_symlink_in_place_of_the_index_is_refused(tmp_path):
+    (tmp_path / "elsewhere").write_text("")
+    os.symlink(tmp_path / "elsewhere", index.index_path(tmp_path))
+    with pytest.raises(index.IndexError_):
+        index.SegmentIndex(tmp_path)
+
+
+def test_a_write_failure_is_logged_once_and_never_raised(tmp_path, caplog):
+    cam = tmp_path / "cam"
+    for second in range(3):
+        fmp4.write_segment(cam / f"20261125_10000{second}.mp4", 1.0)
+    index.index_path(tmp_path).mkdir()  # not a database: every write fails
+    indexer = index.Indexer(cam, "cam", logging.getLogger("t"))
+    with caplog.at_level(logging.WARNING):
+        for second in range(3):
+            indexer.done(f"20261125_10000{second}.mp4")
+    assert sum("cannot index segment" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_many_writers_at_once_lose_no_row(tmp_path):
+    """Hundreds of workers write one small transaction each: WAL + busy timeout serialise them."""
+    def writer(cam: int) -> None:
+        for i in range(20):
+            with index.SegmentIndex(tmp_path) as db:
+                db.put(f"c{cam}", [index.Row(f"20261125_1000{i:02d}.mp4", float(i), 1.0, 1, 1, True, None)])
+
+    threads = [threading.Thread(target=writer, args=(cam,)) for cam in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with index.SegmentIndex(tmp_path, write=False) as db:
+        assert all(len(db.rows(f"c{cam}", "", "~")) == 20 for cam in range(8))
+
+
+def test_pruned_files_leave_the_index(tmp_path):
+    from mirror_supervisor.camera import Camera
+
+    cam = tmp_path / "cam"
+    base = datetime.datetime(2026, 11, 25, 10, tzinfo=datetime.UTC).timestamp()
+    old = "20261125_080000.mp4"
+    new = [f"20261125_10{minute:02d}00.mp4" for minute in range(0, 60)] + ["20261125_110000.mp4"]
+    for i, name in enumerate([old, *new]):
+        fmp4.write_segment(cam / name, 1.0)
+        mtime = base - 7200 + 60 if name == old else base + 60 * i
+        os.utime(cam / name, (mtime, mtime))
+    with index.SegmentIndex(tmp_path) as db:
+        db.put("cam", [index.Row(n, 0.0, 1.0, 1, 1, True, None) for n in (old, *new)])
+    report = prune_pass(tmp_path, [Camera(id="cam", retention_hours=1)], set(), now=base + 3700)
+    assert report.cameras[0].deleted_files == 2, report.format_lines()
+    left = {p.name for p in cam.iterdir()}
+    assert old not in left and len(left) == len(new) - 1
+    with index.SegmentIndex(tmp_path, write=False) as db:
+        assert set(db.rows("cam", "", "~")) == left

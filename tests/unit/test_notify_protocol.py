@@ -1,0 +1,247 @@
+"""notify.py against a real AF_UNIX datagram socket, and the master loop's use of it (fake system)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import tempfile
+import uuid
+from pathlib import Path
+
+import pytest
+from test_master_loop import loop  # noqa: F401 - the fixture
+
+from mirror_supervisor import notify
+
+
+@pytest.fixture
+def receiver():
+    directory = Path(tempfile.mkdtemp(prefix="notify-", dir="/tmp"))
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(directory / "s"))
+    sock.setblocking(False)
+    yield sock, str(directory / "s")
+    sock.close()
+    (directory / "s").unlink()
+    directory.rmdir()
+
+
+def received(sock: socket.socket) -> list[str]:
+    out = []
+    while True:
+        try:
+            out.append(sock.recv(4096).decode())
+        except BlockingIOError:
+            return out
+
+
+def test_without_notify_socket_nothing_is_sent():
+    notifier = notify.Notifier({})
+    assert not notifier.enabled and notifier.next_beat == float("inf")
+    assert notifier.send("READY=1") is False
+    notifier.ready()
+    notifier.beat(10.0, True)
+
+
+def test_messages_reach_the_socket_in_order(receiver):
+    sock, path = receiver
+    notifier = notify.Notifier({"NOTIFY_SOCKET": path})
+    notifier.status("recording 0/2 cameras")  # before READY=1: kept for it, not sent
+    notifier.ready()
+    notifier.status("recording 0/2 cameras")  # unchanged: not sent
+    notifier.status("recording 2/2 cameras")
+    notifier.reloading()
+    notifier.ready()
+    notifier.stopping()
+    got = received(sock)
+    assert got[0] == "READY=1\nSTATUS=recording 0/2 cameras"
+    assert got[1] == "STATUS=recording 2/2 cameras"
+    assert got[2].startswith("RELOADING=1\nMONOTONIC_USEC=") and got[2].split("=")[-1].isdigit()
+    assert got[3:] == ["READY=1\nSTATUS=recording 2/2 cameras", "STOPPING=1"]
+
+
+def test_an_abstract_socket_name_is_understood():
+    name = f"mirror-supervisor-test-{uuid.uuid4().hex}"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(b"\0" + name.encode())
+        assert notify.Notifier({"NOTIFY_SOCKET": "@" + name}).send("READY=1")
+        assert sock.recv(100) == b"READY=1"
+
+
+def test_a_missing_socket_is_logged_once_and_never_raises(tmp_path, caplog):
+    notifier = notify.Notifier({"NOTIFY_SOCKET": str(tmp_path / "gone")})
+    with caplog.at_level("WARNING"):
+        assert notifier.send("WATCHDOG=1") is False
+        assert notifier.send("WATCHDOG=1") is False
+    assert len([r for r in caplog.records if "NOTIFY_SOCKET" in r.getMessage()]) == 1
+
+
+def test_watchdog_beats_at_half_the_interval_and_only_after_a_healthy_pass(receiver):
+    sock, path = receiver
+    notifier = notify.Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "10000000"})
+    assert notifier.watchdog_interval == 5.0
+    notifier.beat(100.0, True)
+    notifier.beat(102.0, True)  # not due yet
+    notifier.beat(105.0, False)  # due, but the pass failed: skipped, and the due time moves on
+    assert notifier.next_beat == 110.0
+    notifier.beat(110.0, True)
+    assert received(sock) == ["WATCHDOG=1", "WATCHDOG=1"]
+
+
+def test_watchdog_for_another_pid_is_not_ours(receiver):
+    _, path = receiver
+    env = {"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "10000000", "WATCHDOG_PID": str(os.getpid() + 1)}
+    assert notify.Notifier(env).watchdog_interval is None
+    env["WATCHDOG_PID"] = str(os.getpid())
+    assert notify.Notifier(env).watchdog_interval == 5.0
+
+
+def test_the_variables_leave_the_environment(monkeypatch, receiver):
+    _, path = receiver
+    monkeypatch.setenv("NOTIFY_SOCKET", path)
+    monkeypatch.setenv("WATCHDOG_USEC", "4000000")
+    notifier = notify.Notifier()
+    assert notifier.enabled and notifier.watchdog_interval == 2.0
+    assert "NOTIFY_SOCKET" not in os.environ and "WATCHDOG_USEC" not in os.environ
+
+
+def test_summary():
+    assert notify.summary(14, 12) == "recording 12/14 cameras"
+    assert notify.summary(3, 0, db_error=True, volume_hung=True) == \
+        "recording 0/3 cameras, database unreadable, mirror volume not responding"
+    assert notify.summary(0, 0, disabled=True) == "recorder disabled: not recording"
+
+
+# -- the master's loop ------------------------------------------------------------------------
+
+class Recorder:
+    """A notifier whose datagrams land in a list, with a watchdog of ``interval`` seconds."""
+
+    def __init__(self, interval: float | None) -> None:
+        self.notifier = notify.Notifier({})
+        self.notifier.address = "/nonexistent"
+        self.notifier.watchdog_interval = interval
+        self.notifier.next_beat = 0.0 if interval else float("inf")
+        self.sent: list[str] = []
+        self.beats: list[float] = []  # the fake clock at each WATCHDOG=1
+        self.clock = lambda: 0.0
+
+        def send(*lines: str) -> bool:
+            self.sent.append("\n".join(lines))
+            if lines == ("WATCHDOG=1",):
+                self.beats.append(self.clock())
+            return True
+
+        self.notifier.send = send  # type: ignore[method-assign]
+
+    def lifecycle(self) -> list[str]:
+        return [m.split("\n")[0] for m in self.sent if not m.startswith(("STATUS=", "WATCHDOG="))]
+
+
+def with_notifier(master, interval: float | None = 10.0) -> Recorder:
+    recorder = Recorder(interval)
+    recorder.clock = master.system.monotonic
+    master.notify = recorder.notifier
+    return recorder
+
+
+def test_the_master_sends_ready_reloading_ready_stopping(loop):  # noqa: F811
+    master, system, source = loop
+    recorder = with_notifier(master)
+    source.set("cam")
+    master.start()
+    assert recorder.sent[0].startswith("READY=1\nSTATUS=recording 0/1 cameras")
+    system.signals = [signal.SIGHUP]
+    master.step()
+    system.signals = [signal.SIGTERM]
+    system.exit(100)
+    master._shutdown()
+    assert recorder.lifecycle() == ["READY=1", "RELOADING=1", "READY=1", "STOPPING=1"]
+
+
+def test_a_failed_reload_still_says_ready(loop):  # noqa: F811
+    master, system, source = loop
+    recorder = with_notifier(master)
+    master._reload_settings = lambda: (_ for _ in ()).throw(RuntimeError("bug"))
+    master.start()
+    system.signals = [signal.SIGHUP]
+    assert master._guarded(master.step) is False
+    assert recorder.lifecycle() == ["READY=1", "RELOADING=1", "READY=1"]
+
+
+def run_for(master, system, waits: int) -> None:
+    """The master's real loop (``run``) for ``waits`` sleeps, then SIGTERM."""
+    real_wait = system.wait
+
+    def wait(timeout, fds=()):
+        if len(system.timeouts) >= waits and not master.shutting_down:
+            system.signals.append(signal.SIGTERM)
+        if master.shutting_down:
+            for pid in list(master.by_pid):
+                system.exit(pid, 0)
+        return real_wait(timeout, fds)
+
+    system.wait = wait
+    assert master.run() == 0
+
+
+def test_the_loop_wakes_for_the_watchdog_and_beats_only_after_good_passes(loop):  # noqa: F811
+    master, system, source = loop
+    recorder = with_notifier(master, interval=2.0)
+    source.set("cam")
+    run_for(master, system, 30)
+    gaps = {round(b - a, 6) for a, b in zip(recorder.beats, recorder.beats[1:], strict=False)}
+    assert len(recorder.beats) >= 5 and gaps == {2.0}, "an idle master (poll 5 s) beats every 2 s, the interval"
+    assert min(system.timeouts) > 0 and max(system.timeouts[:30]) <= 2.0
+    assert recorder.lifecycle() == ["READY=1", "STOPPING=1"]
+
+
+def test_no_watchdog_while_every_pass_fails(loop):  # noqa: F811
+    master, system, source = loop
+    recorder = with_notifier(master, interval=2.0)
+    source.set("cam")
+
+    def broken() -> None:
+        raise OSError(5, "Input/output error")
+
+    # _reap runs on every pass (a pass may skip the slots' step when nothing is due)
+    real_start, real_reap = master._start, master._reap
+    master._start = lambda: (real_start(), setattr(master, "_reap", broken))
+    master._shutdown_real = master._shutdown
+    master._shutdown = lambda: (setattr(master, "_reap", real_reap), master._shutdown_real())
+    run_for(master, system, 20)
+    assert len(recorder.beats) == 1, "only the one at READY=1: no WATCHDOG=1 while the loop fails"
+    # A failing pass acts on no deadline; the 1 s pause after each failure is what keeps it slow.
+    assert len(system.timeouts) < 60, "a pass that fails every time must not spin"
+
+
+def test_no_sequence_of_events_makes_the_loop_spin_with_watchdog_and_metrics(loop, tmp_path):  # noqa: F811
+    """The randomized no-spin test of test_master_loop, with a watchdog and a metrics file."""
+    import dataclasses
+    import random
+
+    from mirror_supervisor import metrics
+
+    master, system, source = loop
+    with_notifier(master, interval=3.0)
+    master.settings = dataclasses.replace(master.settings, metrics_file=tmp_path / "m.prom")
+    master.metrics = metrics.Exporter(master.settings)
+    rng = random.Random(20261126)
+    source.set("a", "b", "c")
+    master.start()
+    for _ in range(300):
+        event = rng.randrange(6)
+        live = list(master.by_pid)
+        if event == 0 and live:
+            system.exit(rng.choice(live), rng.choice([0, -9, 1]), group_too=rng.random() < 0.6)
+        elif event == 1:
+            source.set(*rng.sample(["a", "b", "c", "d"], rng.randrange(5)), key=rng.choice(["v1", "v2"]))
+            system.signals.append(signal.SIGHUP)
+        elif event == 2:
+            source.answer = None if rng.random() < 0.5 else source.answer
+        healthy = master._guarded(master.step)
+        master.notify.beat(system.now, healthy)
+        master._publish()
+        assert master._next_timeout() > 0
+    assert (tmp_path / "m.prom").exists()
