@@ -21,18 +21,13 @@ import psutil
 import pytest
 from support import procs
 from support.nvr import NvrDatabase
+from support.recordings import segments, wait_growth
 from support.rtsp import RtspServer
 from support.supervisor import Supervisor
 
 from mirror_supervisor.camera import parse_row
 from mirror_supervisor.ffmpeg import build_command, environment, write_input
 from mirror_supervisor.segments import parse_name
-
-SEGMENT = re.compile(r"\d{8}_\d{6}\.mp4")
-
-
-def segments(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.glob("*.mp4") if SEGMENT.fullmatch(p.name)) if directory.is_dir() else []
 
 
 def named_at(segment: Path) -> float:
@@ -53,17 +48,6 @@ def status(sup: Supervisor) -> dict:
 
 def camera_status(sup: Supervisor, camera: str) -> dict:
     return next((row for row in status(sup).get("cameras", []) if row["id"] == camera), {})
-
-
-def wait_growth(directory: Path, timeout: float = 40) -> None:
-    """A new segment appears, or the newest grows: recording is happening now."""
-    def snapshot():
-        files = segments(directory)
-        return (files[-1].name, files[-1].stat().st_size) if files else None
-
-    first = snapshot()
-    procs.wait_for(f"recording into {directory}", lambda: (s := snapshot()) is not None and s != first
-                   and s[1] > 0, timeout, interval=0.2)
 
 
 def mount_tmpfs(path: Path, size: str) -> None:

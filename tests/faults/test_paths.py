@@ -8,7 +8,6 @@ before it starts an ffmpeg; and nothing the daemon creates may be world-readable
 from __future__ import annotations
 
 import os
-import re
 import signal
 import stat
 import subprocess
@@ -18,11 +17,11 @@ from pathlib import Path
 import psutil
 import pytest
 from support import procs
+from support.recordings import wait_growth
 
 from mirror_supervisor.index import INDEX_NAME
 
 CLI = [sys.executable, "-m", "mirror_supervisor"]
-SEGMENT = re.compile(r"\d{8}_\d{6}\.mp4")
 SETTINGS_ENV = ("MIRROR_SUPERVISOR_", "HELDAR_")
 
 
@@ -37,21 +36,6 @@ def cli(*args: str, cwd: Path | None = None, timeout: float = 60) -> subprocess.
 
 def mode(path: Path) -> int:
     return stat.S_IMODE(os.lstat(path).st_mode)
-
-
-def segments(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.glob("*.mp4") if SEGMENT.fullmatch(p.name)) if directory.is_dir() else []
-
-
-def wait_growth(directory: Path, timeout: float = 40) -> None:
-    """A new segment appears, or the newest grows: recording is happening now."""
-    def snapshot():
-        files = segments(directory)
-        return (files[-1].name, files[-1].stat().st_size) if files else None
-
-    first = snapshot()
-    procs.wait_for(f"recording into {directory}", lambda: (s := snapshot()) is not None and s != first
-                   and s[1] > 0, timeout, interval=0.2)
 
 
 def one_worker_each(master_pid: int, cameras: set[str]) -> dict[str, procs.WorkerView] | None:

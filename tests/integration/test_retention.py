@@ -10,24 +10,12 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from support import procs
+from support.recordings import old_segments
 
 DAY = 86400
 HOUR = 3600  # the longest segment a row may ask for
-
-
-def old_segments(directory: Path, count: int, age: float) -> list[Path]:
-    directory.mkdir(parents=True, exist_ok=True)
-    made = []
-    for i in range(count):
-        stamp = time.time() - age - i * 60
-        path = directory / time.strftime("%Y%m%d_%H%M%S.mp4", time.gmtime(stamp))
-        path.write_bytes(b"\x00" * 1000)
-        os.utime(path, (stamp, stamp))
-        made.append(path)
-    return made
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:
