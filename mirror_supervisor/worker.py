@@ -241,7 +241,9 @@ class Worker:
 
     def _log_exit(self, code: int | None, ran: float, stderr: str, stalled: bool) -> None:
         how = f"signal {-code}" if code is not None and code < 0 else f"status {code}"
-        tail = summarize_tail(stderr, self.camera.secrets)
+        # ffmpeg names its input script where it used to name the URL: show the masked URL
+        tail = summarize_tail(stderr, self.camera.secrets).replace(ffmpeg.input_name(self.camera),
+                                                                    self.camera.masked_url)
         self._failure = reachability.classify(stderr, stalled)
         if self._stopping or stalled:
             self.log.info("ffmpeg stopped %s ran=%.1fs", how, ran)

@@ -134,9 +134,11 @@ class PrivateSystemd:
             elif line.startswith(("User=", "Group=")):
                 continue  # as root here: the unprivileged setup is tests/faults/test_privilege.py's
             elif line.startswith("ReadWritePaths="):
-                line = f"ReadWritePaths={directory}"  # the test's database, mirror dir and log
+                line = "ReadWritePaths=/tmp"  # the test's database, mirror dir, log; ffmpeg's inputs
             elif line.startswith("PrivateTmp="):
                 line = "PrivateTmp=no"  # the test's files live under /tmp
+            elif line.startswith("ProtectHome="):
+                line = "ProtectHome=read-only"  # the test's Python may live under /root (pyenv)
             lines.append(line)
             if line == "[Unit]":
                 lines.append("DefaultDependencies=no")
@@ -194,8 +196,12 @@ def test_the_unit_runs_under_systemd_as_pid_1(rtsp, nvr, mirror_dir, tmp_path):
     try:
         if not systemd.boot():
             pytest.skip("systemd did not start as PID 1 of a private PID + mount namespace here")
-        up = procs.wait_for("the unit active and recording", lambda: (s := systemd.show()).get("ActiveState") == "active"
-                            and s.get("StatusText") == "recording 1/1 cameras" and s, 60)
+        try:
+            up = procs.wait_for("the unit active and recording", lambda: (s := systemd.show()).get("ActiveState") == "active"
+                                and s.get("StatusText") == "recording 1/1 cameras" and s, 60)
+        except AssertionError:
+            state = systemd.run("systemctl", "status", "mirror-supervisor", "--no-pager", "-l").stdout
+            raise AssertionError(f"{state}\n{log.read_text() if log.exists() else '(no log)'}"[-4000:]) from None
         assert up["Type"] == "notify" and up["WatchdogUSec"] == "2s" and up["NRestarts"] == "0"
 
         assert systemd.run("systemctl", "reload", "mirror-supervisor").returncode == 0

@@ -39,7 +39,8 @@ def test_master_prunes_expired_segments_while_recording(rtsp, nvr, mirror_dir, s
     sup.wait_one_each({"cam", "keep_all"})
     procs.wait_for("expired segments deleted", lambda: not any(p.exists() for p in expired), 30)
     assert all(p.exists() for p in fresh + unknown + orphan) and other.exists()
-    log = sup.log()
+    # the pass logs after it deleted: wait for its last line, not only for the files to go
+    log = sup.wait_log("mirror directory 'gone_camera'", timeout=30)
     assert "cam pruned 5 files 5.0 kB oldest_kept=" in log
     assert "keep_all prune skipped, nothing deleted:" in log
     assert "mirror directory 'gone_camera'" in log
