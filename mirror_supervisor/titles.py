@@ -8,7 +8,6 @@ parent's title. A title never holds a URL, host, user name or password: only the
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 
 PREFIX = "mirror-supervisor: "
@@ -18,7 +17,6 @@ PRUNE = PREFIX + "prune"
 VOLUME_PROBE = PREFIX + "volume probe"
 METRICS = PREFIX + "metrics "
 
-_WORKER = re.compile(re.escape(WORKER) + r"(\S+) gen=(\d+) (\S+)")
 
 
 def master(cameras: int, states: Mapping[str, int] | None = None, db_error: bool = False,
@@ -51,9 +49,3 @@ def is_master(args: str) -> bool:
 
 def is_worker(args: str) -> bool:
     return args.startswith(WORKER)
-
-
-def parse_worker(args: str) -> tuple[str, int, str] | None:
-    """(camera id, generation, state) of a worker's title, or None for any other process."""
-    match = _WORKER.match(args)
-    return None if match is None else (match.group(1), int(match.group(2)), match.group(3))

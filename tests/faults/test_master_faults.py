@@ -21,19 +21,9 @@ from pathlib import Path
 import pytest
 from support import procs
 from support.nvr import NvrDatabase
+from support.users import unprivileged
 
 UNPRIVILEGED = "nobody"
-
-
-def _user() -> pwd.struct_passwd:
-    if os.geteuid() != 0:
-        pytest.skip("needs root to run the master as another user")
-    if shutil.which("setpriv") is None:
-        pytest.skip("setpriv (util-linux) is not installed")
-    try:
-        return pwd.getpwnam(UNPRIVILEGED)
-    except KeyError:
-        pytest.skip(f"no user {UNPRIVILEGED!r} here")
 
 
 @pytest.fixture
@@ -59,7 +49,7 @@ def _start_as(user: pwd.struct_passwd, tmp: Path, db: Path, mirror: Path) -> tup
 
 
 def test_unexpected_oserror_reading_the_database_keeps_recording(rtsp, shared_tmp):
-    user = _user()
+    user = unprivileged(UNPRIVILEGED)
     data = shared_tmp / "data"
     mirror = shared_tmp / "mirror"
     state = shared_tmp / "state"

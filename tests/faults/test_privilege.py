@@ -27,6 +27,7 @@ import pytest
 from support import procs
 from support.nvr import NvrDatabase
 from support.rtsp import RtspServer
+from support.users import unprivileged
 
 RUN_AS = "nobody"
 SNOOPER_UID = 54321  # no passwd entry needed: setpriv takes numbers
@@ -73,17 +74,6 @@ SNOOP = textwrap.dedent("""
     look("status output", given["status"].encode())
     print(json.dumps({"found": found, "read": read, "ffmpegs": ffmpegs}))
 """)
-
-
-def _user() -> pwd.struct_passwd:
-    if os.geteuid() != 0:
-        pytest.skip("needs root to switch users")
-    if shutil.which("setpriv") is None:
-        pytest.skip("setpriv (util-linux) is not installed")
-    try:
-        return pwd.getpwnam(RUN_AS)
-    except KeyError:
-        pytest.skip(f"no user {RUN_AS!r} here")
 
 
 def _as(uid: int, gid: int) -> list[str]:
@@ -214,7 +204,7 @@ def _uids(pid: int) -> set[int]:
 
 @pytest.mark.parametrize("as_user", [False, True], ids=["master-root", "master-as-user"])
 def test_no_password_readable_by_another_user_and_ffmpeg_runs_as_the_configured_user(shared_tmp, cameras, as_user):
-    user = _user()
+    user = unprivileged(RUN_AS)
     daemon, _ = _setup(shared_tmp, cameras, user, as_user)
     try:
         table = daemon.one_each({"built", "explicit"})
@@ -256,7 +246,7 @@ def test_no_password_readable_by_another_user_and_ffmpeg_runs_as_the_configured_
 def test_reload_and_stall_work_as_the_unprivileged_user(shared_tmp, cameras):
     """A changed password restarts the camera (new input, new key), a stalled camera is restarted,
     all as the configured user; stop is clean."""
-    user = _user()
+    user = unprivileged(RUN_AS)
     built, _ = cameras
     daemon, db = _setup(shared_tmp, cameras, user, as_user=False)
     try:
@@ -290,7 +280,7 @@ INIT_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "init.d" / "mirr
 
 
 def test_init_script_runs_workers_and_ffmpeg_as_run_as(shared_tmp, cameras):
-    user = _user()
+    user = unprivileged(RUN_AS)
     built, _ = cameras
     data, mirror, state = shared_tmp / "data", shared_tmp / "mirror", shared_tmp / "state"
     data.mkdir(mode=0o700)
