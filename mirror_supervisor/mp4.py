@@ -8,10 +8,16 @@ durations), so the playable span of a file is the first fragment's ``tfdt`` to t
 last *complete* fragment (its ``moof`` and its whole ``mdat`` on disk). That is what a player gets
 from a file of a killed ffmpeg (no trailer, a fragment cut short) too.
 
-Cost: the box headers are walked from the start, one ``pread`` of a few KiB per fragment (the
-``moof``, and the next ``mdat``'s header with it); the media in the ``mdat`` boxes is never read.
-A 60 s segment with a keyframe every second costs about 60 small reads; only the first and the
-last complete fragments are parsed (every fragment when one lacks a ``tfdt``).
+Cost: a segment ffmpeg closed cleanly ends in an ``mfra`` box (``tfra``: the offset of every
+track's fragments) and a 16-byte ``mfro`` that says where ``mfra`` begins. Then three reads of a
+few KiB do: the head (``ftyp``, ``moov``, first ``moof``), the tail (``mfra``), and the last
+fragment's ``moof``; that fragment must end exactly where ``mfra`` begins, else the file is
+walked. Without a trailer (ffmpeg was killed) or when anything in it does not add up, the box
+headers are walked from the start, one ``pread`` of a few KiB per fragment (the ``moof``, and the
+next ``mdat``'s header with it): a 60 s segment with a keyframe every second costs about 60 small
+reads. Either way the media in the ``mdat`` boxes is never read, and only the first and the last
+complete fragments are parsed (every fragment when one lacks a ``tfdt``). Reads matter more than
+parsing: a day of 100 cameras has ~9 million fragment headers, more pages than a page cache holds.
 
 A plain (non-fragmented) MP4, as an NVR may write, is read from its ``moov``: the video track's
 ``mdhd`` duration, else ``mvhd``'s.
@@ -132,6 +138,10 @@ def _parse(reader: _Reader) -> tuple[float, str | None]:
                 movie.truncated = True
                 break
             moofs.append((offset, head, size))
+            if len(moofs) == 1:
+                quick = _from_trailer(reader, _blank(movie), moofs[0])
+                if quick is not None:
+                    return quick
         elif kind == b"ftyp":
             movie.has_ftyp = True
         elif kind == b"moov":
@@ -151,13 +161,81 @@ def _parse(reader: _Reader) -> tuple[float, str | None]:
                 break
     if not movie.all_timed and len(moofs) > 1:
         # A fragment without tfdt: its time follows from every fragment before it.
-        movie = _Movie(tracks={k: _Track(t.timescale, t.handler, t.default_duration, t.media_duration)
-                               for k, t in movie.tracks.items()},
-                       timescale=movie.timescale, duration=movie.duration, has_ftyp=movie.has_ftyp,
-                       has_moov=movie.has_moov, truncated=movie.truncated)
+        movie = _blank(movie)
         for at, head, size in moofs:
             _moof(reader.read(at + head, size - head), movie)
     return _result(movie)
+
+
+def _blank(movie: _Movie) -> _Movie:
+    """The movie as its ``moov`` describes it, before any fragment was parsed."""
+    return _Movie(tracks={k: _Track(t.timescale, t.handler, t.default_duration, t.media_duration)
+                          for k, t in movie.tracks.items()},
+                  timescale=movie.timescale, duration=movie.duration, has_ftyp=movie.has_ftyp,
+                  has_moov=movie.has_moov, truncated=movie.truncated)
+
+
+def _from_trailer(reader: _Reader, movie: _Movie, first: tuple[int, int, int]) -> tuple[float, str | None] | None:
+    """The playable span from the first fragment and the last ones ``mfra`` points at, or None
+    (no trailer, or one that does not add up: the caller walks the file instead)."""
+    _moof(reader.read(first[0] + first[1], first[2] - first[1]), movie)
+    at = _mfra_offset(reader, first[0] + first[2])
+    lasts = _last_fragments(reader.read(at, reader.size - at)) if at is not None else set()
+    if at is None or not lasts:
+        return None
+    started = {k for k, t in movie.tracks.items() if t.first is not None}
+    for n, offset in enumerate(sorted(lasts, reverse=True)):
+        end = _whole_moof(reader, offset, first[0], at)
+        if end is None or (n == 0 and end != at):  # the newest must end where the trailer begins
+            return None
+        size = struct.unpack_from(">I", reader.read(offset, 4))[0]
+        _moof(reader.read(offset + 8, size - 8), movie, late=True)
+    if not movie.all_timed or not all(movie.tracks[k].ended for k in started):
+        return None
+    return _result(movie)
+
+
+def _mfra_offset(reader: _Reader, after: int) -> int | None:
+    """Where ``mfra`` starts, from the ``mfro`` that ends the file, if both are sound."""
+    if reader.size < after + 16 + 8:
+        return None
+    tail = reader.read(max(after, reader.size - CHUNK), reader.size - max(after, reader.size - CHUNK))
+    size, kind, _, mfra_size = struct.unpack_from(">I4sII", tail, len(tail) - 16)
+    if size != 16 or kind != b"mfro" or not 16 + 8 <= mfra_size <= min(MAX_META_BOX, reader.size - after):
+        return None
+    at = reader.size - mfra_size
+    size, kind = struct.unpack_from(">I4s", reader.read(at, 8))
+    return at if size == mfra_size and kind == b"mfra" else None
+
+
+def _last_fragments(mfra: bytes) -> set[int]:
+    """The ``moof`` offset of each track's last random-access entry in ``tfra``."""
+    lasts = set()
+    for kind, start, end in _boxes(mfra, 8):
+        if kind != b"tfra" or end - start < 16:
+            continue
+        version = mfra[start]
+        sizes, count = struct.unpack_from(">II", mfra, start + 8)
+        width = (16 if version == 1 else 8) + ((sizes >> 4) & 3) + ((sizes >> 2) & 3) + (sizes & 3) + 3
+        if count == 0 or start + 16 + count * width > end:
+            return set()
+        last = start + 16 + (count - 1) * width
+        offset = struct.unpack_from(">Q" if version == 1 else ">I", mfra, last + (8 if version == 1 else 4))[0]
+        lasts.add(offset)
+    return lasts
+
+
+def _whole_moof(reader: _Reader, offset: int, low: int, limit: int) -> int | None:
+    """Where the ``mdat`` after a sound ``moof`` at ``offset`` ends, within ``[low, limit)``."""
+    if not low <= offset or offset + 16 > limit:
+        return None
+    size, kind = struct.unpack_from(">I4s", reader.read(offset, 8))
+    if kind != b"moof" or not 16 <= size <= MAX_META_BOX or offset + size + 8 > limit:
+        return None
+    length, kind = struct.unpack_from(">I4s", reader.read(offset + size, 8))
+    if kind != b"mdat" or length < 8 or offset + size + length > limit:
+        return None
+    return offset + size + length
 
 
 def _fragment_complete(reader: _Reader, offset: int) -> bool:

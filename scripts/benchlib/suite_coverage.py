@@ -4,9 +4,10 @@ of 60 s segments), cold (no index: every file's boxes are parsed and the index f
 segment's playable duration with ffprobe against the box parser (``mirror_supervisor.mp4``).
 
 The segments are written here, box by box, the way ffmpeg lays them out (ftyp, an empty moov,
-then one moof + mdat per keyframe, 1 s keyframes at 25 fps) as *sparse* files: the mdat payload
-is a hole, so a day of 100 cameras at ~1 Mbit/s has its real file sizes and fragment layout on
-a disk that holds a few hundred MiB. "Cold" means no index, not an empty page cache (dropping
+then one moof + mdat per keyframe, 1 s keyframes at 25 fps, and the mfra trailer ffmpeg writes
+when it closes a segment; one segment in 240 has none, as a killed ffmpeg leaves it) as *sparse*
+files: the mdat payload is a hole, so a day of 100 cameras at ~1 Mbit/s has its real file sizes
+and fragment layout on a disk that holds a few hundred MiB. "Cold" means no index, not an empty page cache (dropping
 the machine's caches would disturb whoever else runs on it): the files were just written.
 ffprobe is timed on a real segment that ffmpeg encodes here (60 s, 1 s keyframes).
 
@@ -33,6 +34,7 @@ from .machine import machine_info
 DAY_START = 1795564800.0  # 2026-11-25T00:00:00Z
 FPS, TIMESCALE, SEGMENT_SECONDS = 25, 12800, 60
 FRAGMENT_BYTES = 125_000  # ~1 Mbit/s: one keyframe interval of media, left as a hole
+KILLED_EVERY = 240  # one segment in 240 (every 4 h) ends without trailer: ffmpeg was killed
 
 
 def _box(kind: bytes, *parts: bytes) -> bytes:
@@ -44,8 +46,10 @@ def _full(kind: bytes, flags: int, *parts: bytes, version: int = 0) -> bytes:
     return _box(kind, struct.pack(">I", (version << 24) | flags), *parts)
 
 
-def _layout() -> tuple[list[tuple[int, bytes]], int]:
-    """(offset, bytes) pieces of one 60 s segment and its size; the rest is holes."""
+def _layout(closed: bool = True) -> tuple[list[tuple[int, bytes]], int]:
+    """(offset, bytes) pieces of one 60 s segment and its size; the rest is holes. ``closed``: it
+    ends in the ``mfra`` trailer ffmpeg writes when it ends a segment itself; else it is the segment
+    of a killed ffmpeg (no trailer, the last fragment cut short)."""
     mdhd = _full(b"mdhd", 0, struct.pack(">IIII", 0, 0, TIMESCALE, 0), b"\x55\xc4\x00\x00")
     hdlr = _full(b"hdlr", 0, struct.pack(">I4s", 0, b"vide"), bytes(12), b"v\x00")
     tkhd = _full(b"tkhd", 3, struct.pack(">IIIII", 0, 0, 1, 0, 0), bytes(60))
@@ -55,25 +59,35 @@ def _layout() -> tuple[list[tuple[int, bytes]], int]:
                    _box(b"trak", tkhd, _box(b"mdia", mdhd, hdlr)), _box(b"mvex", trex)))
     pieces, offset = [(0, head)], len(head)
     frame = TIMESCALE // FPS
+    entries = []
     for second in range(SEGMENT_SECONDS):
         samples = b"".join(struct.pack(">II", frame, FRAGMENT_BYTES // FPS) for _ in range(FPS))
         traf = _box(b"traf", _full(b"tfhd", 0x020000, struct.pack(">I", 1)),
                     _full(b"tfdt", 0, struct.pack(">Q", second * TIMESCALE * 1), version=1),
                     _full(b"trun", 0x000301, struct.pack(">Ii", FPS, 0), samples))
         moof = _box(b"moof", _full(b"mfhd", 0, struct.pack(">I", second + 1)), traf)
+        entries.append(struct.pack(">QQBBB", second * TIMESCALE, offset, 1, 1, 1))
         pieces.append((offset, moof + struct.pack(">I4s", 8 + FRAGMENT_BYTES, b"mdat")))
         offset += len(moof) + 8 + FRAGMENT_BYTES
-    return pieces, offset
+    if not closed:
+        return pieces, offset - FRAGMENT_BYTES // 2
+    tfra = _full(b"tfra", 0, struct.pack(">III", 1, 0, len(entries)), *entries, version=1)
+    mfra = _box(b"mfra", tfra, _full(b"mfro", 0, struct.pack(">I", 8 + len(tfra) + 16)))
+    pieces.append((offset, mfra))
+    return pieces, offset + len(mfra)
 
 
 def write_day(mirror: Path, cameras: int, segments: int) -> int:
     """Sparse segment files: ``cameras`` directories of ``segments`` consecutive 60 s segments
-    (every other name one second late, as ffmpeg's names jitter). Returns the apparent bytes."""
-    pieces, size = _layout()
+    (every other name one second late, as ffmpeg's names jitter; every :data:`KILLED_EVERY`-th one
+    the segment of a killed ffmpeg, without trailer). Returns the apparent bytes."""
+    layouts = {closed: _layout(closed) for closed in (True, False)}
+    total = 0
     for c in range(cameras):
         directory = mirror / f"cam{c:03d}"
         directory.mkdir(parents=True)
         for i in range(segments):
+            pieces, size = layouts[i % KILLED_EVERY != KILLED_EVERY - 1]
             start = DAY_START + i * SEGMENT_SECONDS + (i % 2)
             name = time.strftime("%Y%m%d_%H%M%S.mp4", time.gmtime(start))
             fd = os.open(directory / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
@@ -83,7 +97,8 @@ def write_day(mirror: Path, cameras: int, segments: int) -> int:
                 os.ftruncate(fd, size)
             finally:
                 os.close(fd)
-    return cameras * segments * size
+            total += size
+    return total
 
 
 def _coverage_cli(mirror: Path, state: Path, end: float) -> tuple[float, str]:

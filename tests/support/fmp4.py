@@ -44,23 +44,39 @@ def fragment(sequence: int, trafs: list[tuple[int, int, list[int]]], payload: in
     return moof + box(b"mdat", bytes(payload))
 
 
-def segment(seconds: float, gop: float = 1.0, fps: int = 25, audio: bool = False) -> bytes:
-    """A complete fragmented segment of ``seconds`` of video (timescale 12800), one fragment per GOP."""
+def trailer(entries: dict[int, list[tuple[int, int]]]) -> bytes:
+    """mfra + mfro as ffmpeg writes them at a clean stop: per track, (decode time, moof offset) of
+    each fragment (every fragment starts with a keyframe)."""
+    tfras = []
+    for track_id, points in entries.items():
+        rows = b"".join(struct.pack(">QQBBB", t, offset, 1, 1, 1) for t, offset in points)
+        tfras.append(full(b"tfra", 1, 0, struct.pack(">III", track_id, 0, len(points)), rows))
+    body = b"".join(tfras)
+    size = 8 + len(body) + 16
+    return box(b"mfra", body, full(b"mfro", 0, 0, struct.pack(">I", size)))
+
+
+def segment(seconds: float, gop: float = 1.0, fps: int = 25, audio: bool = False, closed: bool = False) -> bytes:
+    """A fragmented segment of ``seconds`` of video (timescale 12800), one fragment per GOP;
+    ``closed``: with the trailer ffmpeg writes when it ends the segment itself."""
     tracks = [(1, 12800, b"vide")] + ([(2, 16000, b"soun")] if audio else [])
     data = header(tracks)
     frame = 12800 // fps
     frames_total = round(seconds * fps)
     per_gop = max(1, round(gop * fps))
     done, sequence = 0, 1
+    points: dict[int, list[tuple[int, int]]] = {}
     while done < frames_total:
         n = min(per_gop, frames_total - done)
         trafs = [(1, done * frame, [frame] * n)]
         if audio:
             trafs.append((2, done * frame * 16000 // 12800, [1024] * max(1, n * 16000 // 12800 // 1024)))
+        for track_id, decode_time, _ in trafs:
+            points.setdefault(track_id, []).append((decode_time, len(data)))
         data += fragment(sequence, trafs)
         done += n
         sequence += 1
-    return data
+    return data + (trailer(points) if closed else b"")
 
 
 def write_segment(path: Path, seconds: float, **kwargs: object) -> Path:
