@@ -29,6 +29,8 @@ from support.nvr import NvrDatabase
 from support.rtsp import RtspServer
 from support.users import unprivileged
 
+from mirror_supervisor.index import SegmentIndex, index_path
+
 RUN_AS = "nobody"
 SNOOPER_UID = 54321  # no passwd entry needed: setpriv takes numbers
 # Fresh per run: other tests on this machine use fixed passwords of their own.
@@ -239,6 +241,18 @@ def test_no_password_readable_by_another_user_and_ffmpeg_runs_as_the_configured_
             assert files and all(p.stat().st_uid == user.pw_uid for p in files)
             info = procs.probe(files[-1])
             assert info.get("video_codec") == "h264" and info["duration"] > 0.5, (files[-1], info)
+        # The workers, as the configured user, kept the segment index (in a mirror dir that is
+        # root's when the master is), and root's `coverage` uses it without taking it over.
+        assert "cannot index segment" not in daemon.log()
+        with SegmentIndex(daemon.mirror, write=False) as index:
+            indexed = {camera: index.rows(camera, "0", "9") for camera in ("built", "explicit")}
+        assert all(any(row.playable for row in rows.values()) for rows in indexed.values()), indexed
+        report = subprocess.run([*daemon.status_argv[:3], "coverage", *daemon.settings, "--since", "1h", "--json"],
+                                capture_output=True, text=True, timeout=60)
+        assert report.returncode == 0, report.stderr
+        assert not json.loads(report.stdout)["notes"], report.stdout
+        owned = [p for p in index_path(daemon.mirror).parent.iterdir() if p.stat().st_uid != user.pw_uid]
+        assert not owned, f"files of the index the workers cannot write: {owned}"
     finally:
         daemon.kill_everything()
 
