@@ -140,6 +140,13 @@ def per_file_costs(work: Path, repeats: int) -> dict[str, Any]:
             "repeats": repeats}
 
 
+def _drop_index(mirror: Path) -> None:
+    from mirror_supervisor import index
+
+    for suffix in ("", "-wal", "-shm"):
+        index.index_path(mirror).with_name(index.INDEX_NAME + suffix).unlink(missing_ok=True)
+
+
 def run(ctx: Context) -> dict[str, Any]:
     from mirror_supervisor import coverage, index
 
@@ -158,9 +165,9 @@ def run(ctx: Context) -> dict[str, Any]:
     result["write_s"] = round(mono() - t, 1)
     end = DAY_START + segments * SEGMENT_SECONDS
     runs: dict[str, list[float]] = {"cold": [], "warm": [], "cold_cli": [], "warm_cli": []}
+    index.make_index_dir(mirror)  # the workers' directory; "cold" = no database in it
     for _ in range(o.coverage_repeats):
-        for suffix in ("", "-wal", "-shm"):
-            (mirror / (index.INDEX_NAME + suffix)).unlink(missing_ok=True)
+        _drop_index(mirror)
         t = mono()
         report = coverage.compute(mirror, DAY_START, end, now=end + 86400)
         runs["cold"].append(mono() - t)
@@ -170,8 +177,7 @@ def run(ctx: Context) -> dict[str, Any]:
         runs["warm"].append(mono() - t)
         assert report.parsed == 0 and all(c.gaps == [] for c in report.cameras)
         log(f"coverage: cold {runs['cold'][-1]:.2f} s, warm {runs['warm'][-1]:.2f} s")
-    for suffix in ("", "-wal", "-shm"):
-        (mirror / (index.INDEX_NAME + suffix)).unlink(missing_ok=True)
+    _drop_index(mirror)
     runs["cold_cli"].append(_coverage_cli(mirror, base / "state", end)[0])
     seconds, head = _coverage_cli(mirror, base / "state", end)
     runs["warm_cli"].append(seconds)
@@ -179,7 +185,7 @@ def run(ctx: Context) -> dict[str, Any]:
     result["runs"] = {k: [round(x, 3) for x in v] for k, v in runs.items()}
     result["median"] = {k: round(statistics.median(v), 3) for k, v in runs.items() if v}
     result["cli_output_head"] = head
-    result["index_mib"] = round((mirror / index.INDEX_NAME).stat().st_size / 2**20, 1)
+    result["index_mib"] = round(index.index_path(mirror).stat().st_size / 2**20, 1)
     result["per_file"] = per_file_costs(base, 5 if o.quick else 20)
     pf = result["per_file"]
     result["ffprobe_all_files_h"] = round(pf["ffprobe_s"] * cameras * segments / 3600, 2)
