@@ -105,7 +105,7 @@ class _Log:
 
 
 def test_coverage_comes_from_a_child_once_a_minute_and_goes_stale(tmp_path):
-    cover, log, forked, killed = metrics.CoverageChild(), _Log(), [], []
+    cover, log, forked = metrics.CoverageChild(), _Log(), []
     answer = tmp_path / metrics.COVERAGE_FILE
     fork = lambda child: forked.append(child) or 4242  # noqa: E731
     cover.tick(0.0, fork, lambda sequence: (lambda: sequence), log)
