@@ -238,9 +238,10 @@ def render(results: dict[str, Any]) -> list[str]:
         f"({n:,} sparse files, {r['apparent_gib']} GiB apparent, 1 s fragments, ffmpeg's `mfra` trailer "
         f"on all but one segment in {c.get('killed_every', 240)}); median of {len(r['runs']['warm'])} in-process "
         f"runs, the command once each. *Cold* = no index: every file is parsed and the index filled; "
-        f"*from disk* = this suite's files were first dropped from the page cache (`posix_fadvise` "
-        f"DONTNEED after `sync`, as after a reboot); *cached* = right after that run. Index size "
-        f"{r['index_mib']} MiB.",
+        f"*from disk* = this suite's file data was first dropped from the page cache (`posix_fadvise` "
+        f"DONTNEED after `sync`; inodes and directories stay cached, unlike after a reboot: the first "
+        f"such run, right after the files were written, found fewer of those cached and is the slowest); "
+        f"*cached* = right after that run. Index size {r['index_mib']} MiB.",
         "",
         "| | cold, from disk | cold, cached | warm (index used, files listed) | target |",
         "|---|---|---|---|---|",
