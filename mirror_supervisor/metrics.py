@@ -57,7 +57,7 @@ COVERAGE_FILE = "metrics-coverage.json"  # in the state dir: the coverage child'
 COVERAGE_INTERVAL = 60.0
 COVERAGE_TIME_LIMIT = 300.0  # a hung volume, or a cold index of many cameras
 COVERAGE_STALE = 600.0
-COVERAGE_AFTER_UP = 10.0  # a camera that starts recording: its first footage is on disk by then
+COVERAGE_AFTER_UP = 5.0  # a camera that starts recording: its first fragments are on disk by then
 RESTART_REASONS = ("exit", "stall", "stop_timeout", "spawn_error")
 
 

@@ -7,9 +7,9 @@ The segments are written here, box by box, the way ffmpeg lays them out (ftyp, a
 then one moof + mdat per keyframe, 1 s keyframes at 25 fps, and the mfra trailer ffmpeg writes
 when it closes a segment; one segment in 240 has none, as a killed ffmpeg leaves it) as *sparse*
 files: the mdat payload is a hole, so a day of 100 cameras at ~1 Mbit/s has its real file sizes
-and fragment layout on a disk that holds a few hundred MiB. "Cold" means no index; "cold from disk" also nothing cached: as root the
-benchmark drops the machine's page, inode and directory caches first (:func:`evict`), so run it
-on a machine of its own.
+and fragment layout on a disk that holds a few hundred MiB. "Cold" means no index; "cold from
+disk" also nothing cached: as root the benchmark drops the machine's page, inode and directory
+caches first (:func:`evict`), so run it on a machine of its own.
 ffprobe is timed on a real segment that ffmpeg encodes here (60 s, 1 s keyframes).
 
 The value is self-contained (config, machine, duration), like the scale suite's, so
