@@ -38,6 +38,7 @@ from .segments import SEGMENT_OR_MOVED
 DEFAULT_TOLERANCE = 2.0
 IN_PROGRESS_SECONDS = 60.0  # the newest segment, changed this recently, may still be starting
 POOL_THRESHOLD = 400  # parse in a process pool from this many files on
+PREFETCH_BATCH = 128  # files whose heads and tails are asked for at once
 _KEY = "%Y%m%d_%H%M%S"
 
 Interval = tuple[float, float]
@@ -230,19 +231,37 @@ def list_window(directory: Path, start: float, end: float) -> list[_Listed]:
     return inside
 
 
-def _probe(path: str) -> mp4.SegmentInfo:
-    return mp4.probe(path)
+def probe_batch(paths: list[str]) -> list[mp4.SegmentInfo]:
+    """Parse files, asking the kernel first for every file's head and tail at once: on a cold
+    disk the reads are then in flight together instead of one after another."""
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | getattr(os, "O_NOATIME", 0))
+        except OSError:
+            continue  # mp4.probe says why
+        try:
+            size = os.fstat(fd).st_size
+            os.posix_fadvise(fd, 0, min(size, mp4.CHUNK), os.POSIX_FADV_WILLNEED)
+            if size > mp4.CHUNK:
+                os.posix_fadvise(fd, size - mp4.CHUNK, mp4.CHUNK, os.POSIX_FADV_WILLNEED)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return [mp4.probe(path) for path in paths]
 
 
 def probe_all(paths: list[str], pool: bool = True) -> list[mp4.SegmentInfo]:
-    """Parse files, in a pool of processes (one per core) when there are many."""
+    """Parse files in batches (:func:`probe_batch`), in a pool of processes (one per core) when
+    there are many."""
+    batches = [paths[i:i + PREFETCH_BATCH] for i in range(0, len(paths), PREFETCH_BATCH)]
     workers = min(len(os.sched_getaffinity(0)), 8)
     if not pool or len(paths) < POOL_THRESHOLD or workers < 2:
-        return [mp4.probe(p) for p in paths]
+        return [info for batch in batches for info in probe_batch(batch)]
     import multiprocessing
 
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as executor:
-        return list(executor.map(_probe, paths, chunksize=256))
+        return [info for infos in executor.map(probe_batch, batches) for info in infos]
 
 
 def _open_index(mirror_dir: Path, notes: list[str]) -> SegmentIndex | None:
