@@ -232,8 +232,10 @@ def test_no_password_readable_by_another_user_and_ffmpeg_runs_as_the_configured_
             assert stat.S_IMODE(path.lstat().st_mode) & 0o002 == 0, path
         # The input scripts exist only until ffmpeg has read them.
         inputs = Path(tempfile.gettempdir()) / f"mirror-supervisor-{user.pw_uid}-inputs"
-        assert stat.S_IMODE(inputs.stat().st_mode) == 0o700 and inputs.stat().st_uid == user.pw_uid
-        assert not [p for p in inputs.iterdir() if p.name.startswith(("built.", "explicit."))]
+        ours = [inputs, *(p for p in inputs.rglob("*") if p.is_dir())]  # a subdirectory per mirror dir
+        assert len(ours) >= 2 and all(stat.S_IMODE(p.stat().st_mode) == 0o700 and p.stat().st_uid == user.pw_uid
+                                      for p in ours)
+        assert not [p for p in inputs.rglob("*") if p.name.startswith(("built.", "explicit."))]
         assert daemon.stop() == 0
         assert not procs.ffmpegs_writing(daemon.mirror)
         for camera in ("built", "explicit"):
