@@ -322,7 +322,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
 def cmd_coverage(args: argparse.Namespace) -> int:
     """Exit 0; 1 when --min-coverage is given and a camera is below it; 2 bad arguments. Reads the
     mirror's files and the segment index only: works whether or not the daemon runs."""
-    from . import coverage
+    from . import coverage, coverage_report
 
     settings = _settings(args)
     check_mirror_dir(settings)
@@ -351,9 +351,9 @@ def cmd_coverage(args: argparse.Namespace) -> int:
     report = coverage.compute(settings.mirror_dir, start, end, cameras=args.camera, primary_dir=primary_dir,
                               tolerance=tolerance, now=now)
     if args.json:
-        print(json.dumps(coverage.to_json(report), indent=1))
+        print(json.dumps(coverage_report.to_json(report), indent=1))
     else:
-        print(coverage.render(report, args.min_coverage))
+        print(coverage_report.render(report, args.min_coverage))
     if args.min_coverage is not None and any(cam.coverage < args.min_coverage for cam in report.cameras):
         return 1
     return 0

@@ -29,7 +29,6 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from . import mp4
 from .camera import is_safe_id
@@ -39,6 +38,7 @@ from .segments import SEGMENT_OR_MOVED
 DEFAULT_TOLERANCE = 2.0
 IN_PROGRESS_SECONDS = 60.0  # the newest segment, changed this recently, may still be starting
 POOL_THRESHOLD = 400  # parse in a process pool from this many files on
+PREFETCH_BATCH = 128  # files whose heads and tails are asked for at once
 _KEY = "%Y%m%d_%H%M%S"
 
 Interval = tuple[float, float]
@@ -72,11 +72,22 @@ class CameraCoverage:
     segments: int = 0
     problem: str | None = None  # e.g. the camera directory is missing
     primary: PrimaryComparison | None = None
+    first_start: float | None = None  # the earliest segment considered (maybe before the window)
 
     @property
     def coverage(self) -> float:
         window = self.end - self.start
         return self.covered_seconds / window if window > 0 else 1.0
+
+    @property
+    def coverage_since_first(self) -> float:
+        """Coverage from the camera's first footage on, when that lies inside the window: a camera
+        mirrored for ten minutes is not "83 % missing" of the last hour. 0 with no footage at all;
+        a gap after the first segment (an outage, a master restart) counts in full."""
+        if self.first_start is None:
+            return 0.0
+        window = self.end - max(self.start, self.first_start)
+        return min(1.0, self.covered_seconds / window) if window > 0 else 1.0
 
 
 @dataclass
@@ -220,19 +231,37 @@ def list_window(directory: Path, start: float, end: float) -> list[_Listed]:
     return inside
 
 
-def _probe(path: str) -> mp4.SegmentInfo:
-    return mp4.probe(path)
+def probe_batch(paths: list[str]) -> list[mp4.SegmentInfo]:
+    """Parse files, asking the kernel first for every file's head and tail at once: on a cold
+    disk the reads are then in flight together instead of one after another."""
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | getattr(os, "O_NOATIME", 0))
+        except OSError:
+            continue  # mp4.probe says why
+        try:
+            size = os.fstat(fd).st_size
+            os.posix_fadvise(fd, 0, min(size, mp4.CHUNK), os.POSIX_FADV_WILLNEED)
+            if size > mp4.CHUNK:
+                os.posix_fadvise(fd, size - mp4.CHUNK, mp4.CHUNK, os.POSIX_FADV_WILLNEED)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return [mp4.probe(path) for path in paths]
 
 
 def probe_all(paths: list[str], pool: bool = True) -> list[mp4.SegmentInfo]:
-    """Parse files, in a pool of processes (one per core) when there are many."""
+    """Parse files in batches (:func:`probe_batch`), in a pool of processes (one per core) when
+    there are many."""
+    batches = [paths[i:i + PREFETCH_BATCH] for i in range(0, len(paths), PREFETCH_BATCH)]
     workers = min(len(os.sched_getaffinity(0)), 8)
     if not pool or len(paths) < POOL_THRESHOLD or workers < 2:
-        return [mp4.probe(p) for p in paths]
+        return [info for batch in batches for info in probe_batch(batch)]
     import multiprocessing
 
     with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as executor:
-        return list(executor.map(_probe, paths, chunksize=256))
+        return [info for infos in executor.map(probe_batch, batches) for info in infos]
 
 
 def _open_index(mirror_dir: Path, notes: list[str]) -> SegmentIndex | None:
@@ -336,8 +365,9 @@ def compute(mirror_dir: Path, start: float, end: float, cameras: Sequence[str] |
             index.close()
     for i, cam in enumerate(mirror):
         spans, invalid = _intervals(cam, start, end, tolerance, now)
+        first = next((row.start for item in cam.listed if (row := cam.rows.get(item.name)) is not None), None)
         result = CameraCoverage(cam.id, start, end, total(spans), gaps_of(spans, start, end), invalid,
-                                len(cam.listed), cam.problem)
+                                len(cam.listed), cam.problem, first_start=first)
         if primary:
             other, _ = _intervals(primary[i], start, end, tolerance, now)
             both = total(intersect(spans, other))
@@ -346,51 +376,3 @@ def compute(mirror_dir: Path, start: float, end: float, cameras: Sequence[str] |
                 result.problem = "; ".join(p for p in (result.problem, f"primary: {primary[i].problem}") if p)
         report.cameras.append(result)
     return report
-
-
-# -- output -----------------------------------------------------------------------------------
-
-def to_json(report: Report) -> dict[str, Any]:
-    cameras = []
-    for cam in report.cameras:
-        cameras.append({
-            "id": cam.id, "from": rfc3339(cam.start), "to": rfc3339(cam.end),
-            "covered_seconds": round(cam.covered_seconds, 3), "coverage": round(cam.coverage, 6),
-            "gaps": [{"start": rfc3339(g.start), "end": rfc3339(g.end), "seconds": round(g.seconds, 3)}
-                     for g in cam.gaps],
-            "invalid": cam.invalid,
-            "primary": None if cam.primary is None else {
-                "only_primary_seconds": round(cam.primary.only_primary_seconds, 3),
-                "only_mirror_seconds": round(cam.primary.only_mirror_seconds, 3),
-                "both_seconds": round(cam.primary.both_seconds, 3)},
-            "problem": cam.problem,
-        })
-    return {"cameras": cameras, "notes": report.notes}
-
-
-def _seconds(value: float) -> str:
-    return f"{value:.0f}s" if value >= 10 else f"{value:.1f}s"
-
-
-def render(report: Report, min_coverage: float | None = None) -> str:
-    lines = [f"window {rfc3339(report.start)} .. {rfc3339(report.end)} ({_seconds(report.end - report.start)})"]
-    for cam in report.cameras:
-        below = min_coverage is not None and cam.coverage < min_coverage
-        lines.append("")
-        lines.append(f"{cam.id}: {cam.coverage * 100:.2f}% covered ({_seconds(cam.covered_seconds)}), "
-                     f"{len(cam.gaps)} gaps, {len(cam.invalid)} invalid segments, {cam.segments} files"
-                     + ("  BELOW --min-coverage" if below else ""))
-        if cam.problem:
-            lines.append(f"  problem: {cam.problem}")
-        for gap in cam.gaps:
-            lines.append(f"  gap {rfc3339(gap.start)} .. {rfc3339(gap.end)}  {_seconds(gap.seconds)}")
-        for name in cam.invalid:
-            lines.append(f"  invalid {name}")
-        if cam.primary is not None:
-            p = cam.primary
-            lines.append(f"  primary: only in primary {_seconds(p.only_primary_seconds)} (lost if the mirror were "
-                         f"all you had), only in mirror {_seconds(p.only_mirror_seconds)}, "
-                         f"both {_seconds(p.both_seconds)}")
-    for note in report.notes:
-        lines.append(f"note: {note}")
-    return "\n".join(lines)

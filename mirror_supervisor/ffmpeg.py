@@ -114,13 +114,18 @@ def concat_script(url: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def input_dir() -> Path:
+def input_dir(scope: Path | None = None) -> Path:
     """The private directory of this user's ffconcat scripts (ffmpeg's working directory).
 
     Under the temporary directory (a private /tmp under systemd's ``PrivateTmp``), named after
-    the user: :func:`prepare_input_dir` refuses one another user made or can write.
+    the user: :func:`prepare_input_dir` refuses one another user made or can write. With a
+    ``scope`` (the mirror dir), a subdirectory of its own: two masters on one host (two mirror
+    volumes) may record cameras of the same id, and a worker removes its camera's stale scripts.
     """
-    return Path(tempfile.gettempdir()) / f"mirror-supervisor-{os.geteuid()}-inputs"
+    base = Path(tempfile.gettempdir()) / f"mirror-supervisor-{os.geteuid()}-inputs"
+    if scope is None:
+        return base
+    return base / hashlib.sha256(os.fsencode(str(scope))).hexdigest()[:16]
 
 
 def prepare_input_dir(directory: Path) -> None:
@@ -149,17 +154,20 @@ def write_input(directory: Path, camera: Camera) -> Path:
     return path
 
 
-def open_input(directory: Path | None, camera: Camera, log: Any) -> tuple[Path, Path]:
-    """Write ``camera``'s input script in ``directory`` (by default :func:`input_dir`); returns
-    (the directory ffmpeg runs in, the script). Raises OSError when it cannot be written.
+def open_input(directory: Path | None, camera: Camera, log: Any, scope: Path | None = None) -> tuple[Path, Path]:
+    """Write ``camera``'s input script in ``directory`` (by default :func:`input_dir` of
+    ``scope``); returns (the directory ffmpeg runs in, the script). Raises OSError when it
+    cannot be written.
 
     Someone else may have made the well-known directory name first (a shared /tmp): then a
     directory of a fresh random name is used, which cannot be taken, and ffmpeg finds its input by
     a relative path either way.
     """
-    directory = directory or input_dir()
+    chain = [directory] if directory is not None else list(dict.fromkeys((input_dir(), input_dir(scope))))
+    directory = chain[-1]
     try:
-        prepare_input_dir(directory)
+        for path in chain:
+            prepare_input_dir(path)
     except PermissionError as exc:
         fallback = Path(tempfile.mkdtemp(prefix=f"mirror-supervisor-{camera.id}-"))
         log.warning("%s; using %s instead", exc, fallback)

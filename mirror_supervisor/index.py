@@ -1,8 +1,14 @@
 """The segment index: one row per complete segment, kept as recording happens.
 
 A cache, never a source of truth. It lives next to the footage it describes, in
-``<mirror_dir>/.mirror-supervisor-index.sqlite3`` (plus SQLite's ``-wal`` and ``-shm``), so it
-survives reboots with the files and never names another volume's. It can be deleted at any time:
+``<mirror_dir>/.mirror-supervisor/index.sqlite3`` (plus SQLite's ``-wal`` and ``-shm``), so it
+survives reboots with the files and never names another volume's. The directory is the workers':
+with ``--user`` the mirror dir may stay root's, so a worker, before it gives up root, creates
+``.mirror-supervisor`` and gives it to that user (:mod:`privileges`), as it does its camera
+directory. Only workers create the directory; anyone else (``coverage``, ``status``, the pruner)
+writes into it only when it exists, and a new database file made by root is given to the
+directory's owner (SQLite does the same for its ``-wal`` and ``-shm``), so root running
+``coverage`` never takes the index away from the workers. It can be deleted at any time:
 ``coverage`` re-reads any segment whose row is missing or whose size or mtime differ from the
 file's (:mod:`coverage`), and fills the row in. The pruner never reads it; it only removes the
 rows of the files it deleted. It is not the NVR's database and never touches it.
@@ -38,7 +44,9 @@ from . import mp4
 from .files import STATUS_MODE
 from .segments import SEGMENT_OR_MOVED, name_epoch, parse_name, segment_names
 
-INDEX_NAME = ".mirror-supervisor-index.sqlite3"
+INDEX_DIR = ".mirror-supervisor"  # not a camera id: ids never start with a dot
+INDEX_NAME = "index.sqlite3"
+INDEX_DIR_MODE = 0o750
 INDEX_MODE = STATUS_MODE  # 0640: like the status file (the group that runs `status` may read it)
 BUSY_TIMEOUT_MS = 2000  # one row per segment per camera: waits are short even with hundreds
 SCHEMA_VERSION = 1
@@ -75,8 +83,12 @@ class IndexError_(Exception):
     """The index cannot be opened or written (the caller decides whether that matters)."""
 
 
+def index_dir(mirror_dir: Path) -> Path:
+    return Path(mirror_dir) / INDEX_DIR
+
+
 def index_path(mirror_dir: Path) -> Path:
-    return Path(mirror_dir) / INDEX_NAME
+    return index_dir(mirror_dir) / INDEX_NAME
 
 
 def start_of(name: str) -> float | None:
@@ -95,27 +107,50 @@ def row_from(name: str, info: mp4.SegmentInfo) -> Row | None:
 
 def _create(path: Path) -> None:
     """Create the database file with exactly ``INDEX_MODE`` (never through a symlink), so SQLite's
-    ``-wal`` and ``-shm``, which copy the main file's mode, are no more open either."""
+    ``-wal`` and ``-shm``, which copy the main file's mode, are no more open either. Root gives a
+    new file to the directory's owner: the workers must go on writing it."""
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, INDEX_MODE)
     except FileExistsError:
         return
     try:
         os.fchmod(fd, INDEX_MODE)
+        if os.geteuid() == 0:
+            owner = os.stat(path.parent, follow_symlinks=False)
+            os.fchown(fd, owner.st_uid, owner.st_gid)
     finally:
         os.close(fd)
+
+
+def make_index_dir(mirror_dir: Path) -> Path:
+    """``<mirror_dir>/.mirror-supervisor``, created when missing (workers only); a symlink or a
+    file in its place is refused."""
+    directory = index_dir(mirror_dir)
+    try:
+        directory.mkdir(mode=INDEX_DIR_MODE)
+    except FileExistsError:
+        pass
+    if directory.is_symlink() or not directory.is_dir():
+        raise IndexError_(f"{directory} is not a directory; not using it")
+    return directory
 
 
 class SegmentIndex:
     """One open connection to the index; use as a context manager, keep it short."""
 
-    def __init__(self, mirror_dir: Path, write: bool = True) -> None:
+    def __init__(self, mirror_dir: Path, write: bool = True, make_dir: bool = False) -> None:
         path = index_path(mirror_dir)
         self.writable = write
         try:
             if write:
+                if make_dir:
+                    make_index_dir(mirror_dir)
+                if index_dir(mirror_dir).is_symlink():
+                    raise IndexError_(f"{index_dir(mirror_dir)} is a symlink; not using it")
                 if os.path.islink(path):
                     raise IndexError_(f"{path} is a symlink; not using it")
+                if not path.parent.is_dir():
+                    raise IndexError_(f"no segment index yet in {mirror_dir} (the workers create it)")
                 _create(path)
                 self._db = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=BUSY_TIMEOUT_MS / 1000,
                                            isolation_level=None, check_same_thread=False)
@@ -127,6 +162,8 @@ class SegmentIndex:
                 self._prepare()
         except sqlite3.Error as exc:
             raise IndexError_(f"segment index {path}: {exc}") from None
+        except OSError as exc:
+            raise IndexError_(f"segment index {path}: {exc.strerror or exc}") from None
 
     def _prepare(self) -> None:
         version = self._db.execute("PRAGMA user_version").fetchone()[0]
@@ -222,7 +259,7 @@ class Indexer:
             row = row_from(name, info)
             if row is None or (info.problem or "").startswith("unreadable: No such file"):
                 return  # moved aside or pruned meanwhile
-            with SegmentIndex(self.directory.parent) as index:
+            with SegmentIndex(self.directory.parent, make_dir=True) as index:
                 index.put(self.camera, [row])
         except Exception as exc:  # noqa: BLE001 - whatever it is, recording goes on
             if not self.failing:

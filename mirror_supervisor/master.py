@@ -180,7 +180,7 @@ class Master:
         self.log.info("all workers stopped; master exiting")
 
     def _helpers(self) -> set[int]:
-        return {pid for pid in (self.pruner_pid, self.probe.pid, self.metrics.server_pid) if pid is not None}
+        return {pid for pid in (self.pruner_pid, self.probe.pid) if pid is not None} | self.metrics.pids()
 
     def _children_left(self) -> bool:
         return bool(self.by_pid or any(s.leftover for s in self.slots.values()) or self._helpers())
@@ -327,7 +327,7 @@ class Master:
                 self.pruner_pid = None
                 if code != 0:
                     self.log.warning("prune pass ended with %s", code)
-            else:  # the metrics child (forked again after a back-off), or an adopted ffmpeg of a dead worker
+            else:  # a metrics child (HTTP server or coverage), or an adopted ffmpeg of a dead worker
                 self.metrics.reaped(pid, code, self.system.monotonic())
         return workers
 

@@ -19,19 +19,21 @@ Where the numbers come from, so that nothing here can block the master:
   ``stat``s each camera's current segment and the segments closed since the last probe
   (:func:`probe_main`), and leaves the answer in ``<state_dir>/metrics-probe.json``. A hung volume
   leaves those numbers where they were (and ``camera_up`` goes to 0: status says ``stalled``).
-- ``coverage_ratio{window="1h"}`` is the share of the last hour (of the part this master has
-  watched) during which the camera was ``recording``, from the same state the master keeps. The
-  segment index will know better (gaps in the files themselves): :attr:`Exporter.coverage` is the
-  hook to replace (:class:`CoverageSource`).
+- ``coverage_ratio{window="1h"}`` is what ``coverage`` says of the last hour, from the files and
+  the segment index (from a camera's first footage on when that is younger): a child forked once
+  a minute (:class:`CoverageChild`, :func:`coverage_main`) leaves it in
+  ``<state_dir>/metrics-coverage.json``. A child still running after
+  :data:`COVERAGE_TIME_LIMIT` is killed; a ratio older than :data:`COVERAGE_STALE` is not
+  exported (no number rather than an old one).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import signal
-from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from . import __version__, backoff, lifeline, logs, volume
 from .files import STATUS_MODE, write_atomically
-from .metrics_children import Footage, probe_main, serve_main
+from .metrics_children import Footage, coverage_main, probe_main, serve_main
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -51,57 +53,83 @@ SERVED_FILE = "metrics.prom"  # in the state dir: what the HTTP child serves
 PROBE_FILE = "metrics-probe.json"  # in the state dir: the volume probe's answer
 TEXTFILE_MODE = 0o644  # node_exporter runs as another user; camera ids are no secret
 COVERAGE_WINDOW = 3600.0
+COVERAGE_FILE = "metrics-coverage.json"  # in the state dir: the coverage child's answer
+COVERAGE_INTERVAL = 60.0
+COVERAGE_TIME_LIMIT = 300.0  # a hung volume, or a cold index of many cameras
+COVERAGE_STALE = 600.0
+COVERAGE_AFTER_UP = 5.0  # a camera that starts recording: its first fragments are on disk by then
 RESTART_REASONS = ("exit", "stall", "stop_timeout", "spawn_error")
-MAX_TRACKED_INTERVALS = 10_000  # per camera: a flapping camera cannot grow memory without bound
 
 
 # -- coverage -----------------------------------------------------------------------------------
 
-class CoverageSource(Protocol):
-    """Coverage of the last ``window`` seconds, 0..1, or None when nothing is known yet."""
+class CoverageChild:
+    """The last hour's coverage per camera, measured from the files by a child once a minute."""
 
-    def __call__(self, camera_id: str, now: float, window: float) -> float | None: ...
+    def __init__(self) -> None:
+        self.pid: int | None = None
+        self.at = 0.0  # monotonic: when the next child is due
+        self.started = 0.0
+        self.killed = False
+        self.sequence = 0
+        self.ratios: dict[str, tuple[float, float]] = {}  # camera -> (ratio, monotonic time of the answer)
+        self._failure: str | None = None
+        self._up: set[str] = set()
 
+    def recording(self, up: set[str], now: float) -> None:
+        """A camera that starts recording is measured soon, not up to a minute later."""
+        if up - self._up:
+            self.at = min(self.at, now + COVERAGE_AFTER_UP)
+        self._up = set(up)
 
-class RecordingTime:
-    """When each camera was expected to record and when it was recording, over the last window.
+    def __call__(self, camera_id: str, now: float) -> float | None:
+        found = self.ratios.get(camera_id)
+        return None if found is None or now - found[1] > COVERAGE_STALE else found[0]
 
-    Fed with the state at every status change (:meth:`observe`); the time between two
-    observations counts with the state of the first. Time when a camera was not expected to
-    record (not mirrored, or before this master started) counts for nothing.
-    """
+    def next_deadline(self) -> float:
+        if self.pid is None:
+            return self.at
+        return float("inf") if self.killed else self.started + COVERAGE_TIME_LIMIT
 
-    def __init__(self, window: float = COVERAGE_WINDOW) -> None:
-        self.window = window
-        self._intervals: dict[str, deque[list[Any]]] = {}  # camera -> [start, end, up]
+    def tick(self, now: float, fork: Callable[[Callable[[], int]], int], child: Callable[[int], Callable[[], int]],
+             log: logging.LoggerAdapter) -> None:
+        """Fork the child when due; kill one that ran past the time limit (it is reaped later)."""
+        if self.pid is not None:
+            if not self.killed and now >= self.started + COVERAGE_TIME_LIMIT:
+                log.warning("coverage child pid=%d still running after %.0fs; killing it", self.pid, COVERAGE_TIME_LIMIT)
+                lifeline.signal_process(self.pid, signal.SIGKILL)
+                self.killed = True
+            return
+        if now < self.at:
+            return
+        self.sequence += 1
+        self.started, self.at, self.killed = now, now + COVERAGE_INTERVAL, False
+        try:
+            self.pid = fork(child(self.sequence))
+        except OSError as exc:
+            log.error("cannot fork the coverage child: %s", exc.strerror)
 
-    def observe(self, now: float, states: Mapping[str, tuple[bool, bool]]) -> None:
-        """``states``: camera -> (expected to record, recording), as of ``now``."""
-        for camera in list(self._intervals):
-            if camera not in states:
-                del self._intervals[camera]
-        for camera, (expected, up) in states.items():
-            intervals = self._intervals.setdefault(camera, deque(maxlen=MAX_TRACKED_INTERVALS))
-            if intervals and intervals[-1][1] is None:
-                intervals[-1][1] = now  # the open interval ends here
-            if expected:
-                if intervals and intervals[-1][2] == up and intervals[-1][1] == now:
-                    intervals[-1][1] = None  # same state: keep it open
-                else:
-                    intervals.append([now, None, up])
-            while intervals and intervals[0][1] is not None and intervals[0][1] <= now - self.window:
-                intervals.popleft()
-
-    def __call__(self, camera_id: str, now: float, window: float) -> float | None:
-        intervals = self._intervals.get(camera_id)
-        if not intervals:
-            return None
-        since, watched, recording = now - window, 0.0, 0.0
-        for start, end, up in intervals:
-            length = max(0.0, (now if end is None else end) - max(start, since))
-            watched += length
-            recording += length if up else 0.0
-        return recording / watched if watched > 0 else None
+    def reaped(self, pid: int, code: int, now: float, answer: Path, log: logging.LoggerAdapter) -> bool:
+        """True when ``pid`` was the coverage child; its answer is taken when it is this child's."""
+        if pid != self.pid:
+            return False
+        self.pid = None
+        failure = None if code == 0 else (f"signal {-code}" if code < 0 else f"status {code}")
+        if failure != self._failure:  # once per change: every minute would flood the log
+            if failure:
+                log.warning("coverage child exited (%s); coverage_ratio keeps its last values for %.0fs",
+                            failure, COVERAGE_STALE)
+            self._failure = failure
+        if code != 0:
+            return True
+        try:
+            data = json.loads(answer.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return True
+        if isinstance(data, dict) and data.get("sequence") == self.sequence and isinstance(data.get("cameras"), dict):
+            self.ratios = {camera: (float(ratio), now) for camera, ratio in data["cameras"].items()
+                           if isinstance(ratio, int | float)}
+        return True
 
 
 # -- what the volume probe finds -----------------------------------------------------------------
@@ -137,7 +165,7 @@ class Exporter:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.log = logs.master()
-        self.coverage: CoverageSource = RecordingTime()
+        self.coverage = CoverageChild()
         self.cameras: dict[str, CameraSample] = {}
         self.footage: dict[str, Footage] = {}
         self.database_up = True
@@ -168,21 +196,19 @@ class Exporter:
         if not self.enabled:
             return
         self.database_up = database_up
-        cameras, states = {}, {}
+        cameras = {}
         for row in rows:
             slot = slots.get(row["id"])
             if slot is None:
                 continue
             up = row["state"] == "recording"
             cameras[slot.camera_id] = CameraSample(up, slot.segments_opened, dict(slot.restarts))
-            states[slot.camera_id] = (slot.wanted or slot.refused is not None, up)
             self.footage.setdefault(slot.camera_id, Footage()).segment(row.get("segment"))
         self.cameras = cameras
+        self.coverage.recording({camera for camera, sample in cameras.items() if sample.up}, now)
         for camera in list(self.footage):
             if camera not in cameras:
                 del self.footage[camera]
-        if isinstance(self.coverage, RecordingTime):
-            self.coverage.observe(now, states)
 
     def probe_child(self, directory: str, fds: tuple[int, ...], master_pid: int) -> Callable[[], int]:
         """What the volume probe child runs: with metrics on, it also measures the footage."""
@@ -224,9 +250,16 @@ class Exporter:
     def next_deadline(self) -> float | None:
         if not self.enabled:
             return None
+        moments = [self.next_write]
         if self.settings.metrics_listen is not None and self.server_pid is None:
-            return min(self.next_write, self.server_at)
-        return self.next_write
+            moments.append(self.server_at)
+        if self.cameras and self.settings.mirror_dir is not None:
+            moments.append(self.coverage.next_deadline())
+        return min(moments)
+
+    def pids(self) -> set[int]:
+        """The children this exporter forked and has not reaped yet."""
+        return {pid for pid in (self.server_pid, self.coverage.pid) if pid is not None}
 
     def tick(self, now: float, fork: Callable[[Callable[[], int]], int], fds: tuple[int, ...]) -> None:
         """Write the exposition when due; fork the HTTP child when it is wanted and not running."""
@@ -235,6 +268,8 @@ class Exporter:
         if now >= self.next_write:
             self.next_write = now + WRITE_INTERVAL
             self._write(self.render(now).decode())
+        if self.cameras and self.settings.mirror_dir is not None:
+            self.coverage.tick(now, fork, lambda sequence: self._coverage_child(sequence, fds), self.log)
         listen = self.settings.metrics_listen
         if listen is not None and self.server_pid is None and now >= self.server_at:
             self.server_started = now
@@ -245,8 +280,16 @@ class Exporter:
                 self.log.error("cannot fork the metrics server: %s", exc.strerror)
                 self.server_at = now + backoff.SPAWN_FAILED_DELAY
 
+    def _coverage_child(self, sequence: int, fds: tuple[int, ...]) -> Callable[[], int]:
+        directory, cameras = str(self.settings.mirror_dir), sorted(self.cameras)
+        out, master_pid = str(Path(self.settings.state_dir) / COVERAGE_FILE), os.getpid()
+        return lambda: coverage_main(directory, cameras, COVERAGE_WINDOW, out, sequence, fds, master_pid)
+
     def reaped(self, pid: int, code: int, now: float) -> bool:
-        """True when ``pid`` was the HTTP child; another is forked after the workers' back-off."""
+        """True when ``pid`` was one of the exporter's children: the coverage child (its answer is
+        taken), or the HTTP child (another is forked after the workers' back-off)."""
+        if self.coverage.reaped(pid, code, now, Path(self.settings.state_dir) / COVERAGE_FILE, self.log):
+            return True
         if pid != self.server_pid:
             return False
         self.server_pid = None
@@ -259,7 +302,7 @@ class Exporter:
     def remove_files(self) -> None:
         """At a clean stop: no stale numbers claim that cameras record."""
         for path in (self.settings.metrics_file, Path(self.settings.state_dir) / SERVED_FILE,
-                     Path(self.settings.state_dir) / PROBE_FILE):
+                     Path(self.settings.state_dir) / PROBE_FILE, Path(self.settings.state_dir) / COVERAGE_FILE):
             if path is not None:
                 with contextlib.suppress(OSError):
                     Path(path).unlink()
@@ -301,8 +344,9 @@ class _Collector:
         restarts = CounterMetricFamily(PREFIX + "ffmpeg_restarts", "ffmpeg restarts by reason: exit (ffmpeg or its "
                                        "worker ended unasked), stall, stop_timeout (a stop needed SIGKILL), spawn_error",
                                        labels=["camera", "reason"])
-        coverage = GaugeMetricFamily(PREFIX + "coverage_ratio", "share of the window the camera was recording "
-                                     "(of the part of it this master watched)", labels=["camera", "window"])
+        coverage = GaugeMetricFamily(PREFIX + "coverage_ratio", "share of the window covered by playable segments "
+                                     "in the mirror (from the camera's first footage on when that is younger)",
+                                     labels=["camera", "window"])
         written = CounterMetricFamily(PREFIX + "bytes_written", "bytes of segment files written (seen by the volume "
                                       "probe, every 10 s)", labels=["camera"])
         newest = GaugeMetricFamily(PREFIX + "last_segment_end_timestamp_seconds", "when the camera's newest footage "
@@ -312,7 +356,7 @@ class _Collector:
             segments.add_metric([camera], sample.segments)
             for reason in RESTART_REASONS:
                 restarts.add_metric([camera, reason], sample.restarts.get(reason, 0))
-            ratio = ex.coverage(camera, self.now, COVERAGE_WINDOW)
+            ratio = ex.coverage(camera, self.now)
             if ratio is not None:
                 coverage.add_metric([camera, "1h"], ratio)
             footage = ex.footage.get(camera)

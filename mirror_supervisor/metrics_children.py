@@ -1,8 +1,10 @@
-"""The two helper processes behind the metrics, each forked by the master and dying with it.
+"""The helper processes behind the metrics, each forked by the master and dying with it.
 
 - the volume probe with metrics on (:func:`probe_main`): the mirror's free space and the size and
   mtime of each camera's current and newly closed segments, left in a file in the state dir; the
   master reads it after reaping the probe, so it never touches the mirror volume itself;
+- the coverage child (:func:`coverage_main`), once a minute: each camera's coverage of the last
+  hour from the segment index and the files (:mod:`coverage`), left in a file in the state dir;
 - the HTTP child (:func:`serve_main`): ``GET /metrics`` answers with the file the master last
   wrote, so a slow or hostile client can block only this child.
 """
@@ -13,6 +15,7 @@ import json
 import logging
 import os
 import socket
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -81,6 +84,24 @@ def probe_main(directory: str, inherited_fds: tuple[int, ...], master_pid: int, 
     except OSError:
         pass  # the volume answered; only the numbers are missing this time
     return code
+
+
+def coverage_main(directory: str, cameras: list[str], window: float, out: str, sequence: int,
+                  inherited_fds: tuple[int, ...], master_pid: int) -> int:
+    """The coverage child: ``{"sequence", "cameras": {id: ratio}}`` in ``out``. A camera whose
+    directory cannot be read is left out (no number rather than a wrong one)."""
+    from . import coverage
+
+    lifeline.become_helper(titles.COVERAGE, inherited_fds, master_pid)
+    now = time.time()
+    try:
+        report = coverage.compute(Path(directory), now - window, now, cameras=cameras, now=now, pool=False)
+        ratios = {cam.id: cam.coverage_since_first for cam in report.cameras if cam.problem is None}
+        write_atomically(Path(out), json.dumps({"sequence": sequence, "cameras": ratios}), mode=STATUS_MODE)
+    except Exception as exc:  # noqa: BLE001 - the master logs the exit status; say why here
+        logging.getLogger(logs.LOGGER_NAME).error("coverage for the metrics failed: %s: %s", type(exc).__name__, exc)
+        return 1
+    return 0
 
 
 # -- the HTTP child -----------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import lifeline
+from .index import INDEX_DIR_MODE, index_dir
 
 
 def become_user(name: str | None, directory: Path, master_pid: int, log: Any) -> str | None:
@@ -35,6 +36,7 @@ def become_user(name: str | None, directory: Path, master_pid: int, log: Any) ->
         return (f"--user {name!r}: cannot switch user as uid {os.geteuid()} "
                 "(run the master as root or as that user)")
     _give_directory(directory, user, log)
+    _give_directory(index_dir(directory.parent), user, log, mode=INDEX_DIR_MODE)  # the segment index's
     try:
         os.initgroups(name, user.pw_gid)
         os.setgid(user.pw_gid)
@@ -47,12 +49,12 @@ def become_user(name: str | None, directory: Path, master_pid: int, log: Any) ->
     return None
 
 
-def _give_directory(directory: Path, user: pwd.struct_passwd, log: Any) -> None:
-    """Create ``<mirror_dir>/<id>`` (never the mirror dir) and make it the user's; failures are
-    left to the worker's own directory checks, which report them."""
+def _give_directory(directory: Path, user: pwd.struct_passwd, log: Any, mode: int = 0o777) -> None:
+    """Create ``<mirror_dir>/<id>`` or ``<mirror_dir>/.mirror-supervisor`` (never the mirror dir)
+    and make it the user's; failures are left to the worker's own checks, which report them."""
     try:
         if directory.parent.is_dir():
-            directory.mkdir(exist_ok=True)
+            directory.mkdir(mode=mode, exist_ok=True)
         fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
         return
@@ -61,6 +63,6 @@ def _give_directory(directory: Path, user: pwd.struct_passwd, log: Any) -> None:
         if (info.st_uid, info.st_gid) != (user.pw_uid, user.pw_gid):
             os.fchown(fd, user.pw_uid, user.pw_gid)
     except OSError as exc:
-        log.warning("cannot give camera directory %s to user %s: %s", directory, user.pw_name, exc.strerror or exc)
+        log.warning("cannot give directory %s to user %s: %s", directory, user.pw_name, exc.strerror or exc)
     finally:
         os.close(fd)

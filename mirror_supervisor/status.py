@@ -232,9 +232,10 @@ COVERAGE_TIMEOUT = 3.0
 
 
 def with_coverage(data: dict[str, Any], now: float | None = None, timeout: float = COVERAGE_TIMEOUT) -> dict[str, Any]:
-    """Add each camera's coverage of the last hour (``coverage_1h``, a ratio), from the segment
-    index and the files (:mod:`coverage`), in a daemon thread given ``timeout`` seconds: on a
-    volume that does not answer the rows say None and ``status`` still answers."""
+    """Add each camera's coverage of the last hour (``coverage_1h``, a ratio; from its first
+    footage on when that is younger), from the segment index and the files (:mod:`coverage`), in
+    a daemon thread given ``timeout`` seconds: on a volume that does not answer the rows say None
+    and ``status`` still answers."""
     from . import coverage
 
     now = time.time() if now is None else now
@@ -244,7 +245,7 @@ def with_coverage(data: dict[str, Any], now: float | None = None, timeout: float
 
     def collect() -> None:
         report = coverage.compute(Path(mirror_dir), now - COVERAGE_WINDOW, now, cameras=ids, now=now, pool=False)
-        found.update({cam.id: cam.coverage for cam in report.cameras if cam.problem is None})
+        found.update({cam.id: cam.coverage_since_first for cam in report.cameras if cam.problem is None})
 
     if mirror_dir and ids:
         worker = threading.Thread(target=_quietly, args=(collect,), name="coverage", daemon=True)

@@ -16,6 +16,7 @@ WORKER = PREFIX + "worker "
 PRUNE = PREFIX + "prune"
 VOLUME_PROBE = PREFIX + "volume probe"
 METRICS = PREFIX + "metrics "
+COVERAGE = PREFIX + "coverage"
 
 
 

@@ -300,7 +300,8 @@ class Worker:
         """Write ffmpeg's input script (the camera URL, see ``ffmpeg``); returns the directory
         ffmpeg must run in, or None (state error) when it cannot be written."""
         try:
-            self._input_dir, self._input = ffmpeg.open_input(self._input_dir, self.camera, self.log)
+            self._input_dir, self._input = ffmpeg.open_input(self._input_dir, self.camera, self.log,
+                                                             scope=self.spec.directory.parent)
         except OSError as exc:
             self.last_error = f"cannot write ffmpeg's input file: {exc.strerror or exc}"
             self.log.error("%s", self.last_error)

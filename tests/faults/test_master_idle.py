@@ -102,10 +102,12 @@ def test_database_error_does_not_spin(rtsp, nvr, supervisor):
 def test_remains_of_a_dead_worker_do_not_spin(rtsp, nvr, supervisor):
     nvr.add_mirrored("cam", rtsp.url("/live"))
     sup = supervisor("--poll-interval", "1", "--stop-timeout", "20")
+    sup.wait_log("cam recording segment=")  # an ffmpeg that records, not one about to fail at start
     view = sup.wait_one_each({"cam"})["cam"]
     ffmpeg = view.ffmpeg_pids[0]
     os.kill(ffmpeg, signal.SIGSTOP)  # a stopped ffmpeg cannot act on SIGTERM: its group stays
     try:
+        procs.wait_for("ffmpeg stopped", lambda: psutil.Process(ffmpeg).status() == psutil.STATUS_STOPPED, 10)
         os.kill(view.pid, signal.SIGKILL)
         sup.wait_log("died unexpectedly", timeout=10)
         assert psutil.pid_exists(ffmpeg)

@@ -19,7 +19,7 @@ import pytest
 from support import procs
 from support.recordings import wait_growth
 
-from mirror_supervisor.index import INDEX_NAME
+from mirror_supervisor.index import index_dir, index_path
 
 CLI = [sys.executable, "-m", "mirror_supervisor"]
 SETTINGS_ENV = ("MIRROR_SUPERVISOR_", "HELDAR_")
@@ -198,9 +198,10 @@ def test_nothing_the_daemon_creates_is_world_readable(rtsp, nvr, mirror_dir, sit
     assert mode(site["state"] / "mirror-supervisor.lock") == 0o600
     # The master keeps nothing open on the mirror volume (closing it would hang with the volume);
     # the only file of ours there is the workers' segment index, written one segment at a time.
+    procs.wait_for("the segment index", lambda: index_path(mirror_dir).exists(), 30)
     ours = [p for p in mirror_dir.iterdir() if p.name.startswith(".")]
-    assert all(p.name.startswith(INDEX_NAME) for p in ours), ours
-    assert all(mode(p) & 0o007 == 0 for p in ours), "the index is not world readable"
+    assert ours == [index_dir(mirror_dir)] and mode(ours[0]) == 0o750, ours
+    assert all(mode(p) & 0o007 == 0 for p in ours[0].iterdir()), "the index is not world readable"
     assert mode(site["state"] / "mirror-supervisor.pid") == 0o644  # a pid is no secret; the dir is 0750
     leftovers = [p.name for p in site["state"].iterdir() if p.name.endswith(".tmp")]
     assert leftovers == []

@@ -85,8 +85,17 @@ def test_primary_hole_the_mirror_lacks_and_the_reverse(tmp_path):
     assert cam.primary.both_seconds == pytest.approx(480)
 
 
+def test_without_the_index_directory_every_file_is_read_and_nothing_is_created(tmp_path):
+    record(tmp_path / "cam", T0, T0 + 600)
+    report = coverage.compute(tmp_path, T0, T0 + 600, now=T0 + 7200)
+    assert report.parsed == 10 and report.cameras[0].coverage == pytest.approx(1.0)
+    assert any("no segment index yet" in note for note in report.notes), report.notes
+    assert not index.index_dir(tmp_path).exists()
+
+
 def test_index_is_filled_cold_then_used_warm_and_can_be_deleted(tmp_path):
     record(tmp_path / "cam", T0, T0 + 1200)
+    index.make_index_dir(tmp_path)  # the workers' (they create it)
     cold = coverage.compute(tmp_path, T0, T0 + 1200, now=T0 + 7200)
     warm = coverage.compute(tmp_path, T0, T0 + 1200, now=T0 + 7200)
     assert (cold.parsed, warm.parsed) == (20, 0)
@@ -96,7 +105,7 @@ def test_index_is_filled_cold_then_used_warm_and_can_be_deleted(tmp_path):
     changed = coverage.compute(tmp_path, T0, T0 + 1200, now=T0 + 7200)
     assert changed.parsed == 1 and changed.cameras[0].invalid == [name(T0 + 600)]
     for suffix in ("", "-wal", "-shm"):
-        path = tmp_path / (index.INDEX_NAME + suffix)
+        path = index.index_dir(tmp_path) / (index.INDEX_NAME + suffix)
         if path.exists():
             path.unlink()
     again = coverage.compute(tmp_path, T0, T0 + 1200, now=T0 + 7200)
@@ -166,6 +175,7 @@ def test_status_shows_coverage_of_the_last_hour(tmp_path):
 
 def test_unreadable_index_still_gives_coverage(tmp_path):
     record(tmp_path / "cam", T0, T0 + 120)
+    index.make_index_dir(tmp_path)
     index.index_path(tmp_path).write_bytes(b"this is not sqlite" * 100)
     report = coverage.compute(tmp_path, T0, T0 + 120, now=T0 + 7200)
     assert report.cameras[0].coverage == pytest.approx(1.0) and report.notes

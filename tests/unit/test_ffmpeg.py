@@ -127,3 +127,19 @@ def test_scripts_left_by_a_killed_worker_are_removed_at_the_next_start(tmp_path)
     kept = ffmpeg.write_input(tmp_path, other)
     path = ffmpeg.write_input(tmp_path, new)
     assert sorted(os.listdir(tmp_path)) == sorted([path.name, kept.name]) and not left.exists()
+
+
+def test_two_masters_keep_their_scripts_apart(tmp_path, monkeypatch, caplog):
+    """Two mirror dirs on one host, a camera of the same id in each: writing one master's script
+    does not remove the other's as stale (each worker removes its camera's old scripts)."""
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    first = parse_row({**BASE, "username": "admin", "password": "one"})
+    second = parse_row({**BASE, "username": "admin", "password": "two"})
+    dir_a, script_a = ffmpeg.open_input(None, first, None, scope=tmp_path / "mirror-a")
+    dir_b, script_b = ffmpeg.open_input(None, second, None, scope=tmp_path / "mirror-b")
+    assert dir_a != dir_b and dir_a.parent == dir_b.parent == ffmpeg.input_dir()
+    assert script_a.exists() and script_b.exists()
+    for path in (dir_a.parent, dir_a, dir_b):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o700
+    again, script_c = ffmpeg.open_input(None, second, None, scope=tmp_path / "mirror-a")
+    assert again == dir_a and script_c.exists() and not script_a.exists(), "a stale script of its own goes"

@@ -30,28 +30,30 @@ def test_indexer_records_a_finished_segment(tmp_path):
 def test_index_file_is_private_and_in_wal_mode(tmp_path):
     old = os.umask(0o002)
     try:
-        with index.SegmentIndex(tmp_path) as db:
+        with index.SegmentIndex(tmp_path, make_dir=True) as db:
             db.put("cam", [index.Row("20261125_100000.mp4", 1.0, 2.0, 3, 4, True, None)])
     finally:
         os.umask(old)
     path = index.index_path(tmp_path)
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
-    with index.SegmentIndex(tmp_path) as db:
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o750 and path.parent.name == ".mirror-supervisor"
+    with index.SegmentIndex(tmp_path, make_dir=True) as db:
         assert db._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 def test_a_symlink_in_place_of_the_index_is_refused(tmp_path):
     (tmp_path / "elsewhere").write_text("")
+    index.make_index_dir(tmp_path)
     os.symlink(tmp_path / "elsewhere", index.index_path(tmp_path))
     with pytest.raises(index.IndexError_):
-        index.SegmentIndex(tmp_path)
+        index.SegmentIndex(tmp_path, make_dir=True)
 
 
 def test_a_write_failure_is_logged_once_and_never_raised(tmp_path, caplog):
     cam = tmp_path / "cam"
     for second in range(3):
         fmp4.write_segment(cam / f"20261125_10000{second}.mp4", 1.0)
-    index.index_path(tmp_path).mkdir()  # not a database: every write fails
+    index.index_path(tmp_path).mkdir(parents=True)  # not a database: every write fails
     indexer = index.Indexer(cam, "cam", logging.getLogger("t"))
     with caplog.at_level(logging.WARNING):
         for second in range(3):
@@ -63,7 +65,7 @@ def test_many_writers_at_once_lose_no_row(tmp_path):
     """Hundreds of workers write one small transaction each: WAL + busy timeout serialise them."""
     def writer(cam: int) -> None:
         for i in range(20):
-            with index.SegmentIndex(tmp_path) as db:
+            with index.SegmentIndex(tmp_path, make_dir=True) as db:
                 db.put(f"c{cam}", [index.Row(f"20261125_1000{i:02d}.mp4", float(i), 1.0, 1, 1, True, None)])
 
     threads = [threading.Thread(target=writer, args=(cam,)) for cam in range(8)]
@@ -86,7 +88,7 @@ def test_pruned_files_leave_the_index(tmp_path):
         fmp4.write_segment(cam / name, 1.0)
         mtime = base - 7200 + 60 if name == old else base + 60 * i
         os.utime(cam / name, (mtime, mtime))
-    with index.SegmentIndex(tmp_path) as db:
+    with index.SegmentIndex(tmp_path, make_dir=True) as db:
         db.put("cam", [index.Row(n, 0.0, 1.0, 1, 1, True, None) for n in (old, *new)])
     report = prune_pass(tmp_path, [Camera(id="cam", retention_hours=1)], set(), now=base + 3700)
     assert report.cameras[0].deleted_files == 2, report.format_lines()
@@ -94,3 +96,30 @@ def test_pruned_files_leave_the_index(tmp_path):
     assert old not in left and len(left) == len(new) - 1
     with index.SegmentIndex(tmp_path, write=False) as db:
         assert set(db.rows("cam", "", "~")) == left
+
+
+def test_a_symlinked_index_directory_is_refused(tmp_path):
+    (tmp_path / "elsewhere").mkdir()
+    os.symlink(tmp_path / "elsewhere", index.index_dir(tmp_path))
+    with pytest.raises(index.IndexError_):
+        index.SegmentIndex(tmp_path, make_dir=True)
+    with pytest.raises(index.IndexError_):
+        index.SegmentIndex(tmp_path)
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
+def test_only_workers_create_the_index_directory(tmp_path):
+    """``coverage`` or ``status`` run by root must not make a directory the workers cannot write."""
+    with pytest.raises(index.IndexError_, match="no segment index yet"):
+        index.SegmentIndex(tmp_path)
+    assert not index.index_dir(tmp_path).exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create a file for another user")
+def test_root_gives_a_new_index_file_to_the_directory_owner(tmp_path):
+    directory = index.make_index_dir(tmp_path)
+    os.chown(directory, 65534, 65534)
+    with index.SegmentIndex(tmp_path) as db:
+        db.put("cam", [index.Row("20261125_100000.mp4", 1.0, 2.0, 3, 4, True, None)])
+    owners = {p.name: (p.stat().st_uid, p.stat().st_gid) for p in directory.iterdir()}
+    assert owners and set(owners.values()) == {(65534, 65534)}, owners

@@ -94,19 +94,82 @@ def test_a_failed_fork_is_a_spawn_error(loop):  # noqa: F811
 
 # -- coverage -------------------------------------------------------------------------------
 
-def test_coverage_is_the_recording_share_of_the_watched_part_of_the_window():
-    cover = metrics.RecordingTime(window=100.0)
-    assert cover("cam", 0.0, 100.0) is None
-    cover.observe(0.0, {"cam": (True, False)})
-    cover.observe(10.0, {"cam": (True, True)})
-    assert cover("cam", 50.0, 100.0) == 40 / 50
-    cover.observe(60.0, {"cam": (True, True)})  # unchanged: one interval
-    cover.observe(90.0, {"cam": (False, False)})  # not mirrored for a while: counts for nothing
-    cover.observe(95.0, {"cam": (True, True)})
-    assert cover("cam", 100.0, 100.0) == (80 + 5) / (90 + 5)
-    assert cover("cam", 200.0, 100.0) == 1.0, "older than the window: forgotten"
-    cover.observe(200.0, {})
-    assert cover("cam", 200.0, 100.0) is None, "a camera that is gone is forgotten"
+class _Log:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def warning(self, text: str, *args) -> None:
+        self.lines.append(text % args)
+
+    error = warning
+
+
+def test_coverage_comes_from_a_child_once_a_minute_and_goes_stale(tmp_path):
+    cover, log, forked = metrics.CoverageChild(), _Log(), []
+    answer = tmp_path / metrics.COVERAGE_FILE
+    fork = lambda child: forked.append(child) or 4242  # noqa: E731
+    cover.tick(0.0, fork, lambda sequence: (lambda: sequence), log)
+    assert len(forked) == 1 and cover.pid == 4242 and forked[0]() == 1, "the child is handed its sequence"
+    cover.tick(30.0, fork, lambda sequence: (lambda: sequence), log)
+    assert len(forked) == 1, "one child at a time"
+    answer.write_text(json.dumps({"sequence": 1, "cameras": {"cam": 0.75, "bad": "x"}}))
+    assert not cover.reaped(99, 0, 31.0, answer, log), "another child's pid"
+    assert cover.reaped(4242, 0, 31.0, answer, log) and cover.pid is None
+    assert cover("cam", 40.0) == 0.75 and cover("bad", 40.0) is None and cover("other", 40.0) is None
+    assert cover.next_deadline() == metrics.COVERAGE_INTERVAL
+    assert cover("cam", 31.0 + metrics.COVERAGE_STALE + 1) is None, "an old answer is not exported"
+    # An answer of an older child changes nothing; a failing child is logged once, not every minute.
+    for n, now in enumerate((60.0, 120.0, 180.0)):
+        cover.tick(now, fork, lambda sequence: (lambda: sequence), log)
+        answer.write_text(json.dumps({"sequence": 1, "cameras": {"cam": 0.1}}))
+        cover.reaped(4242, 1 if n else 0, now + 1, answer, log)
+    assert cover("cam", 200.0) == 0.75
+    assert sum("coverage child exited (status 1)" in line for line in log.lines) == 1
+
+
+def test_a_camera_that_starts_recording_is_measured_soon():
+    cover = metrics.CoverageChild()
+    cover.at = 100.0
+    cover.recording({"a"}, 50.0)
+    assert cover.at == 50.0 + metrics.COVERAGE_AFTER_UP
+    cover.at = 200.0
+    cover.recording({"a"}, 150.0)
+    assert cover.at == 200.0, "still recording: nothing new"
+    cover.recording(set(), 160.0)
+    cover.recording({"a"}, 170.0)
+    assert cover.at == 170.0 + metrics.COVERAGE_AFTER_UP, "recording again after a stop"
+
+
+def test_a_coverage_child_past_its_time_limit_is_killed_once(tmp_path, monkeypatch):
+    cover, log, sent = metrics.CoverageChild(), _Log(), []
+    monkeypatch.setattr(metrics.lifeline, "signal_process", lambda pid, sig: sent.append((pid, sig)))
+    cover.tick(0.0, lambda child: 77, lambda sequence: (lambda: 0), log)
+    assert cover.next_deadline() == metrics.COVERAGE_TIME_LIMIT
+    cover.tick(metrics.COVERAGE_TIME_LIMIT, lambda child: 78, lambda sequence: (lambda: 0), log)
+    cover.tick(metrics.COVERAGE_TIME_LIMIT + 5, lambda child: 79, lambda sequence: (lambda: 0), log)
+    assert sent == [(77, signal.SIGKILL)] and cover.pid == 77 and cover.next_deadline() == float("inf")
+    assert cover.reaped(77, -9, metrics.COVERAGE_TIME_LIMIT + 6, tmp_path / "none.json", log)
+    assert cover.pid is None and cover.next_deadline() == metrics.COVERAGE_INTERVAL
+
+
+def test_the_coverage_child_measures_the_last_hour_from_the_files(tmp_path, monkeypatch):
+    import time
+
+    from test_coverage_windows import record
+
+    now = time.time()
+    record(tmp_path / "mirror" / "old", now - 7200, now - 1800)  # recorded for long, then stopped
+    record(tmp_path / "mirror" / "new", now - 600, now)  # mirrored for ten minutes, no gap
+    (tmp_path / "mirror" / "none").mkdir()
+    monkeypatch.setattr(metrics_children.lifeline, "become_helper", lambda *args: None)  # no helper set-up here
+    out = tmp_path / "answer.json"
+    assert metrics_children.coverage_main(str(tmp_path / "mirror"), ["old", "new", "none", "gone"], 3600.0,
+                                          str(out), 5, (), os.getpid()) == 0
+    answer = json.loads(out.read_text())
+    assert answer["sequence"] == 5 and set(answer["cameras"]) == {"old", "new", "none"}
+    assert abs(answer["cameras"]["old"] - 0.5) < 0.02
+    assert answer["cameras"]["new"] > 0.97, "measured from its first footage, not from an hour ago"
+    assert answer["cameras"]["none"] == 0.0
 
 
 # -- footage from the probe -----------------------------------------------------------------
@@ -171,8 +234,11 @@ def test_every_name_of_the_issue_in_base_units(tmp_path):
     assert got[("mirror_supervisor_bytes_written_total", (("camera", "up"),))] == 0
     for reason in ("exit", "stall", "stop_timeout", "spawn_error"):
         assert got[("mirror_supervisor_ffmpeg_restarts_total", (("camera", "up"), ("reason", reason)))] == 0
+    assert ("mirror_supervisor_coverage_ratio", (("camera", "up"), ("window", "1h"))) not in got, "not measured yet"
+    exporter.coverage.ratios = {"up": (1.0, 29.0), "down": (0.25, 29.0)}
+    got = samples(exporter.render(30.0).decode())
     assert got[("mirror_supervisor_coverage_ratio", (("camera", "up"), ("window", "1h")))] == 1.0
-    assert got[("mirror_supervisor_coverage_ratio", (("camera", "down"), ("window", "1h")))] == 0.0
+    assert got[("mirror_supervisor_coverage_ratio", (("camera", "down"), ("window", "1h")))] == 0.25
     assert got[("mirror_supervisor_database_up", ())] == 0
     assert got[("mirror_supervisor_build_info", (("version", __version__),))] == 1
     assert ("mirror_supervisor_mirror_free_bytes", ()) not in got, "unknown until the probe answers"

@@ -84,7 +84,7 @@ def test_an_input_dir_taken_by_someone_else_is_replaced_by_a_random_one(tmp_path
     monkeypatch.setattr("setproctitle.setproctitle", lambda title: None)
     taken = tmp_path / "taken"
     taken.symlink_to(tmp_path)  # not a directory of ours
-    monkeypatch.setattr(ffmpeg, "input_dir", lambda: taken)
+    monkeypatch.setattr(ffmpeg, "input_dir", lambda scope=None: taken)
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
     worker = _worker(tmp_path, None)
     worker.camera = Camera(id="cam", url="rtsp://u:p@127.0.0.1/x")
