@@ -307,6 +307,25 @@ def test_shutdown_with_a_stuck_worker_ends_within_the_grace(loop, caplog):
     assert min(system.timeouts) > 0
 
 
+def random_event(rng: random.Random, master, system, source) -> None:
+    """One of: a worker dies (its group left alive or not), the rows change and SIGHUP comes,
+    recording is held or released, the database stops or starts answering, a leftover group
+    ends, or nothing (3 in 8)."""
+    event = rng.randrange(8)
+    live = list(master.by_pid)
+    if event == 0 and live:
+        system.exit(rng.choice(live), rng.choice([0, -9, 1]), group_too=rng.random() < 0.6)
+    elif event == 1:
+        source.set(*rng.sample(["a", "b", "c", "d"], rng.randrange(5)), key=rng.choice(["v1", "v2"]))
+        system.signals.append(signal.SIGHUP)
+    elif event == 2:
+        source.held = rng.choice([None, "not mounted"])
+    elif event == 3:
+        source.answer = None if rng.random() < 0.5 else source.answer
+    elif event == 4 and system.alive_groups:
+        system.alive_groups.discard(rng.choice(sorted(system.alive_groups)))
+
+
 def test_no_sequence_of_events_makes_the_loop_spin(loop):
     """Random deaths, leftovers, reloads, holds and database faults: after every pass, the
     next timeout is positive (some step acts on every deadline the loop waits for)."""
@@ -315,19 +334,7 @@ def test_no_sequence_of_events_makes_the_loop_spin(loop):
     source.set("a", "b", "c")
     master.start()
     for _ in range(400):
-        event = rng.randrange(8)
-        live = list(master.by_pid)
-        if event == 0 and live:
-            system.exit(rng.choice(live), rng.choice([0, -9, 1]), group_too=rng.random() < 0.6)
-        elif event == 1:
-            source.set(*rng.sample(["a", "b", "c", "d"], rng.randrange(5)), key=rng.choice(["v1", "v2"]))
-            system.signals.append(signal.SIGHUP)
-        elif event == 2:
-            source.held = rng.choice([None, "not mounted"])
-        elif event == 3:
-            source.answer = None if rng.random() < 0.5 else source.answer
-        elif event == 4 and system.alive_groups:
-            system.alive_groups.discard(rng.choice(sorted(system.alive_groups)))
+        random_event(rng, master, system, source)
         master.step()
         master._publish()  # as the loop does before it computes its sleep
         assert master._next_timeout() > 0, f"zero timeout with slots {[(s.camera_id, s.state) for s in master.slots.values()]}"

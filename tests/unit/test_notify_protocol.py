@@ -10,7 +10,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from test_master_loop import loop  # noqa: F401 - the fixture
+from test_master_loop import loop, random_event  # noqa: F401 - the fixture
 
 from mirror_supervisor import notify
 
@@ -231,15 +231,7 @@ def test_no_sequence_of_events_makes_the_loop_spin_with_watchdog_and_metrics(loo
     source.set("a", "b", "c")
     master.start()
     for _ in range(300):
-        event = rng.randrange(6)
-        live = list(master.by_pid)
-        if event == 0 and live:
-            system.exit(rng.choice(live), rng.choice([0, -9, 1]), group_too=rng.random() < 0.6)
-        elif event == 1:
-            source.set(*rng.sample(["a", "b", "c", "d"], rng.randrange(5)), key=rng.choice(["v1", "v2"]))
-            system.signals.append(signal.SIGHUP)
-        elif event == 2:
-            source.answer = None if rng.random() < 0.5 else source.answer
+        random_event(rng, master, system, source)
         healthy = master._guarded(master.step)
         master.notify.beat(system.now, healthy)
         master._publish()
