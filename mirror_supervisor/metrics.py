@@ -253,9 +253,13 @@ class Exporter:
         moments = [self.next_write]
         if self.settings.metrics_listen is not None and self.server_pid is None:
             moments.append(self.server_at)
-        if self.cameras and self.settings.mirror_dir is not None:
+        if self._measures_coverage:
             moments.append(self.coverage.next_deadline())
         return min(moments)
+
+    @property
+    def _measures_coverage(self) -> bool:
+        return bool(self.cameras) and self.settings.mirror_dir is not None
 
     def pids(self) -> set[int]:
         """The children this exporter forked and has not reaped yet."""
@@ -268,7 +272,7 @@ class Exporter:
         if now >= self.next_write:
             self.next_write = now + WRITE_INTERVAL
             self._write(self.render(now).decode())
-        if self.cameras and self.settings.mirror_dir is not None:
+        if self._measures_coverage:
             self.coverage.tick(now, fork, lambda sequence: self._coverage_child(sequence, fds), self.log)
         listen = self.settings.metrics_listen
         if listen is not None and self.server_pid is None and now >= self.server_at:

@@ -185,11 +185,10 @@ def _from_trailer(reader: _Reader, movie: _Movie, first: tuple[int, int, int]) -
         return None
     started = {k for k, t in movie.tracks.items() if t.first is not None}
     for n, offset in enumerate(sorted(lasts, reverse=True)):
-        end = _whole_moof(reader, offset, first[0], at)
-        if end is None or (n == 0 and end != at):  # the newest must end where the trailer begins
+        whole = _whole_moof(reader, offset, first[0], at)
+        if whole is None or (n == 0 and whole[1] != at):  # the newest must end where the trailer begins
             return None
-        size = struct.unpack_from(">I", reader.read(offset, 4))[0]
-        _moof(reader.read(offset + 8, size - 8), movie, late=True)
+        _moof(reader.read(offset + 8, whole[0] - 8), movie, late=True)
     if not movie.all_timed or not all(movie.tracks[k].ended for k in started):
         return None
     return _result(movie)
@@ -225,8 +224,8 @@ def _last_fragments(mfra: bytes) -> set[int]:
     return lasts
 
 
-def _whole_moof(reader: _Reader, offset: int, low: int, limit: int) -> int | None:
-    """Where the ``mdat`` after a sound ``moof`` at ``offset`` ends, within ``[low, limit)``."""
+def _whole_moof(reader: _Reader, offset: int, low: int, limit: int) -> tuple[int, int] | None:
+    """(its size, where the ``mdat`` after it ends) of a sound ``moof`` at ``offset`` within ``[low, limit)``."""
     if not low <= offset or offset + 16 > limit:
         return None
     size, kind = struct.unpack_from(">I4s", reader.read(offset, 8))
@@ -235,7 +234,7 @@ def _whole_moof(reader: _Reader, offset: int, low: int, limit: int) -> int | Non
     length, kind = struct.unpack_from(">I4s", reader.read(offset + size, 8))
     if kind != b"mdat" or length < 8 or offset + size + length > limit:
         return None
-    return offset + size + length
+    return size, offset + size + length
 
 
 def _fragment_complete(reader: _Reader, offset: int) -> bool:
