@@ -36,6 +36,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -166,14 +167,38 @@ class SegmentIndex:
             raise IndexError_(f"segment index {path}: {exc.strerror or exc}") from None
 
     def _prepare(self) -> None:
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
-        if version == SCHEMA_VERSION:
+        if self._version() == SCHEMA_VERSION:
             return
-        self._db.execute("PRAGMA journal_mode = WAL")  # sticky: set once, by whoever creates it
-        if version != 0:  # an index of another layout: a cache, so start afresh
-            self._db.execute("DROP TABLE IF EXISTS segments")
-        self._db.execute(_SCHEMA)
-        self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        self._use_wal()
+        with self._transaction():  # two workers may both find a new file: one lays it out
+            version = self._version()
+            if version == SCHEMA_VERSION:
+                return
+            if version != 0:  # an index of another layout: a cache, so start afresh
+                self._db.execute("DROP TABLE IF EXISTS segments")
+            self._db.execute(_SCHEMA)
+            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _version(self) -> int:
+        return int(self._db.execute("PRAGMA user_version").fetchone()[0])
+
+    def _use_wal(self) -> None:
+        """Switch a new file to WAL (sticky: once per file). SQLite answers ``database is locked``
+        at once, without its busy handler, while another connection has the file open, which is
+        exactly when every worker opens a new index together; so wait here as the busy timeout
+        would, in short naps, until the switch is made or someone else has made it."""
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        nap = 0.002
+        while True:
+            try:
+                self._db.execute("PRAGMA journal_mode = WAL").fetchone()
+                return  # a volume without shared memory keeps its rollback journal: still correct
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY or time.monotonic() + nap > deadline:
+                    raise
+                time.sleep(nap)
+                nap = min(nap * 2, 0.05)
+                continue
 
     def __enter__(self) -> SegmentIndex:
         return self

@@ -111,11 +111,19 @@ class CuttingRelay:
         except OSError:
             client.close()
             return
-        timer = threading.Timer(self.seconds, lambda: [s.shutdown(socket.SHUT_RDWR) for s in (client, server)])
+        timer = threading.Timer(self.seconds, self._cut, args=(client, server))
         timer.start()
         threading.Thread(target=self._pump, args=(server, client), daemon=True).start()
         self._pump(client, server)
         timer.cancel()
+
+    @staticmethod
+    def _cut(*sockets: socket.socket) -> None:
+        for s in sockets:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:  # the other side already hung up
+                pass
 
     @staticmethod
     def _pump(src: socket.socket, dst: socket.socket) -> None:
@@ -124,11 +132,7 @@ class CuttingRelay:
                 dst.sendall(chunk)
         except OSError:
             pass
-        for s in (src, dst):
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
+        CuttingRelay._cut(src, dst)
 
     def close(self) -> None:
         self.listener.close()
