@@ -29,6 +29,9 @@ from .wanted import CameraSource, Wanted
 from .worker import WorkerSpec, default_stall_timeout, run_worker
 
 PRUNE_FIRST_DELAY = 30.0  # the first pass soon after start, not a whole interval later
+# A pass over 100 cameras x 1,440 files takes about 1.5 s: one still running after half an hour is
+# stuck in the kernel (a hung volume), not slow. While it runs no other pass starts.
+PRUNE_TIMEOUT = 1800.0
 FAILED_PASS_PAUSE = 1.0  # after an unexpected error, so a failure that repeats cannot spin
 SHUTDOWN_GRACE = 5.0  # after the stop timeout's SIGKILL: what is still there is stuck in the kernel
 ZERO_TIMEOUT_LIMIT = 1000  # consecutive zero timeouts: a deadline nothing acts on, i.e. a spin
@@ -56,6 +59,7 @@ class Master:
         self.next_poll = 0.0
         self.next_prune = now + min(settings.prune_interval, PRUNE_FIRST_DELAY)
         self.pruner_pid: int | None = None
+        self.pruner_deadline = float("inf")  # when the running pass is taken for stuck and killed
         self.probe = volume.VolumeProbe(now)
         self.kill_all_at = float("inf")  # set by shutdown: nothing outlives the stop timeout
         self.shutting_down = False
@@ -125,6 +129,7 @@ class Master:
         if changed or (self._slots_due is not None and self.system.monotonic() >= self._slots_due):
             self._converge()
         now = self.system.monotonic()
+        self._end_stuck_pruner(now)
         self._maybe_prune(now)
         self._maybe_probe_volume(now)
         self.metrics.tick(now, self.system.fork, self._inherited_fds())
@@ -216,6 +221,8 @@ class Master:
                 moments.append(self.probe.next_at)
             if self.settings.prune_interval > 0 and self.pruner_pid is None:
                 moments.append(self.next_prune)
+            if self.pruner_pid is not None and self.pruner_deadline < float("inf"):
+                moments.append(self.pruner_deadline)
             moments += [d for d in (self.notify.next_beat, self.metrics.next_deadline()) if d is not None and d < float("inf")]
         timeout = max(0.0, min(moments, default=now + self.settings.poll_interval) - now)
         self._zero_timeouts = 0 if timeout > 0 else self._zero_timeouts + 1
@@ -346,6 +353,20 @@ class Master:
             self.pruner_pid = self.system.fork(lambda: prune.child_main(rows, mirror_dir, fds, master_pid, columns=columns))
         except OSError as exc:
             self.log.error("cannot fork the pruner: %s", exc)
+            return
+        self.pruner_deadline = now + PRUNE_TIMEOUT
+
+    def _end_stuck_pruner(self, now: float) -> None:
+        """Only one pass runs at a time, so a pass that never ends would silently end retention
+        for good and the mirror would fill up. Past its deadline it is named and SIGKILLed (a
+        wait on a hard-mounted share is killable), and the next pass starts once it is reaped. A
+        process the kernel holds even against SIGKILL stays, named in this line."""
+        if self.pruner_pid is None or now < self.pruner_deadline:
+            return
+        self.pruner_deadline = float("inf")  # once per pass
+        self.log.error("prune pass pid=%d still running after %.0fs (%s); killing it: nothing is pruned "
+                       "until a pass completes", self.pruner_pid, PRUNE_TIMEOUT, lifeline.describe(self.pruner_pid))
+        self.system.kill(self.pruner_pid, signal.SIGKILL)
 
     def _maybe_probe_volume(self, now: float) -> None:
         if self.probe.overdue(now, self.settings.mirror_dir, self.system.time()):

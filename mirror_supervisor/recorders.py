@@ -16,10 +16,14 @@ One scan, :func:`recording_into`, serves both users, at two strictness levels:
   too much costs one extra kept file, seeing too little could delete the file being written. Any
   process named ffmpeg, or any process at all with an argument that is our output pattern (the
   binary is configurable and may have any name), counts; any of its arguments that lies directly
-  in a camera directory marks that camera, and the directory above it is resolved, so an ffmpeg
-  writing through a symlinked spelling of the mirror still counts. A relative path whose cwd
-  cannot be read marks the camera its directory names. The price of resolving: a pass may wait on
-  a hung volume, which only the short-lived pruner child does, never the master.
+  in a camera directory marks that camera (compared as text, like the strict level), and so does
+  any file it has open directly in a camera directory (``/proc/<pid>/fd``: the kernel's own path,
+  so an ffmpeg writing through a symlinked spelling of the mirror counts too). A relative path
+  whose cwd cannot be read marks the camera its directory names. Nothing of another process's is
+  ever stat'ed or resolved: the NVR's own ffmpeg writes onto the primary disk, and when that is a
+  hard-mounted share whose server died, one stat of its output path never returns. The pruner
+  then hung in every pass, and with it all retention: the mirror filled up and stopped recording
+  exactly when it was the only copy left.
 
 Both levels look only at the output argument(s): ffmpeg's input is the relative name of its
 private input script (``ffmpeg.py``: the camera URL is never in the command), which lies in no
@@ -41,7 +45,7 @@ import psutil
 from . import logs, titles
 from .camera import is_safe_id
 from .ffmpeg import SEGMENT_PATTERN
-from .progress import OpenSegment
+from .progress import PROC_ROOT, OpenSegment
 
 
 @dataclass(frozen=True)
@@ -107,33 +111,56 @@ def _strict_camera(proc: psutil.Process, cmdline: list[str], roots: set[str]) ->
 
 
 def _loose_cameras(proc: psutil.Process, outputs: list[str], roots: set[str]) -> list[str]:
-    """Every camera an argument names a file directly in, assuming the worst when unsure."""
+    """Every camera an argument or an open file names a file directly in, assuming the worst when
+    unsure; from the text of the arguments and from /proc only (see the module docstring)."""
     found: list[str] = []
     cwd: str | None = None
     for arg in outputs:
         if not arg or arg.startswith("-"):
             continue
-        path = Path(arg)
-        if not path.is_absolute():
+        if not os.path.isabs(arg):
             if cwd is None:
                 try:
-                    cwd = proc.cwd()
+                    cwd = proc.cwd()  # a readlink in /proc: the kernel's path, no file-system access
                 except (psutil.Error, OSError):
                     cwd = ""
             if not cwd:
                 # Cannot place a relative path: assume the worst for the camera it names.
-                if path.parent.name and is_safe_id(path.parent.name):
-                    found.append(path.parent.name)
+                named = os.path.basename(os.path.dirname(os.path.normpath(arg)))
+                if named and is_safe_id(named):
+                    found.append(named)
                 continue
-            path = Path(cwd) / path
-        camera_dir = path.parent
-        # The camera directory itself is not resolved: a symlinked camera directory is never
-        # pruned anyway, and resolving it would name the link's target instead.
+            arg = os.path.join(cwd, arg)
+        camera = _camera_of(os.path.normpath(arg), roots)
+        if camera is not None:
+            found.append(camera)
+    found.extend(camera for camera in _open_cameras(proc.pid, roots) if camera not in found)
+    return found
+
+
+def _camera_of(path: str, roots: set[str]) -> str | None:
+    """The camera directory ``path`` lies directly in, when that is in one of ``roots``."""
+    camera_dir = os.path.dirname(path)
+    camera = os.path.basename(camera_dir)
+    return camera if camera and os.path.dirname(camera_dir) in roots else None
+
+
+def _open_cameras(pid: int, roots: set[str]) -> list[str]:
+    """Cameras a process has a file open in, by the links in ``/proc/<pid>/fd`` (not followed)."""
+    fd_dir = f"{PROC_ROOT}/{pid}/fd"
+    try:
+        fds = os.listdir(fd_dir)
+    except OSError:  # gone, or another user's process seen by a non-root pruner
+        return []
+    found = []
+    for fd in fds:
         try:
-            if camera_dir.name and str(camera_dir.parent.resolve()) in roots:
-                found.append(camera_dir.name)
-        except (OSError, RuntimeError):
+            target = os.readlink(f"{fd_dir}/{fd}")
+        except OSError:
             continue
+        camera = _camera_of(target, roots) if target.startswith("/") else None
+        if camera is not None and camera not in found:
+            found.append(camera)
     return found
 
 

@@ -9,6 +9,7 @@ every deadline the loop sleeps towards is one some step acts on (never a zero ti
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import signal
 from pathlib import Path
@@ -326,14 +327,18 @@ def random_event(rng: random.Random, master, system, source) -> None:
         system.alive_groups.discard(rng.choice(sorted(system.alive_groups)))
 
 
-def test_no_sequence_of_events_makes_the_loop_spin(loop):
+@pytest.mark.parametrize("prune", [False, True], ids=["no-retention", "retention"])
+def test_no_sequence_of_events_makes_the_loop_spin(loop, prune):
     """Random deaths, leftovers, reloads, holds and database faults: after every pass, the
-    next timeout is positive (some step acts on every deadline the loop waits for)."""
+    next timeout is positive (some step acts on every deadline the loop waits for). With
+    retention on, the passes never end by themselves: each is killed at its deadline."""
     master, system, source = loop
+    if prune:
+        pruning(master, system)
     rng = random.Random(20261125)
     source.set("a", "b", "c")
     master.start()
-    for _ in range(400):
+    for _ in range(1500 if prune else 400):  # with retention: fake time for passes to overrun
         random_event(rng, master, system, source)
         master.step()
         master._publish()  # as the loop does before it computes its sleep
@@ -342,3 +347,54 @@ def test_no_sequence_of_events_makes_the_loop_spin(loop):
             deadline = slot.next_deadline(system.now, master)
             assert deadline is None or deadline > system.now
         assert len({s.camera_id for s in master.slots.values() if s.worker}) == len(master.by_pid)
+        if prune and master.pruner_pid is not None and ("kill", master.pruner_pid, signal.SIGKILL) in system.sent:
+            system.exit(master.pruner_pid, -9)
+    if prune:
+        assert sum(sent[2] == signal.SIGKILL and sent[0] == "kill" for sent in system.sent) >= 1
+
+
+def pruning(master, system) -> None:
+    """Turn retention on for a loop fixture (off there): the first pass 30 s after start."""
+    master.settings = dataclasses.replace(master.settings, prune_interval=600.0)
+    master.next_prune = system.now + 30
+
+
+def test_a_prune_pass_that_never_ends_is_killed_and_the_next_one_runs(loop, caplog):
+    """One pass at a time: a pass stuck in the kernel would otherwise end retention for good."""
+    master, system, source = loop
+    pruning(master, system)
+    source.set("cam")
+    master.start()
+    while master.pruner_pid is None:
+        master.step()
+    pruner, began = master.pruner_pid, system.now
+    with caplog.at_level("ERROR"):
+        for _ in range(2000):  # 5 s a step: hours of fake time
+            if ("kill", pruner, signal.SIGKILL) in system.sent:
+                break
+            master.step()
+            assert system.forked[-1] == pruner, "a second pass while one runs"
+    assert system.now - began == pytest.approx(master_module.PRUNE_TIMEOUT)
+    assert f"prune pass pid={pruner} still running after 1800s" in caplog.text
+    for _ in range(20):  # the kernel holds it a while longer: killed once, and no second pass
+        master.step()
+    assert system.sent.count(("kill", pruner, signal.SIGKILL)) == 1 and master.pruner_pid == pruner
+    system.exit(pruner, -9)
+    master.step()
+    assert master.pruner_pid not in (None, pruner), "the next pass starts once the stuck one is reaped"
+
+
+def test_a_prune_pass_that_ends_in_time_is_left_alone(loop):
+    master, system, source = loop
+    pruning(master, system)
+    source.set("cam")
+    master.start()
+    for _ in range(3):
+        before = len(system.forked)
+        while len(system.forked) == before:
+            master.step()
+        system.exit(master.pruner_pid, 0)
+        master.step()
+        assert master.pruner_pid is None
+    assert not any(sent[0] == "kill" for sent in system.sent)
+    assert min(system.timeouts) > 0

@@ -455,11 +455,20 @@ class TestRunningCameras:
         assert running_cameras(mirror) == {"cam", "rel_cam", "versioned", "custom"}
 
     def test_mirror_dir_given_through_a_symlink(self, tmp_path, mirror, spawn):
+        """Another spelling of the mirror is seen in the file ffmpeg has open (the kernel's path in
+        /proc/<pid>/fd), never by resolving its arguments: that stat could hang on a dead share."""
         alias = tmp_path / "alias"
         alias.symlink_to(mirror, target_is_directory=True)
-        spawn("ffmpeg", str(alias / "cam" / "%Y%m%d_%H%M%S.mp4"))
+        (mirror / "cam").mkdir()
+        opener = "import sys, time; f = open(sys.argv[1], 'ab'); time.sleep(60)"
+        spawn("ffmpeg", str(alias / "cam" / "20261123_080000.mp4"), str(alias / "cam" / "%Y%m%d_%H%M%S.mp4"),
+              script=opener)
+        deadline = time.monotonic() + 10
+        while running_cameras(mirror) != {"cam"} and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert running_cameras(mirror) == {"cam"}
         assert running_cameras(alias) == {"cam"}
+        assert recording_now(mirror) == {"cam": {"20261123_080000.mp4"}}
 
     def test_ended_process_is_not_running(self, mirror, spawn):
         proc = spawn("ffmpeg", str(mirror / "cam" / "%Y%m%d_%H%M%S.mp4"))
