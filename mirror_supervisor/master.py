@@ -9,7 +9,6 @@ camera source for the wanted set on a poll or SIGHUP, and lets each camera's
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import time
@@ -21,6 +20,7 @@ import setproctitle
 
 from . import lifeline, logs, metrics, notify, prune, recorders, status, titles, volume
 from .ffmpeg import camera_dir
+from .prune_schedule import PRUNE_TIMEOUT, PruneSchedule
 from .settings import Settings, SettingsError
 from .slot import CameraSlot, SlotState, Worker
 from .status import STATUS_FILE, decode_reports
@@ -28,10 +28,6 @@ from .system import System
 from .wanted import CameraSource, Wanted
 from .worker import WorkerSpec, default_stall_timeout, run_worker
 
-PRUNE_FIRST_DELAY = 30.0  # the first pass soon after start, not a whole interval later
-# A pass over 100 cameras x 1,440 files takes about 1.5 s: one still running after half an hour is
-# stuck in the kernel (a hung volume), not slow. While it runs no other pass starts.
-PRUNE_TIMEOUT = 1800.0
 FAILED_PASS_PAUSE = 1.0  # after an unexpected error, so a failure that repeats cannot spin
 SHUTDOWN_GRACE = 5.0  # after the stop timeout's SIGKILL: what is still there is stuck in the kernel
 ZERO_TIMEOUT_LIMIT = 1000  # consecutive zero timeouts: a deadline nothing acts on, i.e. a spin
@@ -57,9 +53,7 @@ class Master:
         now = self.system.monotonic()
         self.started = self.system.time()
         self.next_poll = 0.0
-        self.next_prune = now + min(settings.prune_interval, PRUNE_FIRST_DELAY)
-        self.pruner_pid: int | None = None
-        self.pruner_deadline = float("inf")  # when the running pass is taken for stuck and killed
+        self.pruner = PruneSchedule(settings.prune_interval, now)
         self.probe = volume.VolumeProbe(now)
         self.kill_all_at = float("inf")  # set by shutdown: nothing outlives the stop timeout
         self.shutting_down = False
@@ -129,7 +123,6 @@ class Master:
         if changed or (self._slots_due is not None and self.system.monotonic() >= self._slots_due):
             self._converge()
         now = self.system.monotonic()
-        self._end_stuck_pruner(now)
         self._maybe_prune(now)
         self._maybe_probe_volume(now)
         self.metrics.tick(now, self.system.fork, self._inherited_fds())
@@ -163,7 +156,7 @@ class Master:
         for slot in self.slots.values():
             slot.stop(now, self, "shutdown")
         for pid in self._helpers():
-            self.system.kill(pid, signal.SIGKILL if pid != self.pruner_pid else signal.SIGTERM)  # unlinks are atomic
+            self.system.kill(pid, signal.SIGKILL if pid != self.pruner.pid else signal.SIGTERM)  # unlinks are atomic
         while self._children_left():
             now = self.system.monotonic()
             if now >= give_up:
@@ -180,12 +173,12 @@ class Master:
             except Exception as exc:  # noqa: BLE001
                 self._unexpected(exc)
                 time.sleep(0.2)
-        self._remove_status()
+        status.remove(self.settings.state_dir)
         self.metrics.remove_files()
         self.log.info("all workers stopped; master exiting")
 
     def _helpers(self) -> set[int]:
-        return {pid for pid in (self.pruner_pid, self.probe.pid) if pid is not None} | self.metrics.pids()
+        return {pid for pid in (self.pruner.pid, self.probe.pid) if pid is not None} | self.metrics.pids()
 
     def _children_left(self) -> bool:
         return bool(self.by_pid or any(s.leftover for s in self.slots.values()) or self._helpers())
@@ -219,11 +212,9 @@ class Master:
             moments.append(self.next_poll)
             if self.probe.pid is None:
                 moments.append(self.probe.next_at)
-            if self.settings.prune_interval > 0 and self.pruner_pid is None:
-                moments.append(self.next_prune)
-            if self.pruner_pid is not None and self.pruner_deadline < float("inf"):
-                moments.append(self.pruner_deadline)
-            moments += [d for d in (self.notify.next_beat, self.metrics.next_deadline()) if d is not None and d < float("inf")]
+            helpers = (self.pruner.next_moment(self.settings.prune_interval), self.notify.next_beat,
+                       self.metrics.next_deadline())
+            moments += [d for d in helpers if d is not None and d < float("inf")]
         timeout = max(0.0, min(moments, default=now + self.settings.poll_interval) - now)
         self._zero_timeouts = 0 if timeout > 0 else self._zero_timeouts + 1
         if self._zero_timeouts == ZERO_TIMEOUT_LIMIT:
@@ -330,8 +321,8 @@ class Master:
                 self.metrics.probe_ended(code)
                 if self.probe.ended(code, self.settings.mirror_dir, self.system.time()):
                     self._volume_changed()
-            elif pid == self.pruner_pid:
-                self.pruner_pid = None
+            elif pid == self.pruner.pid:
+                self.pruner.ended()
                 if code != 0:
                     self.log.warning("prune pass ended with %s", code)
             else:  # a metrics child (HTTP server or coverage), or an adopted ffmpeg of a dead worker
@@ -341,32 +332,23 @@ class Master:
     # -- helpers: retention, the volume, leftovers ---------------------------------------------
 
     def _maybe_prune(self, now: float) -> None:
-        """A retention pass in a child (never a thread in a forking master), handed the master's
-        view of the table: a table caught mid-migration cannot shorten anyone's retention."""
-        if self.settings.prune_interval <= 0 or self.pruner_pid is not None or now < self.next_prune:
+        """A retention pass in a child (not a thread: the master forks), handed the master's view of
+        the table (one caught mid-migration cannot shorten a retention). A pass past its deadline is
+        stuck (``prune_schedule``): named and SIGKILLed (a hard-mounted share's wait is killable)."""
+        if (stuck := self.pruner.pid) is not None and self.pruner.overdue(now):
+            self.log.error("prune pass pid=%d still running after %.0fs (%s); killing it: nothing is pruned "
+                           "until a pass completes", stuck, PRUNE_TIMEOUT, lifeline.describe(stuck))
+            self.system.kill(stuck, signal.SIGKILL)
+        if not self.pruner.due(now, self.settings.prune_interval):
             return
-        self.next_prune = now + self.settings.prune_interval
-        rows, columns, master_pid = self.wanted.rows, self.source.columns, os.getpid()
-        mirror_dir, fds = self.settings.mirror_dir, self._inherited_fds()
+        rows, columns, master_pid, fds = self.wanted.rows, self.source.columns, os.getpid(), self._inherited_fds()
+        mirror_dir, pid = self.settings.mirror_dir, None
         assert mirror_dir is not None
         try:
-            self.pruner_pid = self.system.fork(lambda: prune.child_main(rows, mirror_dir, fds, master_pid, columns=columns))
+            pid = self.system.fork(lambda: prune.child_main(rows, mirror_dir, fds, master_pid, columns=columns))
         except OSError as exc:
             self.log.error("cannot fork the pruner: %s", exc)
-            return
-        self.pruner_deadline = now + PRUNE_TIMEOUT
-
-    def _end_stuck_pruner(self, now: float) -> None:
-        """Only one pass runs at a time, so a pass that never ends would silently end retention
-        for good and the mirror would fill up. Past its deadline it is named and SIGKILLed (a
-        wait on a hard-mounted share is killable), and the next pass starts once it is reaped. A
-        process the kernel holds even against SIGKILL stays, named in this line."""
-        if self.pruner_pid is None or now < self.pruner_deadline:
-            return
-        self.pruner_deadline = float("inf")  # once per pass
-        self.log.error("prune pass pid=%d still running after %.0fs (%s); killing it: nothing is pruned "
-                       "until a pass completes", self.pruner_pid, PRUNE_TIMEOUT, lifeline.describe(self.pruner_pid))
-        self.system.kill(self.pruner_pid, signal.SIGKILL)
+        self.pruner.started(pid, now, self.settings.prune_interval)
 
     def _maybe_probe_volume(self, now: float) -> None:
         if self.probe.overdue(now, self.settings.mirror_dir, self.system.time()):
@@ -413,8 +395,4 @@ class Master:
         self.notify.status(notify.summary(len(self.wanted.cameras), states["recording"], **trouble))
         self.metrics.observe(now, rows, self.slots, database_up=not self.source.error)
         status.write(Path(self.settings.state_dir) / STATUS_FILE, snapshot, self.log)
-
-    def _remove_status(self) -> None:
-        with contextlib.suppress(OSError):
-            (Path(self.settings.state_dir) / STATUS_FILE).unlink()
 

@@ -9,6 +9,7 @@ that file, so asking never disturbs the master, and never touches the NVR's data
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -155,6 +156,12 @@ def write(path: Path, snapshot: dict[str, Any], log: Any) -> None:
         write_atomically(path, json.dumps(snapshot), mode=STATUS_MODE)
     except OSError as exc:
         log.warning("cannot write status file in %s: %s", path.parent, exc)
+
+
+def remove(state_dir: Path) -> None:
+    """At exit: a status file left behind would describe workers that are gone."""
+    with contextlib.suppress(OSError):
+        (Path(state_dir) / STATUS_FILE).unlink()
 
 
 def read_status(state_dir: Path) -> dict[str, Any] | None:

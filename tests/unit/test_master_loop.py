@@ -19,6 +19,7 @@ import pytest
 from mirror_supervisor import master as master_module
 from mirror_supervisor.camera import Camera
 from mirror_supervisor.master import Master
+from mirror_supervisor.prune_schedule import PRUNE_TIMEOUT, PruneSchedule
 from mirror_supervisor.settings import Settings
 from mirror_supervisor.slot import SlotState
 from mirror_supervisor.wanted import Wanted
@@ -347,8 +348,8 @@ def test_no_sequence_of_events_makes_the_loop_spin(loop, prune):
             deadline = slot.next_deadline(system.now, master)
             assert deadline is None or deadline > system.now
         assert len({s.camera_id for s in master.slots.values() if s.worker}) == len(master.by_pid)
-        if prune and master.pruner_pid is not None and ("kill", master.pruner_pid, signal.SIGKILL) in system.sent:
-            system.exit(master.pruner_pid, -9)
+        if prune and master.pruner.pid is not None and ("kill", master.pruner.pid, signal.SIGKILL) in system.sent:
+            system.exit(master.pruner.pid, -9)
     if prune:
         assert sum(sent[2] == signal.SIGKILL and sent[0] == "kill" for sent in system.sent) >= 1
 
@@ -356,7 +357,7 @@ def test_no_sequence_of_events_makes_the_loop_spin(loop, prune):
 def pruning(master, system) -> None:
     """Turn retention on for a loop fixture (off there): the first pass 30 s after start."""
     master.settings = dataclasses.replace(master.settings, prune_interval=600.0)
-    master.next_prune = system.now + 30
+    master.pruner = PruneSchedule(600.0, system.now)
 
 
 def test_a_prune_pass_that_never_ends_is_killed_and_the_next_one_runs(loop, caplog):
@@ -365,23 +366,23 @@ def test_a_prune_pass_that_never_ends_is_killed_and_the_next_one_runs(loop, capl
     pruning(master, system)
     source.set("cam")
     master.start()
-    while master.pruner_pid is None:
+    while master.pruner.pid is None:
         master.step()
-    pruner, began = master.pruner_pid, system.now
+    pruner, began = master.pruner.pid, system.now
     with caplog.at_level("ERROR"):
         for _ in range(2000):  # 5 s a step: hours of fake time
             if ("kill", pruner, signal.SIGKILL) in system.sent:
                 break
             master.step()
             assert system.forked[-1] == pruner, "a second pass while one runs"
-    assert system.now - began == pytest.approx(master_module.PRUNE_TIMEOUT)
+    assert system.now - began == pytest.approx(PRUNE_TIMEOUT)
     assert f"prune pass pid={pruner} still running after 1800s" in caplog.text
     for _ in range(20):  # the kernel holds it a while longer: killed once, and no second pass
         master.step()
-    assert system.sent.count(("kill", pruner, signal.SIGKILL)) == 1 and master.pruner_pid == pruner
+    assert system.sent.count(("kill", pruner, signal.SIGKILL)) == 1 and master.pruner.pid == pruner
     system.exit(pruner, -9)
     master.step()
-    assert master.pruner_pid not in (None, pruner), "the next pass starts once the stuck one is reaped"
+    assert master.pruner.pid not in (None, pruner), "the next pass starts once the stuck one is reaped"
 
 
 def test_a_prune_pass_that_ends_in_time_is_left_alone(loop):
@@ -393,8 +394,8 @@ def test_a_prune_pass_that_ends_in_time_is_left_alone(loop):
         before = len(system.forked)
         while len(system.forked) == before:
             master.step()
-        system.exit(master.pruner_pid, 0)
+        system.exit(master.pruner.pid, 0)
         master.step()
-        assert master.pruner_pid is None
+        assert master.pruner.pid is None
     assert not any(sent[0] == "kill" for sent in system.sent)
     assert min(system.timeouts) > 0
