@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from . import setting_values as values
+from . import volume
 
 
 class SettingsError(Exception):
@@ -300,11 +301,17 @@ def _no_mirror_dir() -> None:
     return None
 
 
-def check_mirror_dir(settings: Settings) -> None:
+def check_mirror_dir(settings: Settings, timeout: float = volume.START_TIMEOUT) -> None:
     """Recording needs an existing mirror dir: ffmpeg must never create one on the disk under a
-    missing mount. Called once at start and on a reload that changes it, never periodically (the
-    volume may be a hung NFS mount)."""
-    if settings.mirror_dir is None or not settings.mirror_dir.is_dir():
+    missing mount. Called once at start and on a reload that changes it, never periodically. The
+    volume may be a hung NFS mount, so a child asks it first, with a deadline: a command (and an
+    init script at boot) fails in one line instead of hanging in the kernel."""
+    if settings.mirror_dir is None:
+        raise SettingsError(f"{FLAGS['mirror_dir']}: required")
+    if not volume.answers_within(settings.mirror_dir, timeout):
+        raise SettingsError(f"{FLAGS['mirror_dir']}: {str(settings.mirror_dir)!r} does not answer (no reply in "
+                            f"{timeout:.0f}s: a hung network volume?)")
+    if not settings.mirror_dir.is_dir():
         raise SettingsError(f"{FLAGS['mirror_dir']}: {str(settings.mirror_dir)!r} is not an existing directory")
 
 
@@ -322,7 +329,7 @@ def check_reload(old: Settings, new: Settings) -> None:
         raise SettingsError(f"{FLAGS['user']}: cannot change from {old.user!r} to {new.user!r} while running "
                             "(running workers would keep their user); restart instead")
     if new.mirror_dir != old.mirror_dir:
-        check_mirror_dir(new)
+        check_mirror_dir(new, timeout=volume.PROBE_TIMEOUT)  # the master's loop waits meanwhile
     if new.ffmpeg != old.ffmpeg and not _executable(new.ffmpeg):
         raise SettingsError(f"{FLAGS['ffmpeg']}: {new.ffmpeg!r} is not an executable file")
 

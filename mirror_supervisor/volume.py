@@ -16,9 +16,15 @@ mirror every poll would then neither reap, nor answer SIGTERM, nor write its sta
 from __future__ import annotations
 
 import os
+import signal
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+
+import setproctitle
+
+from . import titles
 
 MOUNTINFO = "/proc/self/mountinfo"
 
@@ -137,6 +143,36 @@ def probe_main(directory: str, inherited_fds: tuple[int, ...], master_pid: int) 
 
 PROBE_INTERVAL = 10.0
 PROBE_TIMEOUT = 5.0
+START_TIMEOUT = 15.0  # at start: a mount that is slow to wake (automount, a disk spinning up) answers well within
+
+
+def answers_within(directory: Path, timeout: float) -> bool:
+    """Does the volume answer a ``stat`` within ``timeout``? Asked by a child, as the master's probe
+    is, for the one moment before there is a master: ``run`` must fail with a clear line instead
+    of hanging in the kernel, since an init script that never returns also holds up the boot,
+    possibly the NVR's own start. An answer that is an error counts as an answer (the caller
+    reports it). A child that does not answer is SIGKILLed and, if the kernel holds it even
+    against that, left behind: it ends by itself when the volume answers."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child (no imports here: a lock held at fork); exit status answers
+        setproctitle.setproctitle(titles.VOLUME_PROBE)  # if it stays stuck, ps says what it is
+        code = 0
+        try:
+            os.stat(directory)
+        except OSError:
+            code = 1
+        os._exit(code)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return True
+        time.sleep(0.02)
+    os.kill(pid, signal.SIGKILL)
+    for _ in range(25):  # a killable wait ends now; an unkillable one is not waited for
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            break
+        time.sleep(0.02)
+    return False
 
 
 class VolumeProbe:

@@ -278,3 +278,35 @@ def test_stop_completes_with_a_hung_volume(rtsp, nvr, volume, supervisor, mode):
         volume.resume()
     procs.wait_for("nothing of the supervisor is left once the volume answers",
                    lambda: not [pid for pid in pids[1:] if procs.alive(pid)], 20)
+
+
+def test_run_on_a_hung_volume_fails_with_a_line_instead_of_hanging(volume, nvr, tmp_path):
+    """``run`` before there is a master: an init script that never returns holds up the boot (and
+    possibly the NVR's own start), and ``status`` cannot see a master that never got going. So
+    ``run`` asks the volume from a child with a deadline and fails in one line. Block mode: the
+    child's stat is one the kernel will not give up even for SIGKILL, and ``run`` must not wait
+    for it. With the volume back, the same command starts."""
+    nvr.add_mirrored("cam", "rtsp://127.0.0.1:9/live")
+    state, log = tmp_path / "state", tmp_path / "daemon.log"
+    argv = [sys.executable, "-m", "mirror_supervisor", "run", "--daemon", "--db", str(nvr.path),
+            "--mirror-dir", str(volume.mountpoint), "--state-dir", str(state), "--log-file", str(log)]
+    out_path = tmp_path / "run.out"
+    volume.hang("block")
+    with open(out_path, "wb") as out:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        code = proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        print(f"run blocked:\n{kernel_view(proc.pid)}")
+        proc.kill()
+        raise AssertionError("`run --daemon` blocked on the hung volume") from None
+    said = out_path.read_text()
+    assert code == 2, said  # the one-line error of a setting that cannot be used, naming it
+    assert f"--mirror-dir: '{volume.mountpoint}' does not answer" in said and len(said.splitlines()) == 1, said
+
+    volume.resume()
+    started = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert started.returncode == 0, started.stderr
+    stopped = subprocess.run([sys.executable, "-m", "mirror_supervisor", "stop", "--state-dir", str(state)],
+                             capture_output=True, text=True, timeout=60)
+    assert stopped.returncode == 0, stopped.stderr

@@ -4,11 +4,12 @@ import dataclasses
 import os
 from pathlib import Path
 
+import psutil
 import pytest
 
-from mirror_supervisor import cli, daemon
+from mirror_supervisor import cli, daemon, volume
 from mirror_supervisor.setting_values import parse_bool
-from mirror_supervisor.settings import Settings, SettingsError, absolute, check_reload, load
+from mirror_supervisor.settings import Settings, SettingsError, absolute, check_mirror_dir, check_reload, load
 
 NO_FLAGS: dict = {}
 
@@ -192,3 +193,15 @@ def test_reload_refuses_a_changed_user(tmp_path):
     with pytest.raises(SettingsError, match="^--user: cannot change"):
         check_reload(old, dataclasses.replace(old, user=None))
     check_reload(old, dataclasses.replace(old, poll_interval=1.0))
+
+
+def test_the_mirror_dir_is_asked_from_a_child_and_an_error_is_an_answer(tmp_path):
+    """``volume.answers_within`` (the hung case is tests/faults/test_volume.py, on a real FUSE
+    mount): a directory answers, so does a missing one (the caller reports that), and each asks
+    from a child it reaps, leaving no zombie behind."""
+    before = {child.pid for child in psutil.Process().children()}
+    assert volume.answers_within(tmp_path, 10.0) is True
+    assert volume.answers_within(tmp_path / "missing", 10.0) is True
+    with pytest.raises(SettingsError, match="is not an existing directory"):
+        check_mirror_dir(settings_at(tmp_path, mirror_dir=tmp_path / "missing"))
+    assert {child.pid for child in psutil.Process().children()} <= before
