@@ -325,7 +325,7 @@ class Master:
                 self.pruner.ended()
                 if code != 0:
                     self.log.warning("prune pass ended with %s", code)
-            else:  # a metrics child (HTTP server or coverage), or an adopted ffmpeg of a dead worker
+            elif not self.source.reaped(pid):  # a metrics child, or an adopted ffmpeg of a dead worker
                 self.metrics.reaped(pid, code, self.system.monotonic())
         return workers
 

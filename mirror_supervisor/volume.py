@@ -146,33 +146,44 @@ PROBE_TIMEOUT = 5.0
 START_TIMEOUT = 15.0  # at start: a mount that is slow to wake (automount, a disk spinning up) answers well within
 
 
-def answers_within(directory: Path, timeout: float) -> bool:
-    """Does the volume answer a ``stat`` within ``timeout``? Asked by a child, as the master's probe
-    is, for the one moment before there is a master: ``run`` must fail with a clear line instead
-    of hanging in the kernel, since an init script that never returns also holds up the boot,
-    possibly the NVR's own start. An answer that is an error counts as an answer (the caller
-    reports it). A child that does not answer is SIGKILLed and, if the kernel holds it even
-    against that, left behind: it ends by itself when the volume answers."""
+@dataclass(frozen=True)
+class Asked:
+    answered: bool
+    stuck: int | None = None  # a child that did not answer and the kernel would not let go of
+
+
+def answers_within(path: Path, timeout: float) -> bool:
+    """Does the volume holding ``path`` answer a ``stat`` within ``timeout``? See :func:`ask`."""
+    return ask(path, timeout).answered
+
+
+def ask(path: Path, timeout: float) -> Asked:
+    """Ask a volume from a child, as the master's probe does, for the moments a caller would
+    otherwise stat it itself: ``run`` before there is a master (an init script that never returns
+    holds up the boot, possibly the NVR's own start), the master before it reads the NVR's
+    database. An answer that is an error counts as an answer (the caller meets and reports it).
+    A child that does not answer is SIGKILLed and, if the kernel holds it even against that, left
+    behind and named in the result: it ends by itself when the volume answers."""
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child (no imports here: a lock held at fork); exit status answers
         setproctitle.setproctitle(titles.VOLUME_PROBE)  # if it stays stuck, ps says what it is
         code = 0
         try:
-            os.stat(directory)
+            os.stat(path)
         except OSError:
             code = 1
         os._exit(code)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return True
-        time.sleep(0.02)
+            return Asked(True)
+        time.sleep(0.005)
     os.kill(pid, signal.SIGKILL)
     for _ in range(25):  # a killable wait ends now; an unkillable one is not waited for
         if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            break
+            return Asked(False)
         time.sleep(0.02)
-    return False
+    return Asked(False, stuck=pid)
 
 
 class VolumeProbe:

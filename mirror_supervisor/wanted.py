@@ -9,6 +9,9 @@ Kept here, out of the master: the fingerprint that skips parsing an unchanged fi
 cache and the argv cache that make an idle poll cheap, the lost-column guard, the
 once-per-change logging of each row's problem, and the ``--require-mount`` check, which reads the
 kernel's mount table and never the mirror volume (a hung network volume would block the master).
+The database's own volume may hang too (the NVR's data on a NAS share or a dying disk): before
+each read a child stats the file with a deadline (:func:`volume.ask`), so the master never sleeps
+in the kernel on it; no answer is no news, like any unreadable database.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from .reconcile import wanted
 from .settings import Settings
 
 FULL_READ_EVERY = 60.0  # read even an unchanged-looking database this often
+DB_ANSWER_TIMEOUT = 3.0  # a stat of the database file takes microseconds; seconds is a hung volume
+DB_ASK_AGAIN = 10.0  # after no answer: the master's loop is not held up on every poll
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,8 @@ class CameraSource:
         self._keys_basis: tuple = ()
         self._reported: dict[str, str] = {}
         self._said_disabled = False
+        self._stuck: int | None = None  # a child asking the database's volume that never came back
+        self._ask_after = 0.0
 
     def read(self, settings: Settings, now: float, force: bool = False, running: int = 0) -> Wanted | None:
         """The wanted set, or None for no news (the reason is in :attr:`error`)."""
@@ -65,6 +72,8 @@ class CameraSource:
             return self._last
         self._said_disabled = False
         self._check_mount(settings)
+        if not self._database_answers(settings, running):
+            return None
         try:
             mark = fingerprint(settings.db)
             if not force and self.error is None and mark == self._fingerprint and now < self._next_full_read:
@@ -106,7 +115,28 @@ class CameraSource:
             self.log.warning("mirror dir %s is on the same filesystem as /: it is not a separate volume",
                              settings.mirror_dir)
 
+    def reaped(self, pid: int) -> bool:
+        """The master reaped ``pid``: True when it was our stuck child (its volume answered)."""
+        if pid != self._stuck:
+            return False
+        self._stuck, self._ask_after = None, 0.0
+        return True
+
     # -- helpers -----------------------------------------------------------------------------
+
+    def _database_answers(self, settings: Settings, running: int) -> bool:
+        """Asked from a child (a fork and a stat: about a millisecond a poll); while a child the
+        kernel will not let go of is still there, or for a while after no answer, the answer is
+        no without asking: a hung volume costs one sleeping process and no stalls of the loop."""
+        now = time.monotonic()
+        if self._stuck is None and now >= self._ask_after:
+            asked = volume.ask(Path(settings.db), DB_ANSWER_TIMEOUT)
+            if asked.answered:
+                return True
+            self._stuck, self._ask_after = asked.stuck, now + DB_ASK_AGAIN
+        self._failed(settings, DatabaseError(f"database volume not responding: no answer in {DB_ANSWER_TIMEOUT:.0f}s "
+                                             f"from {str(settings.db)!r} (a hung network share or disk?)"), running)
+        return False
 
     def _failed(self, settings: Settings, exc: Exception, running: int) -> None:
         """Log a changed reason once. The reason is built from the error's kind, never from

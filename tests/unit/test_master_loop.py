@@ -115,6 +115,9 @@ class FakeSource:
     def learn_volume(self, settings) -> None:
         pass
 
+    def reaped(self, pid: int) -> bool:
+        return False
+
     def set(self, *ids: str, key: str = "v1") -> None:
         cameras = {cid: Camera(cid, mirrored=True, url=f"rtsp://h/{cid}") for cid in ids}
         self.answer = Wanted(cameras, {cid: (key, cid) for cid in ids}, {}, list(cameras.values()))

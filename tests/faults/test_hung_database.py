@@ -1,0 +1,85 @@
+"""Fault injection: the volume that holds the NVR's DATABASE hangs (a NAS share or dying disk that
+holds the NVR's data), while the mirror is healthy.
+
+The database is a real SQLite file on a real FUSE mount (tests/support/hangfs.py) that stops
+answering. A master that reads it in its own loop would sleep in the kernel: no status, no
+reload, no stop, and under systemd the watchdog would kill it together with every worker, so
+the mirror would stop recording at the moment it is the only copy. The requirement is the one
+for an unreadable database: recording goes on as it was, the master keeps answering and says
+what is wrong, and it picks up changes again once the volume answers.
+
+The test process never touches the hung mount; it reads the state dir, the mirror and /proc.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+
+import psutil
+import pytest
+from support import procs
+from support.hangfs import HangFs, unavailable_reason
+from support.nvr import NvrDatabase
+
+pytestmark = pytest.mark.skipif(unavailable_reason() is not None, reason=f"FUSE: {unavailable_reason()}")
+
+
+@pytest.fixture
+def db_volume(tmp_path):
+    fs = HangFs(tmp_path / "db-backing", tmp_path / "nvr-data", tmp_path).mount()
+    yield fs
+    fs.unmount()
+
+
+@pytest.fixture
+def nvr(db_volume) -> NvrDatabase:
+    """Overrides conftest's: the NVR's database lives on the FUSE mount."""
+    return NvrDatabase(db_volume.mountpoint / "heldar.db")
+
+
+def db_state(sup) -> str | None:
+    try:
+        return json.loads((sup.state_dir / "status.json").read_text())["master"]["db"]["state"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def mirror_files(directory) -> int:
+    return len(list(directory.glob("*.mp4")))
+
+
+@pytest.mark.parametrize("mode", ["stop", "block"], ids=["killable-wait", "unkillable-wait"])
+def test_recording_goes_on_and_the_master_answers_while_the_database_volume_hangs(
+        rtsp, nvr, mirror_dir, supervisor, db_volume, mode):
+    nvr.add_mirrored("cam", rtsp.url("/live"))
+    sup = supervisor("--poll-interval", "1")
+    before = sup.wait_one_each({"cam"})
+
+    db_volume.hang(mode)
+    procs.wait_for("status says the database is in error", lambda: db_state(sup) == "error", 30)
+    assert "database unreadable" in sup.log() and "not responding" in sup.log(), sup.log()
+
+    sup.signal(signal.SIGHUP)  # the loop still takes signals
+    sup.wait_log("reload requested", timeout=15)
+    files = mirror_files(mirror_dir / "cam")
+    procs.wait_for("segments keep coming", lambda: mirror_files(mirror_dir / "cam") >= files + 2, 30)
+    assert procs.identities(sup.wait_one_each({"cam"}, timeout=5)) == procs.identities(before), \
+        "the hung database disturbed recording"
+    # Neither a spin nor a pile-up: one asking child at a time (besides the mirror's own probe),
+    # and the master mostly asleep (generous: a spin is a whole core).
+    master = psutil.Process(sup.pid)
+    cpu_before, began = sum(master.cpu_times()[:2]), time.monotonic()
+    time.sleep(4)
+    used = (sum(master.cpu_times()[:2]) - cpu_before) / (time.monotonic() - began)
+    assert used < 0.3, f"the master used {used:.0%} of a core while the database hangs"
+    asking = [c for c in master.children() if "volume probe" in " ".join(c.cmdline())]
+    assert len(asking) <= 2, asking
+
+    db_volume.resume()
+    sup.wait_log("database readable again", timeout=30)
+    nvr.add_mirrored("cam2", rtsp.url("/live"))
+    sup.wait_one_each({"cam", "cam2"}, timeout=30)
+    print(sup.log())
+    assert sup.stop() == 0
