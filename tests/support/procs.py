@@ -26,9 +26,21 @@ class WorkerView:
     ffmpeg_pids: tuple[int, ...]
 
 
-def identities(table: dict[str, WorkerView]) -> dict[str, tuple]:
-    """Who runs, not what state they are in: worker pid, generation, ffmpeg pids per camera."""
-    return {camera: (view.pid, view.generation, view.ffmpeg_pids) for camera, view in table.items()}
+def disturbed(before: dict[str, WorkerView], after: dict[str, WorkerView] | None, log: str) -> list[str]:
+    """Cameras whose recording was disturbed between two worker tables, each with how: its worker
+    replaced (pid or generation), or its ffmpeg restarted without the worker saying why. A worker
+    restarts its own ffmpeg after a stall or an exit, which a loaded machine can cause (seen in
+    suite runs) and which no reload or fault under test may; the worker logs each one as
+    ``<camera> ffmpeg exited ...`` or ``<camera> ...; restarting it``. Empty: undisturbed."""
+    found = []
+    for camera, view in before.items():
+        now = (after or {}).get(camera)
+        if now is None or (now.pid, now.generation) != (view.pid, view.generation):
+            found.append(f"{camera}: worker replaced ({view} -> {now})")
+        elif now.ffmpeg_pids != view.ffmpeg_pids and not re.search(
+                rf" {re.escape(camera)} (ffmpeg exited|.*restarting it)", log):
+            found.append(f"{camera}: ffmpeg restarted and its worker does not say why ({view} -> {now})")
+    return found
 
 
 def title(proc: psutil.Process) -> str:
