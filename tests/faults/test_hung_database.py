@@ -20,7 +20,7 @@ import time
 import psutil
 import pytest
 from support import procs
-from support.hangfs import HangFs, unavailable_reason
+from support.hangfs import hanging_volume, unavailable_reason
 from support.nvr import NvrDatabase
 
 pytestmark = pytest.mark.skipif(unavailable_reason() is not None, reason=f"FUSE: {unavailable_reason()}")
@@ -28,9 +28,8 @@ pytestmark = pytest.mark.skipif(unavailable_reason() is not None, reason=f"FUSE:
 
 @pytest.fixture
 def db_volume(tmp_path):
-    fs = HangFs(tmp_path / "db-backing", tmp_path / "nvr-data", tmp_path).mount()
-    yield fs
-    fs.unmount()
+    with hanging_volume(tmp_path, "nvr-data") as fs:
+        yield fs
 
 
 @pytest.fixture

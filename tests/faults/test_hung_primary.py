@@ -19,7 +19,7 @@ import sys
 
 import pytest
 from support import procs
-from support.hangfs import HangFs, unavailable_reason
+from support.hangfs import hanging_volume, unavailable_reason
 from support.recordings import old_segments
 
 pytestmark = pytest.mark.skipif(unavailable_reason() is not None, reason=f"FUSE: {unavailable_reason()}")
@@ -30,17 +30,16 @@ DAY = 86400.0
 @pytest.fixture
 def hung_primary(tmp_path):
     """The NVR's recorder writing onto a FUSE primary volume, which is then hung."""
-    fs = HangFs(tmp_path / "primary-backing", tmp_path / "primary", tmp_path).mount()
-    (tmp_path / "primary-backing" / "nvr_cam").mkdir()
-    output = str(fs.mountpoint / "nvr_cam" / "%Y%m%d_%H%M%S.mp4")
-    recorder = subprocess.Popen(["ffmpeg", "-c", "import time; time.sleep(600)", "-i", "rtsp://nvr/cam", output],
-                                executable=sys.executable, stdin=subprocess.DEVNULL)
-    fs.hang("stop")
-    yield fs
-    recorder.kill()
-    fs.resume()
-    recorder.wait(timeout=10)
-    fs.unmount()
+    with hanging_volume(tmp_path, "primary") as fs:
+        (fs.backing / "nvr_cam").mkdir()
+        output = str(fs.mountpoint / "nvr_cam" / "%Y%m%d_%H%M%S.mp4")
+        recorder = subprocess.Popen(["ffmpeg", "-c", "import time; time.sleep(600)", "-i", "rtsp://nvr/cam", output],
+                                    executable=sys.executable, stdin=subprocess.DEVNULL)
+        fs.hang("stop")
+        yield fs
+        recorder.kill()
+        fs.resume()
+        recorder.wait(timeout=10)
 
 
 def gone(sup, what: str, paths: list) -> None:

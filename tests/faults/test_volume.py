@@ -26,7 +26,7 @@ from pathlib import Path
 import psutil
 import pytest
 from support import procs
-from support.hangfs import HangFs, unavailable_reason
+from support.hangfs import HangFs, hanging_volume, unavailable_reason
 from support.supervisor import Supervisor
 
 pytestmark = pytest.mark.skipif(unavailable_reason() is not None, reason=f"FUSE: {unavailable_reason()}")
@@ -43,10 +43,9 @@ SEGMENT = re.compile(r"\d{8}_\d{6}\.mp4")
 
 @pytest.fixture
 def volume(tmp_path):
-    """The hanging FUSE volume; unmounted at teardown even if the test left it hung."""
-    fs = HangFs(tmp_path / "backing", tmp_path / "mirror", tmp_path).mount()
-    yield fs
-    fs.unmount()
+    """The hanging FUSE volume the mirror is on."""
+    with hanging_volume(tmp_path, "mirror") as fs:
+        yield fs
 
 
 @pytest.fixture

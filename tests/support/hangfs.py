@@ -22,6 +22,7 @@ while CONTROL_FILE exists; it dies with PARENT_PID). The test side is :class:`Ha
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import importlib
 import os
@@ -29,6 +30,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +72,17 @@ def mount_entry(mountpoint: Path) -> list[str] | None:
 def _unescape(field: str) -> str:
     """mountinfo writes space, tab, newline and backslash as octal escapes."""
     return field.encode().decode("unicode_escape") if "\\" in field else field
+
+
+@contextlib.contextmanager
+def hanging_volume(workdir: Path, name: str) -> Iterator[HangFs]:
+    """The fixtures' way in: a mount at ``workdir/name`` over ``workdir/name-backing``, unmounted
+    at the end even if the test left it hung."""
+    fs = HangFs(workdir / f"{name}-backing", workdir / name, workdir).mount()
+    try:
+        yield fs
+    finally:
+        fs.unmount()
 
 
 class HangFs:
