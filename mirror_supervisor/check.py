@@ -6,6 +6,7 @@ start: it reads the same settings and database as the master and prints one verd
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pwd
 import shutil
@@ -13,13 +14,13 @@ import stat
 import time
 from typing import TextIO
 
-from .database import DatabaseError, read_cameras
+from .database import DatabaseError, read_cameras, require_answer
 from .prune import prune_pass
 from .prune_report import format_bytes
 from .reconcile import wanted
 from .retention import parse_retention
 from .settings import Settings
-from .volume import folds_case
+from .volume import START_TIMEOUT, answers_within, folds_case
 
 
 def mirror_dir_findings(settings: Settings) -> list[str]:
@@ -83,23 +84,31 @@ def _writable_by(path: os.PathLike, user: pwd.struct_passwd) -> bool:
 
 
 def run_check(settings: Settings, out: TextIO) -> int:
-    """Print findings; 0 when the database was read, 1 when it could not be."""
+    """Print findings; 0 when the database was read, 1 when it could not be or the mirror dir
+    does not answer (then nothing more is asked of it: every look would hang on a hung mount)."""
     print(f"settings: db={settings.db} mirror_dir={settings.mirror_dir} ffmpeg={settings.ffmpeg} "
           f"poll_interval={settings.poll_interval:g}s stop_timeout={settings.stop_timeout:g}s "
           f"state_dir={settings.state_dir} recorder_enabled={str(settings.recorder_enabled).lower()}", file=out)
-    for line in mirror_dir_findings(settings):
+    assert settings.mirror_dir is not None
+    answers = answers_within(settings.mirror_dir, START_TIMEOUT)
+    if not answers:
+        print(f"mirror dir {settings.mirror_dir}: NOT RESPONDING (no reply in {START_TIMEOUT:.0f}s: a hung network "
+              "volume?)", file=out)
+    mirror = settings if answers else dataclasses.replace(settings, mirror_dir=None)
+    for line in mirror_dir_findings(mirror) if answers else []:
         print(line, file=out)
-    for line in security_findings(settings):
+    for line in security_findings(mirror):
         print(line, file=out)
     found = shutil.which(settings.ffmpeg)
     print(f"ffmpeg {settings.ffmpeg}: {found or 'NOT FOUND (workers will retry every 15 s)'}", file=out)
     try:
+        require_answer(settings.db)
         cameras = read_cameras(settings.db)
     except DatabaseError as exc:
         print(f"database: ERROR: {exc}", file=out)
         return 1
     print(f"database {settings.db}: {len(cameras)} cameras", file=out)
-    fold_case = settings.mirror_dir is not None and folds_case(settings.mirror_dir) is True
+    fold_case = answers and folds_case(settings.mirror_dir) is True
     good, bad = wanted(cameras, settings.recorder_enabled, fold_case=fold_case)
     for camera in cameras:
         if camera.id in good:
@@ -116,8 +125,8 @@ def run_check(settings: Settings, out: TextIO) -> int:
         else:
             verdict = f"not mirrored: {camera.not_mirrored_because}"
         print(f"camera {camera.id!r}: {verdict}", file=out)
-    _retention_findings(settings, cameras, out)
-    return 0
+    _retention_findings(mirror, cameras, out)
+    return 0 if answers else 1
 
 
 def _retention_findings(settings: Settings, cameras: list, out: TextIO) -> None:

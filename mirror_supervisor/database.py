@@ -18,6 +18,7 @@ from pathlib import Path
 
 import sqlite_utils
 
+from . import volume
 from .camera import COLUMNS, Camera, parse_row
 
 BUSY_TIMEOUT_SECONDS = 1.0
@@ -28,6 +29,22 @@ _QUOTED_VALUE = re.compile(r"\s*with text\b.*", re.DOTALL)
 
 class DatabaseError(Exception):
     """The camera list could not be read; the message is one line for the log and status."""
+
+
+ANSWER_TIMEOUT = 3.0  # a stat of the database file takes microseconds; seconds is a hung volume
+
+
+def not_responding(path: Path, timeout: float = ANSWER_TIMEOUT) -> DatabaseError:
+    return DatabaseError(f"database volume not responding: no answer in {timeout:.0f}s from {str(path)!r} "
+                         "(a hung network share or disk?)")
+
+
+def require_answer(path: Path, timeout: float = ANSWER_TIMEOUT) -> None:
+    """Before a hand-run command reads the database: its volume may hang (the NVR's data on a NAS
+    share or a dying disk), and a command must fail in one line rather than sleep in the kernel.
+    The master asks the same way on every poll (``wanted.CameraSource``)."""
+    if not volume.answers_within(path, timeout):
+        raise not_responding(path, timeout)
 
 
 def read_cameras(path: Path, busy_timeout: float = BUSY_TIMEOUT_SECONDS) -> list[Camera]:

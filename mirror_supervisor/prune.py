@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .camera import COLUMNS, Camera, is_safe_id
-from .database import DatabaseError, read_table
+from .database import DatabaseError, read_table, require_answer
 from .index import forget_pruned
 from .orphaned import orphaned_dirs
 from .prune_report import CameraPrune, PassReport, log_report
@@ -172,6 +172,7 @@ def run_pass(
         now = time.time()
     mirror_dir = Path(mirror_dir)
     try:
+        require_answer(db)
         cameras, columns = read_table(db)
     except DatabaseError as exc:
         return PassReport(mirror_dir=mirror_dir, now=now, dry_run=dry_run, error=str(exc))

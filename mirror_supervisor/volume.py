@@ -165,8 +165,13 @@ def ask(path: Path, timeout: float) -> Asked:
     database. An answer that is an error counts as an answer (the caller meets and reports it).
     A child that does not answer is SIGKILLed and, if the kernel holds it even against that, left
     behind and named in the result: it ends by itself when the volume answers."""
+    max_fd = os.sysconf("SC_OPEN_MAX")
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child (no imports here: a lock held at fork); exit status answers
+        # Hold nothing: a child stuck on a hung volume must keep no pipe (a caller reading the
+        # command's output would wait for it), no lock and no socket (a restarted master would
+        # find its state dir or mirror dir still claimed) open.
+        os.closerange(0, max_fd)
         setproctitle.setproctitle(titles.VOLUME_PROBE)  # if it stays stuck, ps says what it is
         code = 0
         try:

@@ -23,13 +23,12 @@ from pathlib import Path
 
 from . import logs, volume
 from .camera import Camera, is_safe_id, mask
-from .database import DatabaseError, RowCache, fingerprint, probe, read_table
+from .database import ANSWER_TIMEOUT, DatabaseError, RowCache, fingerprint, not_responding, probe, read_table
 from .ffmpeg import build_command
 from .reconcile import wanted
 from .settings import Settings
 
 FULL_READ_EVERY = 60.0  # read even an unchanged-looking database this often
-DB_ANSWER_TIMEOUT = 3.0  # a stat of the database file takes microseconds; seconds is a hung volume
 DB_ASK_AGAIN = 10.0  # after no answer: the master's loop is not held up on every poll
 
 
@@ -130,12 +129,11 @@ class CameraSource:
         no without asking: a hung volume costs one sleeping process and no stalls of the loop."""
         now = time.monotonic()
         if self._stuck is None and now >= self._ask_after:
-            asked = volume.ask(Path(settings.db), DB_ANSWER_TIMEOUT)
+            asked = volume.ask(Path(settings.db), ANSWER_TIMEOUT)
             if asked.answered:
                 return True
             self._stuck, self._ask_after = asked.stuck, now + DB_ASK_AGAIN
-        self._failed(settings, DatabaseError(f"database volume not responding: no answer in {DB_ANSWER_TIMEOUT:.0f}s "
-                                             f"from {str(settings.db)!r} (a hung network share or disk?)"), running)
+        self._failed(settings, not_responding(settings.db), running)
         return False
 
     def _failed(self, settings: Settings, exc: Exception, running: int) -> None:

@@ -302,6 +302,11 @@ def test_run_on_a_hung_volume_fails_with_a_line_instead_of_hanging(volume, nvr, 
     said = out_path.read_text()
     assert code == 2, said  # the one-line error of a setting that cannot be used, naming it
     assert f"--mirror-dir: '{volume.mountpoint}' does not answer" in said and len(said.splitlines()) == 1, said
+    checked = subprocess.run([sys.executable, "-m", "mirror_supervisor", "check", "--db", str(nvr.path),
+                              "--mirror-dir", str(volume.mountpoint), "--state-dir", str(state)],
+                             stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+    assert checked.returncode == 1 and f"mirror dir {volume.mountpoint}: NOT RESPONDING" in checked.stdout, checked
+    assert f"database {nvr.path}: 1 cameras" in checked.stdout, checked.stdout
 
     volume.resume()
     started = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
