@@ -91,12 +91,14 @@ def run_check(settings: Settings, out: TextIO) -> int:
           f"state_dir={settings.state_dir} recorder_enabled={str(settings.recorder_enabled).lower()}", file=out)
     assert settings.mirror_dir is not None
     answers = answers_within(settings.mirror_dir, START_TIMEOUT)
-    if not answers:
+    if answers:
+        mirror = settings
+        for line in mirror_dir_findings(settings):
+            print(line, file=out)
+    else:  # every finding below that would look at the mirror dir is skipped
+        mirror = dataclasses.replace(settings, mirror_dir=None)
         print(f"mirror dir {settings.mirror_dir}: NOT RESPONDING (no reply in {START_TIMEOUT:.0f}s: a hung network "
               "volume?)", file=out)
-    mirror = settings if answers else dataclasses.replace(settings, mirror_dir=None)
-    for line in mirror_dir_findings(mirror) if answers else []:
-        print(line, file=out)
     for line in security_findings(mirror):
         print(line, file=out)
     found = shutil.which(settings.ffmpeg)

@@ -198,7 +198,6 @@ class SegmentIndex:
                     raise
                 time.sleep(nap)
                 nap = min(nap * 2, 0.05)
-                continue
 
     def __enter__(self) -> SegmentIndex:
         return self

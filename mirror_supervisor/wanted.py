@@ -124,9 +124,10 @@ class CameraSource:
     # -- helpers -----------------------------------------------------------------------------
 
     def _database_answers(self, settings: Settings, running: int) -> bool:
-        """Asked from a child (a fork and a stat: about a millisecond a poll); while a child the
-        kernel will not let go of is still there, or for a while after no answer, the answer is
-        no without asking: a hung volume costs one sleeping process and no stalls of the loop."""
+        """Asked from a child (a fork and a stat: a few milliseconds a poll, scripts/bench_db_ask.py);
+        while a child the kernel will not let go of is still there, or for a while after no answer,
+        the answer is no without asking: a hung volume costs one sleeping process, not a stall of
+        the loop on every poll."""
         now = time.monotonic()
         if self._stuck is None and now >= self._ask_after:
             asked = volume.ask(Path(settings.db), ANSWER_TIMEOUT)
