@@ -79,7 +79,8 @@ def show_processes() -> None:
 
 def show_segments(mirror_dir: Path) -> None:
     print("\n=== segments written ===")
-    for camera in sorted(p for p in mirror_dir.iterdir() if p.is_dir()):
+    # Camera ids never start with a dot; .mirror-supervisor holds the segment index.
+    for camera in sorted(p for p in mirror_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
         files = sorted(camera.glob("*.mp4"))
         print(f"{camera.name}: {len(files)} segments")
         for path in files:
