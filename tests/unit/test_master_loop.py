@@ -357,6 +357,15 @@ def test_no_sequence_of_events_makes_the_loop_spin(loop, prune):
         assert sum(sent[2] == signal.SIGKILL and sent[0] == "kill" for sent in system.sent) >= 1
 
 
+def step_until(master, done, what: str, steps: int = 2000) -> None:
+    """Step the loop until ``done()``; fail (never hang) after ``steps`` passes (5 s of fake time each)."""
+    for _ in range(steps):
+        if done():
+            return
+        master.step()
+    raise AssertionError(f"{what}: not after {steps} passes")
+
+
 def pruning(master, system) -> None:
     """Turn retention on for a loop fixture (off there): the first pass 30 s after start."""
     master.settings = dataclasses.replace(master.settings, prune_interval=600.0)
@@ -369,8 +378,7 @@ def test_a_prune_pass_that_never_ends_is_killed_and_the_next_one_runs(loop, capl
     pruning(master, system)
     source.set("cam")
     master.start()
-    while master.pruner.pid is None:
-        master.step()
+    step_until(master, lambda: master.pruner.pid is not None, "a first prune pass")
     pruner, began = master.pruner.pid, system.now
     with caplog.at_level("ERROR"):
         for _ in range(2000):  # 5 s a step: hours of fake time
@@ -395,8 +403,7 @@ def test_a_prune_pass_that_ends_in_time_is_left_alone(loop):
     master.start()
     for _ in range(3):
         before = len(system.forked)
-        while len(system.forked) == before:
-            master.step()
+        step_until(master, lambda before=before: len(system.forked) > before, "the next prune pass")
         system.exit(master.pruner.pid, 0)
         master.step()
         assert master.pruner.pid is None
