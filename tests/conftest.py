@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 from support.nvr import NvrDatabase
 from support.rtsp import RtspServer
 from support.supervisor import Supervisor
+from support.users import UserPython, shared_tmpdir
 
 
 def pytest_configure(config):
@@ -19,6 +21,20 @@ def pytest_configure(config):
         missing.append("/usr/bin/python3")
     if missing:
         pytest.exit(f"missing {', '.join(missing)}: run scripts/test, which installs them", returncode=3)
+
+
+@pytest.fixture(scope="session")
+def user_python():
+    """The interpreter and package for a test that starts our code as another user: laid out
+    once per session (per xdist worker) where every user can reach it, since the checkout and
+    its .venv may not be (see ``support/users.py``)."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run as another user")
+    root = shared_tmpdir("ms-python-")
+    try:
+        yield UserPython(root)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

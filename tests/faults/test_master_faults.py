@@ -14,14 +14,13 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 from support import procs
 from support.nvr import NvrDatabase
-from support.users import unprivileged
+from support.users import UserPython, shared_tmpdir, unprivileged
 
 UNPRIVILEGED = "nobody"
 
@@ -29,26 +28,33 @@ UNPRIVILEGED = "nobody"
 @pytest.fixture
 def shared_tmp():
     """A directory another user can reach (pytest's tmp_path is private to root)."""
-    path = Path(tempfile.mkdtemp(prefix="ms-unpriv-"))
-    path.chmod(0o755)
+    path = shared_tmpdir("ms-unpriv-")
     yield path
     subprocess.run(["chmod", "-R", "u+rwX", str(path)], capture_output=True)
     shutil.rmtree(path, ignore_errors=True)
 
 
-def _start_as(user: pwd.struct_passwd, tmp: Path, db: Path, mirror: Path) -> tuple[subprocess.Popen, Path]:
+def _start_as(user: pwd.struct_passwd, python: UserPython, tmp: Path, db: Path,
+              mirror: Path) -> tuple[subprocess.Popen, Path]:
+    """The master as ``user``, from an interpreter it can run (the checkout may be private to root)."""
     log = tmp / "supervisor.log"
-    argv = ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups",
-            sys.executable, "-m", "mirror_supervisor", "run", "--db", str(db), "--mirror-dir", str(mirror),
-            "--state-dir", str(tmp / "state"), "--poll-interval", "0.5"]
+    argv = python.argv(user.pw_uid, user.pw_gid, "run", "--db", str(db), "--mirror-dir", str(mirror),
+                       "--state-dir", str(tmp / "state"), "--poll-interval", "0.5")
     handle = open(log, "ab")
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT,
-                            env={**os.environ, "HOME": str(tmp)})
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT, cwd="/",
+                            env=python.env({**os.environ, "HOME": str(tmp)}))
     handle.close()
     return proc, log
 
 
-def test_unexpected_oserror_reading_the_database_keeps_recording(rtsp, shared_tmp):
+def _running(proc: subprocess.Popen, log: Path) -> bool:
+    """True while the master runs; a master that exited fails the test at once, with its log."""
+    if proc.poll() is not None:
+        raise AssertionError(f"the master exited with status {proc.returncode}:\n{log.read_text()[-3000:]}")
+    return True
+
+
+def test_unexpected_oserror_reading_the_database_keeps_recording(rtsp, shared_tmp, user_python):
     user = unprivileged(UNPRIVILEGED)
     data = shared_tmp / "data"
     mirror = shared_tmp / "mirror"
@@ -60,10 +66,10 @@ def test_unexpected_oserror_reading_the_database_keeps_recording(rtsp, shared_tm
     db.add_mirrored("cam", rtsp.url("/live"))
     for path in data.iterdir():
         os.chown(path, user.pw_uid, user.pw_gid)
-    proc, log = _start_as(user, shared_tmp, db.path, mirror)
+    proc, log = _start_as(user, user_python, shared_tmp, db.path, mirror)
     try:
-        before = procs.wait_for("one worker with its ffmpeg",
-                                lambda: (w := procs.workers(proc.pid)).get("cam") and w["cam"][0].ffmpeg_pids and w, 30)
+        before = procs.wait_for("one worker with its ffmpeg", lambda: _running(proc, log) and (
+            w := procs.workers(proc.pid)).get("cam") and w["cam"][0].ffmpeg_pids and w, 30)
         # The database's directory loses its search permission: stat() of the file now fails with
         # EACCES, which pathlib's is_file() does not swallow.
         data.chmod(0o000)

@@ -27,7 +27,7 @@ import pytest
 from support import procs
 from support.nvr import NvrDatabase
 from support.rtsp import RtspServer
-from support.users import unprivileged
+from support.users import UserPython, as_user, shared_tmpdir, unprivileged
 
 from mirror_supervisor.index import SegmentIndex, index_path
 
@@ -78,15 +78,10 @@ SNOOP = textwrap.dedent("""
 """)
 
 
-def _as(uid: int, gid: int) -> list[str]:
-    return ["setpriv", f"--reuid={uid}", f"--regid={gid}", "--clear-groups"]
-
-
 @pytest.fixture
 def shared_tmp():
     """A directory other users can traverse (pytest's tmp_path is private to root)."""
-    path = Path(tempfile.mkdtemp(prefix="ms-priv-"))
-    path.chmod(0o755)
+    path = shared_tmpdir("ms-priv-")
     yield path
     shutil.rmtree(path, ignore_errors=True)
 
@@ -99,23 +94,32 @@ def cameras():
 
 
 class Daemon:
-    """``mirror-supervisor run --user nobody --log-file ...``, as root or entirely as that user."""
+    """``mirror-supervisor run --user nobody --log-file ...``, as root or entirely as that user
+    (then from ``python``, an interpreter that user can run: the checkout may be private to root)."""
 
-    def __init__(self, tmp: Path, db: Path, mirror: Path, user: pwd.struct_passwd, as_user: bool) -> None:
+    def __init__(self, tmp: Path, db: Path, mirror: Path, user: pwd.struct_passwd, python: UserPython | None) -> None:
         self.tmp, self.db, self.mirror, self.user = tmp, db, mirror, user
         self.state = tmp / "state"
         self.log_path = tmp / "log" / "mirror-supervisor.log"
         self.log_path.parent.mkdir()
-        if as_user:
-            os.chown(self.log_path.parent, user.pw_uid, user.pw_gid)
-        prefix = _as(user.pw_uid, user.pw_gid) if as_user else []
         self.settings = ["--db", str(db), "--mirror-dir", str(mirror), "--state-dir", str(self.state),
                          "--user", RUN_AS]
         self.status_argv = [sys.executable, "-m", "mirror_supervisor", "status", *self.settings]
-        argv = [*prefix, sys.executable, "-m", "mirror_supervisor", "run", *self.settings, "--poll-interval", "0.5",
-                "--stall-timeout", "4", "--log-file", str(self.log_path)]
-        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, env={**os.environ, "HOME": str(tmp)})
+        run = ["run", *self.settings, "--poll-interval", "0.5", "--stall-timeout", "4", "--log-file", str(self.log_path)]
+        env = {**os.environ, "HOME": str(tmp)}
+        if python is not None:
+            os.chown(self.log_path.parent, user.pw_uid, user.pw_gid)
+            argv, env = python.argv(user.pw_uid, user.pw_gid, *run), python.env(env)
+        else:
+            argv = [sys.executable, "-m", "mirror_supervisor", *run]
+        # What it prints before its log file is open (a failed start): root's alone, like the log.
+        self.stderr_path = tmp / "stderr"
+        stderr = os.open(self.stderr_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
+                                         env=env, cwd="/")
+        finally:
+            os.close(stderr)
 
     def log(self) -> str:
         try:
@@ -123,8 +127,16 @@ class Daemon:
         except FileNotFoundError:
             return ""
 
+    def running(self) -> bool:
+        """True while the master runs; a master that exited fails the test at once, saying why."""
+        if self.proc.poll() is not None:
+            said = self.stderr_path.read_text(errors="replace")[-2000:] + self.log()[-2000:]
+            raise AssertionError(f"the master exited with status {self.proc.returncode}:\n{said}")
+        return True
+
     def one_each(self, ids: set[str]) -> dict[str, procs.WorkerView]:
         def check():
+            self.running()
             table = procs.workers(self.proc.pid)
             if set(table) == ids and all(len(v) == 1 and len(v[0].ffmpeg_pids) == 1 for v in table.values()):
                 return {cid: views[0] for cid, views in table.items()}
@@ -156,7 +168,8 @@ class Daemon:
                 pass
 
 
-def _setup(shared_tmp: Path, cameras, user: pwd.struct_passwd, as_user: bool) -> tuple[Daemon, NvrDatabase]:
+def _setup(shared_tmp: Path, cameras, user: pwd.struct_passwd, python: UserPython | None) -> tuple[Daemon, NvrDatabase]:
+    """The daemon with the master as root, or (``python``: the interpreter to run) as ``user``."""
     built, explicit = cameras
     data, mirror = shared_tmp / "data", shared_tmp / "mirror"
     data.mkdir(mode=0o700)  # the NVR keeps its database (with the passwords) to itself
@@ -165,11 +178,11 @@ def _setup(shared_tmp: Path, cameras, user: pwd.struct_passwd, as_user: bool) ->
     db.add("built", vendor="hikvision", address="127.0.0.1", rtsp_port=built.port, username="admin",
            password=PASSWORD, segment_seconds=2, mirror_enabled=1)
     db.add_mirrored("explicit", explicit.url("/live", user="admin", password=EXPLICIT_PASSWORD))
-    if as_user:  # the operator gives the user its database (read) and mirror and state dirs
+    if python is not None:  # the operator gives the user its database (read) and mirror and state dirs
         (shared_tmp / "state").mkdir(mode=0o750)
         for path in (data, mirror, shared_tmp / "state", *data.iterdir()):
             os.chown(path, user.pw_uid, user.pw_gid)
-    daemon = Daemon(shared_tmp, db.path, mirror, user, as_user)
+    daemon = Daemon(shared_tmp, db.path, mirror, user, python)
     return daemon, db
 
 
@@ -181,19 +194,23 @@ def _secrets() -> list[str]:
 
 
 def _recording(daemon: Daemon, camera: str) -> None:
-    procs.wait_for(f"{camera} recording", lambda: f"{camera} recording segment=" in daemon.log(), 30)
+    procs.wait_for(f"{camera} recording", lambda: daemon.running() and f"{camera} recording segment=" in daemon.log(), 30)
 
 
-def _snoop(daemon: Daemon, cameras) -> dict:
+def _snoop(daemon: Daemon, cameras, python: UserPython) -> dict:
     """What the second user can read. The synthetic cameras are skipped: they take their
-    password on their own command line (test equipment, not part of the supervisor)."""
+    password on their own command line (test equipment, not part of the supervisor). Its
+    ``status`` runs from ``python``, which it can run wherever the checkout is."""
     inputs = Path(tempfile.gettempdir()) / f"mirror-supervisor-{daemon.user.pw_uid}-inputs"
-    status = subprocess.run([*_as(SNOOPER_UID, SNOOPER_UID), *daemon.status_argv], capture_output=True, text=True,
-                            timeout=60, cwd="/")
+    status = subprocess.run(python.argv(SNOOPER_UID, SNOOPER_UID, "status", *daemon.settings), capture_output=True,
+                            text=True, timeout=60, cwd="/", env=python.env(os.environ))
+    # It answered (for it, the daemon is "not running": the state dir is closed to it), so its
+    # output is one more place a password must not be.
+    assert status.returncode == 0 or status.stdout.startswith("mirror-supervisor: "), status.stdout + status.stderr
     given = {"needles": _secrets(), "roots": [str(daemon.tmp), str(inputs)],
              "skip": [camera._proc.pid for camera in cameras], "status": status.stdout + status.stderr}
     # Debian's python: stdlib only, reachable by any user.
-    run = subprocess.run([*_as(SNOOPER_UID, SNOOPER_UID), "/usr/bin/python3", "-c", SNOOP], input=json.dumps(given),
+    run = subprocess.run([*as_user(SNOOPER_UID, SNOOPER_UID), "/usr/bin/python3", "-c", SNOOP], input=json.dumps(given),
                          capture_output=True, text=True, timeout=60, env={"PATH": os.environ["PATH"]}, cwd="/")
     assert run.returncode == 0, run.stderr
     return json.loads(run.stdout)
@@ -204,10 +221,11 @@ def _uids(pid: int) -> set[int]:
     return {*uids, *gids}
 
 
-@pytest.mark.parametrize("as_user", [False, True], ids=["master-root", "master-as-user"])
-def test_no_password_readable_by_another_user_and_ffmpeg_runs_as_the_configured_user(shared_tmp, cameras, as_user):
+@pytest.mark.parametrize("master_as_user", [False, True], ids=["master-root", "master-as-user"])
+def test_no_password_readable_by_another_user_and_ffmpeg_runs_as_the_configured_user(shared_tmp, cameras, master_as_user,
+                                                                                      user_python):
     user = unprivileged(RUN_AS)
-    daemon, _ = _setup(shared_tmp, cameras, user, as_user)
+    daemon, _ = _setup(shared_tmp, cameras, user, user_python if master_as_user else None)
     try:
         table = daemon.one_each({"built", "explicit"})
         for camera in ("built", "explicit"):
@@ -218,7 +236,7 @@ def test_no_password_readable_by_another_user_and_ffmpeg_runs_as_the_configured_
             assert _uids(ffmpeg_pid) == {user.pw_uid, user.pw_gid}, "ffmpeg is not the configured user"
             assert psutil.Process(ffmpeg_pid).gids().real == user.pw_gid
             assert os.stat(daemon.mirror / view.camera).st_uid == user.pw_uid
-        seen = _snoop(daemon, cameras)
+        seen = _snoop(daemon, cameras, user_python)
         assert seen["found"] == [], f"a password is readable by another local user in {seen['found']}"
         assert seen["ffmpegs"] >= 2 and seen["read"] > 50, f"the snooper saw too little to mean anything: {seen}"
         # What root sees is masked too; the supervisor's own files are closed to the world.
@@ -266,7 +284,7 @@ def test_reload_and_stall_work_as_the_unprivileged_user(shared_tmp, cameras):
     all as the configured user; stop is clean."""
     user = unprivileged(RUN_AS)
     built, _ = cameras
-    daemon, db = _setup(shared_tmp, cameras, user, as_user=False)
+    daemon, db = _setup(shared_tmp, cameras, user, None)
     try:
         before = daemon.one_each({"built", "explicit"})
         _recording(daemon, "built")
