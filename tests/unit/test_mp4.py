@@ -339,3 +339,15 @@ def test_more_tracks_than_any_camera_has_are_refused(tmp_path):
     (tmp_path / "a.mp4").write_bytes(data)
     info = mp4.probe(tmp_path / "a.mp4")
     assert not info.playable and "tracks" in (info.problem or ""), info
+
+
+@pytest.mark.parametrize("video_until", [1, 10, 60])
+def test_a_track_that_ends_long_before_the_file_keeps_its_end(tmp_path, video_until):
+    """Video that stops while audio goes on for more fragments than the walk keeps: its end is
+    found by parsing every fragment again, not lost with the fragments not kept."""
+    data = fmp4.header([(1, 1000, b"vide"), (2, 1000, b"soun")])
+    for i in range(100):
+        video = [(1, i * 1000, [500, 500])] if i < video_until else []
+        data += fmp4.fragment(i + 1, [*video, (2, i * 1000, [1000])])
+    (tmp_path / "a.mp4").write_bytes(data)
+    assert mp4.probe(tmp_path / "a.mp4").duration == pytest.approx(video_until)
