@@ -236,7 +236,7 @@ def probe_batch(paths: list[str]) -> list[mp4.SegmentInfo]:
     disk the reads are then in flight together instead of one after another."""
     for path in paths:
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | getattr(os, "O_NOATIME", 0))
+            fd, _ = mp4.open_segment(path)
         except OSError:
             continue  # mp4.probe says why
         try:

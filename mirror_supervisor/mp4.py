@@ -22,20 +22,39 @@ parsing: a day of 100 cameras has ~9 million fragment headers, more pages than a
 A plain (non-fragmented) MP4, as an NVR may write, is read from its ``moov``: the video track's
 ``mdhd`` duration, else ``mvhd``'s.
 
-Everything here is pure parsing: it raises nothing for bad data; :func:`probe` says what it found
-in a :class:`SegmentInfo` (``playable`` and a ``problem`` text when not).
+:func:`probe` never raises and never blocks on what it finds under a segment's name: whatever
+goes wrong with one file (unreadable, not a regular file, cut or rewritten while read, data the
+parser did not foresee) is that file's ``problem`` in its :class:`SegmentInfo`, never the end of
+a coverage run for every camera. Its memory does not grow with the file: the walk keeps the first
+and the :data:`KEPT_FRAGMENTS` newest complete fragments (a second walk, if ever needed, parses
+as it goes), at most :data:`MAX_BOXES` boxes are walked and :data:`mp4_boxes.MAX_TRACKS` tracks
+kept; a file past those limits is refused, so a crafted file of millions of tiny fragments cannot
+exhaust the root coverage child.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import struct
-from dataclasses import dataclass, field
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from .mp4_boxes import MAX_TRACKS, Movie, Refused, blank, boxes, moof, moov, result
 
 CHUNK = 4096  # one read covers a typical moof (a few hundred bytes) and the next mdat header
 MAX_META_BOX = 16 << 20  # a moov or moof larger than this is not one ffmpeg wrote: stop there
-_CONTAINERS = (b"trak", b"mdia", b"minf", b"stbl", b"mvex", b"traf", b"edts")
-_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | getattr(os, "O_NOATIME", 0)
+# Top-level boxes walked per file: ffmpeg writes two per fragment, and the most fragments a
+# camera's segment (3600 s at most) can hold, 60 fps with every frame a keyframe (MJPEG), is 216,000.
+MAX_BOXES = 2_000_000
+KEPT_FRAGMENTS = 32  # the newest complete fragments kept for the search of each track's end
+SHRANK = "unreadable: the file shrank while it was read"
+_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
+_NOATIME = getattr(os, "O_NOATIME", 0)
+
+_Fragment = tuple[int, int, int]  # a complete fragment's moof: offset, header length, size
 
 
 @dataclass(frozen=True)
@@ -49,149 +68,193 @@ class SegmentInfo:
     mtime_ns: int = 0
 
 
-@dataclass
-class _Track:
-    timescale: int = 0
-    handler: bytes = b""
-    default_duration: int = 0  # trex
-    media_duration: int = 0  # mdhd (plain MP4)
-    first: int | None = None  # decode time of the first complete fragment
-    end: int | None = None  # end decode time of the last complete fragment
-    ended: bool = False  # ``end`` was set by the backward search for the last fragment
+def open_segment(path: str | os.PathLike[str], dir_fd: int | None = None) -> tuple[int, os.stat_result]:
+    """A segment file opened for reading, and its ``fstat``; raises OSError. Every reader of
+    segments opens them here.
 
-
-@dataclass
-class _Movie:
-    tracks: dict[int, _Track] = field(default_factory=dict)
-    timescale: int = 0
-    duration: int = 0  # mvhd
-    has_ftyp: bool = False
-    has_moov: bool = False
-    fragments: int = 0
-    truncated: bool = False
-    all_timed: bool = True  # every traf parsed had a tfdt
+    ``O_NOATIME`` spares the disk an inode write per file read (a day of 100 cameras is 144,000
+    files), but the kernel grants it to the file's owner and root only: anyone else (an operator
+    in the mirror's group, any reader of the NVR's own files in ``--primary-dir``) gets EPERM and
+    opens the file without it. ``O_NONBLOCK``: a FIFO put under a segment's name must not hold
+    the open until a writer comes; anything but a regular file is refused before it is read."""
+    try:
+        fd = os.open(path, _OPEN_FLAGS | _NOATIME, dir_fd=dir_fd)
+    except PermissionError as exc:
+        if exc.errno != errno.EPERM or not _NOATIME:
+            raise
+        fd = os.open(path, _OPEN_FLAGS, dir_fd=dir_fd)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        os.set_blocking(fd, True)  # a read waits for its data (FUSE hands the flag to its server)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, info
 
 
 class _Reader:
-    """``pread`` through a one-chunk cache: the next box header is often in the last read."""
+    """``pread`` through a one-chunk cache (the next box header is often in the last read) of the
+    file as ``fstat`` saw it: nothing past that size is returned, and a read that finds the file
+    shorter than that is refused (:data:`SHRANK`)."""
 
     def __init__(self, fd: int, size: int) -> None:
         self.fd, self.size = fd, size
         self._at, self._buf = 0, b""
 
     def read(self, offset: int, length: int) -> bytes:
+        length = max(0, min(length, self.size - offset))
         end = offset + length
         if self._at <= offset and end <= self._at + len(self._buf):
             return self._buf[offset - self._at:end - self._at]
-        self._buf = os.pread(self.fd, max(length, CHUNK), offset)
-        self._at = offset
-        return self._buf[:length]
+        want = max(length, CHUNK)
+        buf = os.pread(self.fd, want, offset)
+        while len(buf) < length:  # a short read is the end of the file only when nothing more comes
+            more = os.pread(self.fd, want - len(buf), offset + len(buf))
+            if not more:
+                raise Refused(SHRANK)
+            buf += more
+        self._at, self._buf = offset, buf
+        return buf[:length]
 
 
 def probe(path: str | os.PathLike[str], dir_fd: int | None = None) -> SegmentInfo:
     """Parse one segment file; never raises (an unreadable file is reported, not playable)."""
     try:
-        fd = os.open(path, _OPEN_FLAGS, dir_fd=dir_fd)
+        fd, info = open_segment(path, dir_fd)
     except OSError as exc:
         return SegmentInfo(0.0, 0, False, f"unreadable: {exc.strerror or exc}")
     try:
-        info = os.fstat(fd)
-        if info.st_size == 0:
-            return SegmentInfo(0.0, 0, False, "empty file", info.st_mtime_ns)
-        try:
-            duration, problem = _parse(_Reader(fd, info.st_size))
-        except OSError as exc:
-            return SegmentInfo(0.0, info.st_size, False, f"unreadable: {exc.strerror or exc}", info.st_mtime_ns)
-        return SegmentInfo(duration, info.st_size, problem is None, problem, info.st_mtime_ns)
+        return _probe_open(fd, info.st_size, info.st_mtime_ns)
     finally:
-        os.close(fd)
+        try:
+            os.close(fd)
+        except OSError:
+            pass  # a read-only descriptor: nothing of ours is lost
+
+
+def _probe_open(fd: int, size: int, mtime_ns: int) -> SegmentInfo:
+    """Whatever goes wrong in here is this file's problem, not the whole run's: every exception
+    ends as the file's problem text."""
+    if size == 0:
+        return SegmentInfo(0.0, 0, False, "empty file", mtime_ns)
+    try:
+        duration, problem = _parse(_Reader(fd, size))
+        if os.fstat(fd).st_size < size:  # cut where no read looked: what was parsed is gone
+            raise Refused(SHRANK)
+    except OSError as exc:
+        return SegmentInfo(0.0, size, False, f"unreadable: {exc.strerror or exc}", mtime_ns)
+    except Refused as exc:
+        return SegmentInfo(0.0, size, False, str(exc), mtime_ns)
+    except Exception as exc:  # noqa: BLE001 - data the parser did not foresee: one invalid file
+        return SegmentInfo(0.0, size, False, f"not readable as an MP4: {type(exc).__name__}: {exc}", mtime_ns)
+    return SegmentInfo(duration, size, problem is None, problem, mtime_ns)
 
 
 def _parse(reader: _Reader) -> tuple[float, str | None]:
-    """Hop from box to box; remember where each complete fragment's moof is, parse only the first
-    and the last (their tfdt and trun say where the playable span starts and ends)."""
-    movie = _Movie()
-    moofs: list[tuple[int, int, int]] = []  # (offset, header length, size) of complete fragments
-    offset = 0
+    """Hop from box to box; keep where the first and the newest complete fragments' moofs are,
+    parse only the first and the last ones (their tfdt and trun say where the playable span starts
+    and ends)."""
+    movie = Movie()
+    first: _Fragment | None = None
+    newest: deque[_Fragment] = deque(maxlen=KEPT_FRAGMENTS)
+    count = 0
+    for fragment in _fragments(reader, movie):
+        count += 1
+        if first is not None:
+            newest.append(fragment)
+            continue
+        first = fragment
+        quick = _from_trailer(reader, blank(movie), first)
+        if quick is not None:
+            return quick
+    if first is None:
+        return result(movie)
+    _moof_at(reader, first, movie)
+    # The end: the newest fragment holding each track, searched from the last one back.
+    started = movie.started()
+    for fragment in reversed(newest):
+        _moof_at(reader, fragment, movie, late=True)
+        if movie.all_ended(started):
+            break
+    searched_all = count - 1 == len(newest)
+    if (not movie.all_timed and count > 1) or not (searched_all or movie.all_ended(started)):
+        # A fragment without tfdt (its time follows from every fragment before it), or a track
+        # whose last fragment is older than the ones kept: every fragment, in order.
+        return _every_fragment(reader, blank(movie))
+    return result(movie)
+
+
+def _every_fragment(reader: _Reader, movie: Movie) -> tuple[float, str | None]:
+    """A second walk that parses each complete fragment as it passes it: memory stays constant."""
+    for fragment in _fragments(reader, Movie()):
+        _moof_at(reader, fragment, movie)
+    return result(movie)
+
+
+def _fragments(reader: _Reader, movie: Movie) -> Iterator[_Fragment]:
+    """The complete fragments from the start of the file, from box header to box header; notes
+    the ftyp, the moov and a cut in ``movie``; refuses what is not an MP4 or has too many boxes."""
+    offset, walked = 0, 0
     while offset + 8 <= reader.size:
+        walked += 1
+        if walked > MAX_BOXES:
+            raise Refused(f"not an MP4 written by ffmpeg: more than {MAX_BOXES} boxes")
         header = reader.read(offset, 16)
         size, kind = struct.unpack_from(">I4s", header)
         head = 8
         if size == 1:
             if len(header) < 16:
                 movie.truncated = True
-                break
+                return
             size, head = struct.unpack_from(">Q", header, 8)[0], 16
         elif size == 0:  # "to the end of the file": an mdat being written
             size = reader.size - offset
         if size < head:
-            return 0.0, f"not an MP4: bad box size at offset {offset}"
+            raise Refused(f"not an MP4: bad box size at offset {offset}")
         if offset == 0 and kind != b"ftyp":
-            return 0.0, "not an MP4: no ftyp box at the start"
+            raise Refused("not an MP4: no ftyp box at the start")
         if offset + size > reader.size:
             movie.truncated = True
-            break
+            return
+        if kind in (b"moof", b"moov") and size > MAX_META_BOX:
+            raise Refused(f"not an MP4 written by ffmpeg: {kind.decode()} of {size} bytes")
         if kind == b"moof":
-            if size > MAX_META_BOX:
-                return 0.0, f"not an MP4 written by ffmpeg: moof of {size} bytes"
             if not _fragment_complete(reader, offset + size):
                 movie.truncated = True
-                break
-            moofs.append((offset, head, size))
-            if len(moofs) == 1:
-                quick = _from_trailer(reader, _blank(movie), moofs[0])
-                if quick is not None:
-                    return quick
+                return
+            yield offset, head, size
         elif kind == b"ftyp":
             movie.has_ftyp = True
         elif kind == b"moov":
-            if size > MAX_META_BOX:
-                return 0.0, f"not an MP4 written by ffmpeg: moov of {size} bytes"
             movie.has_moov = True
-            _moov(reader.read(offset + head, size - head), movie)
+            moov(reader.read(offset + head, size - head), movie)
         offset += size
-    if moofs:
-        at, head, size = moofs[0]
-        _moof(reader.read(at + head, size - head), movie)
-        # The end: the newest fragment holding each track, searched from the last one back.
-        started = {k for k, t in movie.tracks.items() if t.first is not None}
-        for at, head, size in reversed(moofs[1:]):
-            _moof(reader.read(at + head, size - head), movie, late=True)
-            if all(movie.tracks[k].ended for k in started):
-                break
-    if not movie.all_timed and len(moofs) > 1:
-        # A fragment without tfdt: its time follows from every fragment before it.
-        movie = _blank(movie)
-        for at, head, size in moofs:
-            _moof(reader.read(at + head, size - head), movie)
-    return _result(movie)
 
 
-def _blank(movie: _Movie) -> _Movie:
-    """The movie as its ``moov`` describes it, before any fragment was parsed."""
-    return _Movie(tracks={k: _Track(t.timescale, t.handler, t.default_duration, t.media_duration)
-                          for k, t in movie.tracks.items()},
-                  timescale=movie.timescale, duration=movie.duration, has_ftyp=movie.has_ftyp,
-                  has_moov=movie.has_moov, truncated=movie.truncated)
+def _moof_at(reader: _Reader, fragment: _Fragment, movie: Movie, late: bool = False) -> None:
+    at, head, size = fragment
+    moof(reader.read(at + head, size - head), movie, late)
 
 
-def _from_trailer(reader: _Reader, movie: _Movie, first: tuple[int, int, int]) -> tuple[float, str | None] | None:
+def _from_trailer(reader: _Reader, movie: Movie, first: _Fragment) -> tuple[float, str | None] | None:
     """The playable span from the first fragment and the last ones ``mfra`` points at, or None
     (no trailer, or one that does not add up: the caller walks the file instead)."""
-    _moof(reader.read(first[0] + first[1], first[2] - first[1]), movie)
+    _moof_at(reader, first, movie)
     at = _mfra_offset(reader, first[0] + first[2])
     lasts = _last_fragments(reader.read(at, reader.size - at)) if at is not None else set()
     if at is None or not lasts:
         return None
-    started = {k for k, t in movie.tracks.items() if t.first is not None}
+    started = movie.started()
     for n, offset in enumerate(sorted(lasts, reverse=True)):
         whole = _whole_moof(reader, offset, first[0], at)
         if whole is None or (n == 0 and whole[1] != at):  # the newest must end where the trailer begins
             return None
-        _moof(reader.read(offset + 8, whole[0] - 8), movie, late=True)
-    if not movie.all_timed or not all(movie.tracks[k].ended for k in started):
+        moof(reader.read(offset + 8, whole[0] - 8), movie, late=True)
+    if not movie.all_timed or not movie.all_ended(started):
         return None
-    return _result(movie)
+    return result(movie)
 
 
 def _mfra_offset(reader: _Reader, after: int) -> int | None:
@@ -208,11 +271,14 @@ def _mfra_offset(reader: _Reader, after: int) -> int | None:
 
 
 def _last_fragments(mfra: bytes) -> set[int]:
-    """The ``moof`` offset of each track's last random-access entry in ``tfra``."""
-    lasts = set()
-    for kind, start, end in _boxes(mfra, 8):
+    """The ``moof`` offset of each track's last random-access entry in ``tfra``; none (walk the
+    file) when there are more ``tfra`` boxes than tracks kept."""
+    lasts: set[int] = set()
+    for kind, start, end in boxes(mfra, 8):
         if kind != b"tfra" or end - start < 16:
             continue
+        if len(lasts) >= MAX_TRACKS:
+            return set()
         version = mfra[start]
         sizes, count = struct.unpack_from(">II", mfra, start + 8)
         width = (16 if version == 1 else 8) + ((sizes >> 4) & 3) + ((sizes >> 2) & 3) + (sizes & 3) + 3
@@ -252,139 +318,3 @@ def _fragment_complete(reader: _Reader, offset: int) -> bool:
     elif size == 0:
         return True
     return offset + size <= reader.size
-
-
-def _result(movie: _Movie) -> tuple[float, str | None]:
-    if not movie.has_ftyp or not movie.has_moov:
-        return 0.0, "not playable: no complete moov box" if movie.has_ftyp else "not an MP4: no ftyp box"
-    tracks = [t for t in movie.tracks.values() if t.timescale > 0]
-    if movie.fragments:
-        timed = [t for t in tracks if t.first is not None and t.end is not None]
-        video = [t for t in timed if t.handler == b"vide"]
-        chosen = video or timed
-        if chosen:
-            seconds = max((t.end - t.first) / t.timescale for t in chosen)  # type: ignore[operator]
-            if seconds > 0:
-                return seconds, None
-        return 0.0, "not playable: fragments hold no samples"
-    video = [t for t in tracks if t.handler == b"vide" and t.media_duration > 0]
-    if video:
-        return video[0].media_duration / video[0].timescale, None
-    if movie.timescale > 0 and movie.duration > 0 and movie.duration != 0xFFFFFFFF:
-        return movie.duration / movie.timescale, None
-    if movie.truncated:
-        return 0.0, "not playable: no complete fragment (cut short)"
-    return 0.0, "not playable: no samples"
-
-
-def _boxes(data: bytes, start: int = 0, end: int | None = None):  # -> Iterator[tuple[bytes, int, int]]
-    """(type, body start, body end) of the boxes in ``data[start:end]``; stops at a bad size."""
-    end = len(data) if end is None else end
-    offset = start
-    while offset + 8 <= end:
-        size, kind = struct.unpack_from(">I4s", data, offset)
-        head = 8
-        if size == 1:
-            if offset + 16 > end:
-                return
-            size, head = struct.unpack_from(">Q", data, offset + 8)[0], 16
-        elif size == 0:
-            size = end - offset
-        if size < head or offset + size > end:
-            return
-        yield kind, offset + head, offset + size
-        offset += size
-
-
-def _moov(data: bytes, movie: _Movie) -> None:
-    for kind, start, end in _boxes(data):
-        if kind == b"mvhd" and end - start >= 32:
-            if data[start] == 1:
-                movie.timescale, movie.duration = struct.unpack_from(">IQ", data, start + 20)
-            else:
-                movie.timescale, movie.duration = struct.unpack_from(">II", data, start + 12)
-        elif kind == b"trak":
-            _trak(data, start, end, movie)
-        elif kind == b"mvex":
-            for sub, s, e in _boxes(data, start, end):
-                if sub == b"trex" and e - s >= 24:
-                    track_id, _, default_duration = struct.unpack_from(">III", data, s + 4)
-                    movie.tracks.setdefault(track_id, _Track()).default_duration = default_duration
-
-
-def _trak(data: bytes, start: int, end: int, movie: _Movie) -> None:
-    track_id, timescale, duration, handler = None, 0, 0, b""
-    stack = [(start, end)]
-    while stack:
-        s0, e0 = stack.pop()
-        for kind, s, e in _boxes(data, s0, e0):
-            if kind == b"tkhd" and e - s >= 24:
-                track_id = struct.unpack_from(">I", data, s + (20 if data[s] == 1 else 12))[0]
-            elif kind == b"mdhd" and e - s >= 24:
-                if data[s] == 1 and e - s >= 36:
-                    timescale, duration = struct.unpack_from(">IQ", data, s + 20)
-                else:
-                    timescale, duration = struct.unpack_from(">II", data, s + 12)
-            elif kind == b"hdlr" and e - s >= 12:
-                handler = data[s + 8:s + 12]
-            elif kind in (b"mdia",):
-                stack.append((s, e))
-    if track_id is None:
-        return
-    track = movie.tracks.setdefault(track_id, _Track())
-    track.timescale, track.handler = timescale, handler
-    track.media_duration = 0 if duration == 0xFFFFFFFF else duration
-
-
-def _moof(data: bytes, movie: _Movie, late: bool = False) -> None:
-    movie.fragments += 1
-    for kind, start, end in _boxes(data):
-        if kind == b"traf":
-            _traf(data, start, end, movie, late)
-
-
-def _traf(data: bytes, start: int, end: int, movie: _Movie, late: bool = False) -> None:
-    track: _Track | None = None
-    default_duration = 0
-    decode_time: int | None = None
-    total = 0
-    for kind, s, e in _boxes(data, start, end):
-        if kind == b"tfhd" and e - s >= 8:
-            flags = int.from_bytes(data[s + 1:s + 4], "big")
-            track_id = struct.unpack_from(">I", data, s + 4)[0]
-            track = movie.tracks.setdefault(track_id, _Track())
-            default_duration = track.default_duration
-            at = s + 8 + (8 if flags & 0x01 else 0) + (4 if flags & 0x02 else 0)
-            if flags & 0x08 and at + 4 <= e:
-                default_duration = struct.unpack_from(">I", data, at)[0]
-        elif kind == b"tfdt" and e - s >= 8:
-            if data[s] == 1 and e - s >= 12:
-                decode_time = struct.unpack_from(">Q", data, s + 4)[0]
-            else:
-                decode_time = struct.unpack_from(">I", data, s + 4)[0]
-        elif kind == b"trun" and e - s >= 8:
-            total += _trun_duration(data, s, e, default_duration)
-    if track is None or (late and track.ended):
-        return
-    if decode_time is None:  # no tfdt: fragments follow each other
-        movie.all_timed = False
-        decode_time = track.end if track.end is not None else 0
-    if track.first is None:
-        track.first = decode_time
-    track.end = decode_time + total
-    track.ended = late
-
-
-def _trun_duration(data: bytes, start: int, end: int, default_duration: int) -> int:
-    flags = int.from_bytes(data[start + 1:start + 4], "big")
-    count = struct.unpack_from(">I", data, start + 4)[0]
-    at = start + 8 + (4 if flags & 0x001 else 0) + (4 if flags & 0x004 else 0)
-    if not flags & 0x100:
-        return count * default_duration
-    per_sample = 4 * bin(flags & 0xF00).count("1")
-    if at + count * per_sample > end:
-        count = max(0, (end - at) // per_sample)
-    total = 0
-    for i in range(count):
-        total += struct.unpack_from(">I", data, at + i * per_sample)[0]
-    return total

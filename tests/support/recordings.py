@@ -39,3 +39,25 @@ def old_segments(directory: Path, count: int, age: float) -> list[Path]:
         os.utime(path, (stamp, stamp))
         made.append(path)
     return made
+
+
+def ffmpeg_segments(directory: Path, start: int, count: int, seconds: int = 3) -> list[Path]:
+    """``count`` segments of ``seconds`` each, written by real ffmpeg with the worker's muxer
+    options (fragments, trailer), named as the worker's ffmpeg names them from ``start`` on (UTC)."""
+    import subprocess
+
+    from mirror_supervisor.ffmpeg import MOVFLAGS
+
+    directory.mkdir(parents=True, exist_ok=True)
+    work = directory / ".ffmpeg"
+    work.mkdir()
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=25",
+                    "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=16000", "-t", str(count * seconds),
+                    "-c:v", "libx264", "-preset", "ultrafast", "-g", "25", "-c:a", "aac", "-f", "segment",
+                    "-segment_time", str(seconds), "-segment_format", "mp4", "-segment_format_options", MOVFLAGS,
+                    "-reset_timestamps", "1", str(work / "%03d.mp4")], check=True, timeout=120)
+    made = []
+    for i, path in enumerate(sorted(work.iterdir())):
+        made.append(path.rename(directory / time.strftime("%Y%m%d_%H%M%S.mp4", time.gmtime(start + i * seconds))))
+    work.rmdir()
+    return made

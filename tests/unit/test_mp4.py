@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import os
+import random
+import re
+import shutil
+import threading
+import tracemalloc
 
 import pytest
 from support import fmp4
 
-from mirror_supervisor import mp4
+from mirror_supervisor import coverage, mp4
 
 
 def test_duration_of_a_complete_fragmented_segment(tmp_path):
@@ -194,3 +199,155 @@ def test_a_real_ffmpeg_segment_has_the_same_duration_either_way(tmp_path):
     assert closed.playable and walked.playable
     assert closed.duration == pytest.approx(walked.duration, abs=1e-6)
     assert closed.duration == pytest.approx(6.0, abs=0.1)
+
+
+# -- probe never raises, never blocks, never grows with the file ------------------------------
+
+
+@pytest.fixture(scope="module")
+def real_segment(tmp_path_factory) -> bytes:
+    """One segment of real ffmpeg (video and audio, the worker's muxer options, its trailer)."""
+    from support import recordings
+
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg not installed")
+    return recordings.ffmpeg_segments(tmp_path_factory.mktemp("real"), 0, 1, seconds=4)[0].read_bytes()
+
+
+def _shrinking(monkeypatch, path, keep: int) -> None:
+    """Truncate ``path`` to ``keep`` bytes right after probe's fstat (a pruner or a rewrite between
+    the size it saw and its reads): a real truncate of the real, open file."""
+    real, done = os.fstat, []
+
+    def fstat_then_truncate(fd):
+        info = real(fd)
+        if not done:
+            done.append(True)
+            os.truncate(path, keep)
+        return info
+
+    monkeypatch.setattr(mp4.os, "fstat", fstat_then_truncate)
+
+
+@pytest.mark.parametrize("closed", [True, False])
+@pytest.mark.parametrize("keep", [0, 5, 30, 700, 0.5, -20, -1])
+def test_a_file_that_shrinks_while_read_is_unreadable_not_an_exception(tmp_path, monkeypatch, closed, keep):
+    data = fmp4.segment(10.0, audio=True, closed=closed)
+    path = tmp_path / "a.mp4"
+    path.write_bytes(data)
+    _shrinking(monkeypatch, path, int(len(data) * keep) if isinstance(keep, float) else keep % len(data))
+    info = mp4.probe(path)
+    monkeypatch.undo()
+    assert not info.playable and info.duration == 0.0
+    assert "shrank" in (info.problem or ""), info
+
+
+def _damaged(data: bytes, boxes: list[int], rng: random.Random) -> bytes:
+    """``data`` cut, or with bytes overwritten: mostly where the boxes' sizes and types are
+    (``boxes``: where a box header may start)."""
+    out = bytearray(data)
+    for _ in range(rng.randint(1, 4)):
+        if rng.random() < 0.3:
+            out = out[:rng.randrange(len(out) + 1)]
+        elif out:
+            at = min(len(out) - 1, rng.choice(boxes) + rng.choice([0, 0, 1, 3, 8, 12, rng.randrange(64)]))
+            value = rng.choice([b"\x00\x00\x00\x00", b"\x00\x00\x00\x01", b"\xff\xff\xff\xff", b"\x00\x00\x00\x08",
+                                b"\x7f\xff\xff\xff", b"moof", b"mdat", b"traf", b"trun", bytes([rng.randrange(256)])])
+            out[at:at + len(value)] = value
+    return bytes(out)
+
+
+@pytest.mark.parametrize("source", ["real", "built"])
+def test_probe_never_raises_on_damaged_or_shrinking_files(tmp_path, monkeypatch, source, request):
+    """Fuzz-ish: random cuts and overwrites of a segment, some also cut again between fstat and the
+    reads; every file gets an answer of its own, never an exception."""
+    data = request.getfixturevalue("real_segment") if source == "real" else fmp4.segment(6.0, audio=True, closed=True)
+    rng = random.Random(1919)
+    boxes = [m.start() - 4 for m in re.finditer(rb"(?=[a-z]{4})", data) if m.start() >= 4] or [0]
+    path = tmp_path / "a.mp4"
+    for case in range(400):
+        damaged = _damaged(data, boxes, rng)
+        path.write_bytes(damaged)
+        if damaged and case % 4 == 0:
+            _shrinking(monkeypatch, path, rng.randrange(len(damaged)))
+        try:
+            info = mp4.probe(path)
+        except Exception as exc:  # noqa: BLE001 - the failure this test exists for, with its input
+            (tmp_path / "failed.mp4").write_bytes(damaged)
+            pytest.fail(f"case {case}: probe raised {exc!r} (input kept as {tmp_path / 'failed.mp4'})")
+        finally:
+            monkeypatch.undo()
+        assert info.playable == (info.problem is None) and info.duration >= 0, (case, info)
+
+
+def test_a_fifo_named_like_a_segment_is_refused_without_blocking(tmp_path):
+    """A FIFO swapped in after the listing: a plain open for reading would wait for a writer forever."""
+    path = tmp_path / "20240101_000000.mp4"
+    os.mkfifo(path)
+    answers: dict[str, mp4.SegmentInfo] = {}
+
+    def read_both() -> None:
+        answers["probe"] = mp4.probe(path)
+        answers["batch"] = coverage.probe_batch([str(path)])[0]
+
+    reader = threading.Thread(target=read_both, daemon=True)
+    reader.start()
+    reader.join(30)
+    if reader.is_alive():  # give the blocked open a writer so the thread ends, then fail
+        os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+        pytest.fail("reading a FIFO named like a segment blocked for 30 s")
+    for info in answers.values():
+        assert not info.playable and "not a regular file" in (info.problem or ""), answers
+
+
+def _tiny_fragments(path, count: int) -> None:
+    """A first and a last real fragment 5 s apart, ``count`` empty 16-byte ones between them."""
+    with open(path, "wb") as out:
+        out.write(fmp4.header([(1, 1000, b"vide")]) + fmp4.fragment(1, [(1, 0, [1000])], payload=8))
+        out.write((fmp4.box(b"moof") + fmp4.box(b"mdat")) * count)
+        out.write(fmp4.fragment(2, [(1, 5000, [1000])], payload=8))
+
+
+def test_a_file_of_countless_tiny_fragments_is_walked_in_bounded_memory(tmp_path):
+    """Memory must not grow with the number of fragments (a crafted file of millions of them
+    would exhaust the root coverage child); tracemalloc counts bytes, not time."""
+    peaks = []
+    for count in (1_000, 25_000):
+        _tiny_fragments(tmp_path / "a.mp4", count)
+        tracemalloc.start()
+        try:
+            info = mp4.probe(tmp_path / "a.mp4")
+            peaks.append(tracemalloc.get_traced_memory()[1])
+        finally:
+            tracemalloc.stop()
+        assert info.playable and info.duration == pytest.approx(6.0)
+    assert peaks[1] < 1 << 20 and peaks[1] - peaks[0] < 64 << 10, peaks
+
+
+def test_a_file_of_more_boxes_than_the_limit_is_invalid_by_name(tmp_path, monkeypatch):
+    monkeypatch.setattr(mp4, "MAX_BOXES", 1_000)
+    _tiny_fragments(tmp_path / "a.mp4", 600)
+    info = mp4.probe(tmp_path / "a.mp4")
+    assert not info.playable and "more than 1000 boxes" in (info.problem or ""), info
+    _tiny_fragments(tmp_path / "a.mp4", 400)
+    assert mp4.probe(tmp_path / "a.mp4").playable
+
+
+def test_more_tracks_than_any_camera_has_are_refused(tmp_path):
+    """Each track costs memory; ffmpeg writes two or three."""
+    data = fmp4.header([(i, 1000, b"vide") for i in range(1, 1_001)]) + fmp4.fragment(1, [(1, 0, [1000])])
+    (tmp_path / "a.mp4").write_bytes(data)
+    info = mp4.probe(tmp_path / "a.mp4")
+    assert not info.playable and "tracks" in (info.problem or ""), info
+
+
+@pytest.mark.parametrize("video_until", [1, 10, 60])
+def test_a_track_that_ends_long_before_the_file_keeps_its_end(tmp_path, video_until):
+    """Video that stops while audio goes on for more fragments than the walk keeps: its end is
+    found by parsing every fragment again, not lost with the fragments not kept."""
+    data = fmp4.header([(1, 1000, b"vide"), (2, 1000, b"soun")])
+    for i in range(100):
+        video = [(1, i * 1000, [500, 500])] if i < video_until else []
+        data += fmp4.fragment(i + 1, [*video, (2, i * 1000, [1000])])
+    (tmp_path / "a.mp4").write_bytes(data)
+    assert mp4.probe(tmp_path / "a.mp4").duration == pytest.approx(video_until)

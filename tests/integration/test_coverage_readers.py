@@ -1,0 +1,165 @@
+"""Coverage read by someone who does not own the segments: an operator in the mirror's group, or
+anyone reading the NVR's own recordings (``--primary-dir``). The kernel grants ``O_NOATIME`` to
+a file's owner (and root) only, so such a reader must get the same answer as root without it.
+
+Real ffmpeg writes the segments; the reader is the user ``nobody``. Two ways to become it: a
+fork of this process that gives up root (runs wherever the tests run as root) and ``setpriv``
+with this interpreter, which that user must be able to start (skipped, saying why, where not).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import pwd
+import select
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from support import recordings
+from support.users import unprivileged
+
+from mirror_supervisor import cli, coverage, coverage_report  # noqa: F401 - imported before a fork uses them
+
+NVR_UID = 54321  # the NVR's user owns its recordings; no passwd entry needed
+SEGMENTS, SECONDS = 3, 3
+CHILD_LIMIT = 120  # seconds; a child still running then is killed and the test fails
+
+
+@pytest.fixture
+def recorded():
+    """A mirror and a primary dir of real ffmpeg segments, 0644, the mirror's root's, the
+    primary's the NVR user's, under a directory anyone can traverse (tmp_path is root's only)."""
+    top = Path(tempfile.mkdtemp(prefix="ms-readers-"))
+    top.chmod(0o755)
+    start = int(time.time()) - 86400
+    made = recordings.ffmpeg_segments(top / "mirror" / "cam", start, SEGMENTS, SECONDS)
+    (top / "primary" / "cam").mkdir(parents=True)
+    for path in made:
+        path.chmod(0o644)
+        copy = Path(shutil.copy2(path, top / "primary" / "cam" / path.name))
+        os.chown(copy, NVR_UID, NVR_UID)
+    for directory in (top / "mirror", top / "mirror" / "cam", top / "primary", top / "primary" / "cam"):
+        directory.chmod(0o755)
+    yield top, start
+    shutil.rmtree(top, ignore_errors=True)
+
+
+def coverage_argv(top: Path, start: int) -> list[str]:
+    window = ["--from", coverage.rfc3339(float(start)), "--to", coverage.rfc3339(float(start + SEGMENTS * SECONDS))]
+    return ["coverage", "--mirror-dir", str(top / "mirror"), "--primary-dir", str(top / "primary"),
+            "--state-dir", str(top / "state"), "--json", *window]
+
+
+def in_child(action: Callable[[], str], user: pwd.struct_passwd | None) -> str:
+    """``action()``'s text, run in a fork of this process that is ``user`` (no groups) when given."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never back into pytest
+        code = 70
+        try:
+            os.close(read_end)
+            if user is not None:
+                os.setgroups([])
+                os.setresgid(user.pw_gid, user.pw_gid, user.pw_gid)
+                os.setresuid(user.pw_uid, user.pw_uid, user.pw_uid)
+            data = action().encode()
+            while data:
+                data = data[os.write(write_end, data):]
+            code = 0
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    chunks, deadline = [], time.monotonic() + CHILD_LIMIT
+    with os.fdopen(read_end, "rb") as pipe:
+        while select.select([pipe], [], [], max(0.0, deadline - time.monotonic()))[0]:
+            chunk = os.read(pipe.fileno(), 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        else:
+            os.kill(pid, signal.SIGKILL)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, f"the child ended with {status:#x} (see its traceback above)"
+    return b"".join(chunks).decode()
+
+
+def run_command(argv: list[str]) -> str:
+    """The ``coverage`` command as its entry point runs it: exit status and standard output."""
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        code = cli.main(argv)
+    return json.dumps({"code": code, "out": json.loads(out.getvalue())})
+
+
+def summary(result: dict) -> dict:
+    """What must not depend on who reads: per camera, coverage, gaps, invalid, the primary's seconds."""
+    return {cam["id"]: {key: cam[key] for key in ("covered_seconds", "coverage", "gaps", "invalid", "primary", "problem")}
+            for cam in result["out"]["cameras"]}
+
+
+def test_coverage_run_by_a_reader_who_owns_nothing_agrees_with_root(recorded):
+    user = unprivileged()
+    top, start = recorded
+    argv = coverage_argv(top, start)
+    as_root = json.loads(in_child(lambda: run_command(argv), None))
+    as_reader = json.loads(in_child(lambda: run_command(argv), user))
+    cam = summary(as_root)["cam"]
+    assert cam["coverage"] > 0.9 and cam["invalid"] == [], cam  # root's answer is the right one
+    assert cam["primary"]["both_seconds"] > 0.9 * SEGMENTS * SECONDS, cam
+    assert (as_reader["code"], summary(as_reader)) == (as_root["code"], summary(as_root))
+
+
+def _as(user: pwd.struct_passwd) -> list[str]:
+    return ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups"]
+
+
+def _untraversable(path: Path, user: pwd.struct_passwd) -> Path | None:
+    """The first directory on the way to ``path`` that ``user`` (no groups) cannot pass, if any."""
+    for directory in reversed(Path(os.path.realpath(path)).parents):
+        info = directory.stat()
+        bit = stat.S_IXUSR if info.st_uid == user.pw_uid else stat.S_IXGRP if info.st_gid == user.pw_gid else stat.S_IXOTH
+        if not info.st_mode & bit:
+            return directory
+    return None
+
+
+def _cannot_start(user: pwd.struct_passwd) -> str | None:
+    """Why ``user`` cannot start this interpreter with the package, in one line; None when it can."""
+    done = subprocess.run([*_as(user), sys.executable, "-c", "import mirror_supervisor"], capture_output=True,
+                          text=True, timeout=CHILD_LIMIT)
+    if done.returncode == 0:
+        return None
+    blocked = _untraversable(Path(sys.executable), user) or _untraversable(Path(cli.__file__), user)
+    why = f"cannot traverse {blocked}" if blocked else (done.stderr.strip().splitlines() or ["?"])[-1]
+    return f"{user.pw_name} cannot start {sys.executable} with the package: {why}"
+
+
+def test_the_installed_command_run_as_another_user_agrees_with_root(recorded):
+    """The same through ``setpriv`` and ``python -m mirror_supervisor``: a process that starts as that user."""
+    user = unprivileged()
+    why = _cannot_start(user)
+    if why is not None:
+        pytest.skip(why)
+    top, start = recorded
+    outputs = []
+    for prefix in ([], _as(user)):
+        done = subprocess.run([*prefix, sys.executable, "-m", "mirror_supervisor", *coverage_argv(top, start)],
+                              capture_output=True, text=True, timeout=CHILD_LIMIT,
+                              env={**os.environ, "HELDAR_RECORDINGS_DIR": ""})
+        assert done.returncode == 0, done.stderr
+        outputs.append(summary({"out": json.loads(done.stdout)}))
+    assert outputs[0]["cam"]["coverage"] > 0.9 and outputs[0]["cam"]["invalid"] == [], outputs[0]
+    assert outputs[1] == outputs[0]
