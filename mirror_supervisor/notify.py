@@ -109,13 +109,15 @@ class Notifier:
     def beat(self, now: float, healthy: bool) -> None:
         """At the end of a main-loop pass: ``WATCHDOG=1`` when one is due and the pass was healthy.
 
-        The due time moves on either way, so the loop never waits for a beat it will not send.
+        An unhealthy pass leaves the due time where it was: the beat stays due, and the next
+        healthy pass sends it at once. (Moving it on would send the next one a whole interval
+        after the failure, past ``WatchdogSec``: one error would get the master aborted.) Only a
+        master that fails pass after pass, or blocks, goes without beats.
         """
-        if self.watchdog_interval is None or now < self.next_beat:
+        if self.watchdog_interval is None or now < self.next_beat or not healthy:
             return
         self.next_beat = now + self.watchdog_interval
-        if healthy:
-            self.send("WATCHDOG=1")
+        self.send("WATCHDOG=1")
 
 
 def _take(environ: MutableMapping[str, str]) -> dict[str, str]:
