@@ -7,8 +7,9 @@ Two ways out, both off by default, both fed by one rendering (``prometheus_clien
 - ``--metrics-listen HOST:PORT``: ``GET /metrics`` served by a small child process
   (:func:`serve_main`, titled ``mirror-supervisor: metrics HOST:PORT``). The master never serves a
   socket: it writes the text to ``<state_dir>/metrics.prom`` and the child serves that file, so a
-  slow or hostile client can block only the child. The child dies with the master and is forked
-  again, after a back-off, when it dies.
+  slow or hostile client can reach only the child, which bounds what any client holds
+  (:mod:`.http_listener`). The child dies with the master and is forked again, after a back-off,
+  when it dies.
 
 Where the numbers come from, so that nothing here can block the master:
 
