@@ -27,6 +27,7 @@ from collections.abc import Mapping, MutableMapping
 from .logs import LOGGER_NAME
 
 ENV_NAMES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
+RESEND_AFTER = 1.0  # a WATCHDOG=1 that could not be sent: tried again after this long
 
 
 def monotonic_usec() -> int:
@@ -116,8 +117,10 @@ class Notifier:
         """
         if self.watchdog_interval is None or now < self.next_beat or not healthy:
             return
-        self.next_beat = now + self.watchdog_interval
-        self.send("WATCHDOG=1")
+        # A datagram that did not go out (EAGAIN: systemd's socket is full) is tried again soon,
+        # not an interval later: that, too, would be past WatchdogSec.
+        sent = self.send("WATCHDOG=1")
+        self.next_beat = now + (self.watchdog_interval if sent else min(RESEND_AFTER, self.watchdog_interval))
 
 
 def _take(environ: MutableMapping[str, str]) -> dict[str, str]:

@@ -291,3 +291,24 @@ def test_no_watchdog_once_every_pass_fails(loop):  # noqa: F811
     assert system.now > 1020.0 + 2 * WATCHDOG_SEC, "long enough for systemd to act"
     failing = system.timeouts[system.timeouts.index(next(t for t in system.timeouts if t == 1.0)):]
     assert failing.count(1.0) >= len(failing) // 2, "each failure is followed by the 1 s pause"
+
+
+def test_a_beat_that_could_not_be_sent_is_sent_again_soon(loop):  # noqa: F811
+    """WATCHDOG=1 goes out with MSG_DONTWAIT: a full socket (EAGAIN) loses that datagram. The
+    beat is tried again a second later, not a whole interval later (past WatchdogSec)."""
+    master, system, source = loop
+    recorder = with_notifier(master, interval=WATCHDOG_SEC / 2)
+    source.set("cam")
+    delivered, send = [], recorder.notifier.send
+
+    def lossy(*lines: str) -> bool:
+        if lines == ("WATCHDOG=1",) and system.now >= 1015.0 and not delivered:
+            delivered.append(system.now)
+            return False  # as send() answers when sendto failed
+        return send(*lines)
+
+    recorder.notifier.send = lossy  # type: ignore[method-assign]
+    run_for(master, system, 40)
+    assert delivered == [1015.0] and recorder.beats[:2] == [1000.0, 1016.0], recorder.beats
+    gaps = [b - a for a, b in zip(recorder.beats, recorder.beats[1:], strict=False)]
+    assert max(gaps) < WATCHDOG_SEC and len(recorder.beats) >= 4
