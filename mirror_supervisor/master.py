@@ -95,14 +95,13 @@ class Master:
         # ffmpegs an earlier master left recording here end before ours start (one per camera)
         mirror_dir = s.mirror_dir
         assert mirror_dir is not None
-        self._guarded(lambda: recorders.end_leftovers(mirror_dir, s.ffmpeg, s.stop_timeout))
-        self._guarded(self._refresh)
+        healthy = self._guarded(lambda: recorders.end_leftovers(mirror_dir, s.ffmpeg, s.stop_timeout))
+        healthy &= self._guarded(self._refresh)
         if self._on_ready is not None:
             self._on_ready()
-        self._guarded(self._converge)
-        self._guarded(self._publish)
+        healthy &= self._guarded(self._converge) & self._guarded(self._publish)
         self.notify.ready()  # after the first reconcile
-        self.notify.beat(self.system.monotonic(), healthy=True)
+        self.notify.beat(self.system.monotonic(), healthy)  # a failed start beats at the first good pass
 
     def _one_pass(self) -> None:
         self._publish()
@@ -134,6 +133,7 @@ class Master:
             step()
         except Exception as exc:  # noqa: BLE001 - the point is to survive anything
             self._unexpected(exc)
+            self._zero_timeouts = 0  # a watchdog beat left due by this pass is no spin: we pause
             try:
                 self._wait(FAILED_PASS_PAUSE)
             except Exception:  # noqa: BLE001

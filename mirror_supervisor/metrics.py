@@ -7,8 +7,9 @@ Two ways out, both off by default, both fed by one rendering (``prometheus_clien
 - ``--metrics-listen HOST:PORT``: ``GET /metrics`` served by a small child process
   (:func:`serve_main`, titled ``mirror-supervisor: metrics HOST:PORT``). The master never serves a
   socket: it writes the text to ``<state_dir>/metrics.prom`` and the child serves that file, so a
-  slow or hostile client can block only the child. The child dies with the master and is forked
-  again, after a back-off, when it dies.
+  slow or hostile client can reach only the child, which bounds what any client holds
+  (:mod:`.http_listener`). The child dies with the master and is forked again, after a back-off,
+  when it dies.
 
 Where the numbers come from, so that nothing here can block the master:
 
@@ -29,7 +30,6 @@ Where the numbers come from, so that nothing here can block the master:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -40,8 +40,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from . import __version__, backoff, lifeline, logs, volume
-from .files import STATUS_MODE, write_atomically
+from .files import STATUS_MODE
 from .metrics_children import Footage, coverage_main, probe_main, serve_main
+from .metrics_files import Outputs, remove_quietly
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -176,18 +177,24 @@ class Exporter:
         self.server_delay = 0.0
         self._probe_sequence = 0
         self._probe_final: dict[str, list[str]] = {}
-        self._write_error: str | None = None
+        self.outputs = Outputs(self.log)
 
     @property
     def enabled(self) -> bool:
         return self.settings.metrics_file is not None or self.settings.metrics_listen is not None
 
     def configure(self, settings: Settings) -> None:
-        """New settings after a reload: a changed listen address restarts the child."""
-        old = self.settings.metrics_listen
-        self.settings = settings
-        if settings.metrics_listen != old and self.server_pid is not None:
+        """New settings after a reload: a changed listen address restarts the child; a file that
+        is no longer an output is removed (node_exporter would export it for ever), a new one
+        is written at once."""
+        old, self.settings = self.settings, settings
+        if settings.metrics_listen != old.metrics_listen and self.server_pid is not None:
             lifeline.signal_process(self.server_pid, signal.SIGTERM)  # reaped, then forked anew
+        before, after = dict(self._targets(old)), dict(self._targets(settings))
+        for path in set(before) - set(after):
+            self.outputs.remove(path)
+        if set(after) - set(before):
+            self.next_write = 0.0
 
     # -- input ------------------------------------------------------------------------------
 
@@ -304,31 +311,23 @@ class Exporter:
         return True
 
     def remove_files(self) -> None:
-        """At a clean stop: no stale numbers claim that cameras record."""
-        for path in (self.settings.metrics_file, Path(self.settings.state_dir) / SERVED_FILE,
-                     Path(self.settings.state_dir) / PROBE_FILE, Path(self.settings.state_dir) / COVERAGE_FILE):
-            if path is not None:
-                with contextlib.suppress(OSError):
-                    Path(path).unlink()
+        """At a clean stop: no stale numbers claim that cameras record (README, "Metrics")."""
+        for path, _ in self._targets(self.settings):
+            self.outputs.remove(path)
+        state = Path(self.settings.state_dir)
+        remove_quietly([state / SERVED_FILE, state / PROBE_FILE, state / COVERAGE_FILE])
+
+    def _targets(self, settings: Settings) -> list[tuple[Path, int]]:
+        """Where the exposition goes under ``settings``: (path, mode)."""
+        targets = []
+        if settings.metrics_file is not None:
+            targets.append((Path(settings.metrics_file), TEXTFILE_MODE))
+        if settings.metrics_listen is not None:
+            targets.append((Path(settings.state_dir) / SERVED_FILE, STATUS_MODE))
+        return targets
 
     def _write(self, text: str) -> None:
-        targets = []
-        if self.settings.metrics_file is not None:
-            targets.append((self.settings.metrics_file, TEXTFILE_MODE))
-        if self.settings.metrics_listen is not None:
-            targets.append((Path(self.settings.state_dir) / SERVED_FILE, STATUS_MODE))
-        error = None
-        for path, mode in targets:
-            try:
-                write_atomically(path, text, mode=mode)
-            except OSError as exc:
-                error = f"cannot write metrics to {path}: {exc.strerror or exc}"
-        if error != self._write_error:  # once per change, not every few seconds
-            if error:
-                self.log.warning("%s", error)
-            elif self._write_error:
-                self.log.info("metrics written again")
-            self._write_error = error
+        self.outputs.write(self._targets(self.settings), text)
 
 
 class _Collector:

@@ -6,7 +6,8 @@
 - the coverage child (:func:`coverage_main`), once a minute: each camera's coverage of the last
   hour from the segment index and the files (:mod:`coverage`), left in a file in the state dir;
 - the HTTP child (:func:`serve_main`): ``GET /metrics`` answers with the file the master last
-  wrote, so a slow or hostile client can block only this child.
+  wrote, so a slow or hostile client can reach only this child, and that child bounds what any
+  client can hold (:mod:`http_listener`).
 """
 
 from __future__ import annotations
@@ -14,15 +15,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import socket
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from . import lifeline, logs, titles, volume
+from . import http_listener, lifeline, logs, titles, volume
 from .files import STATUS_MODE, write_atomically
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -107,38 +106,16 @@ def coverage_main(directory: str, cameras: list[str], window: float, out: str, s
 # -- the HTTP child -----------------------------------------------------------------------------
 
 def serve_main(host: str, port: int, path: str, inherited_fds: tuple[int, ...], master_pid: int) -> int:
-    """The metrics child: ``GET /metrics`` answers with the file the master last wrote."""
+    """The metrics child: ``GET /metrics`` answers with the file the master last wrote, through
+    a listener with a time-out, size and count limit on everything a client holds
+    (:mod:`http_listener`)."""
     lifeline.become_helper(titles.metrics(host, port), inherited_fds, master_pid)
-    log = logging.getLogger(logs.LOGGER_NAME)
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
-            if self.path.split("?", 1)[0] != "/metrics":
-                self.send_error(404, "only /metrics is here")
-                return
-            try:
-                with open(path, "rb") as handle:
-                    body = handle.read()
-            except OSError:
-                self.send_error(503, "no metrics written yet")
-                return
-            self.send_response(200)
-            self.send_header("Content-Type", CONTENT_TYPE)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's name
-            pass  # a scrape every 15 s is not news
-
-    class Server(ThreadingHTTPServer):
-        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        daemon_threads = True
-
     try:
-        server = Server((host, port), Handler)
+        server = http_listener.listen(host, port)
     except OSError as exc:
-        log.error("metrics server cannot listen on %s:%d: %s", host, port, exc.strerror or exc)
+        logging.getLogger(logs.LOGGER_NAME).error("metrics server cannot listen on %s:%d: %s",
+                                                  host, port, exc.strerror or exc)
         return 1
-    server.serve_forever()
+    routes = {"/metrics": http_listener.FileRoute(path, CONTENT_TYPE, missing="no metrics written yet")}
+    http_listener.Listener(server, routes).serve_forever()
     return 0

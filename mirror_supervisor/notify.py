@@ -27,6 +27,7 @@ from collections.abc import Mapping, MutableMapping
 from .logs import LOGGER_NAME
 
 ENV_NAMES = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
+RESEND_AFTER = 1.0  # a WATCHDOG=1 that could not be sent: tried again after this long
 
 
 def monotonic_usec() -> int:
@@ -109,13 +110,17 @@ class Notifier:
     def beat(self, now: float, healthy: bool) -> None:
         """At the end of a main-loop pass: ``WATCHDOG=1`` when one is due and the pass was healthy.
 
-        The due time moves on either way, so the loop never waits for a beat it will not send.
+        An unhealthy pass leaves the due time where it was: the beat stays due, and the next
+        healthy pass sends it at once. (Moving it on would send the next one a whole interval
+        after the failure, past ``WatchdogSec``: one error would get the master aborted.) Only a
+        master that fails pass after pass, or blocks, goes without beats.
         """
-        if self.watchdog_interval is None or now < self.next_beat:
+        if self.watchdog_interval is None or now < self.next_beat or not healthy:
             return
-        self.next_beat = now + self.watchdog_interval
-        if healthy:
-            self.send("WATCHDOG=1")
+        # A datagram that did not go out (EAGAIN: systemd's socket is full) is tried again soon,
+        # not an interval later: that, too, would be past WatchdogSec.
+        sent = self.send("WATCHDOG=1")
+        self.next_beat = now + (self.watchdog_interval if sent else min(RESEND_AFTER, self.watchdog_interval))
 
 
 def _take(environ: MutableMapping[str, str]) -> dict[str, str]:

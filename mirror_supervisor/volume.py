@@ -151,6 +151,7 @@ START_TIMEOUT = 15.0  # at start: a mount that is slow to wake (automount, a dis
 class Asked:
     answered: bool
     stuck: int | None = None  # a child that did not answer and the kernel would not let go of
+    refused: str | None = None  # no child could be forked to ask (EAGAIN, ENOMEM): ask again soon
 
 
 def answers_within(path: Path, timeout: float) -> bool:
@@ -164,9 +165,14 @@ def ask(path: Path, timeout: float) -> Asked:
     holds up the boot, possibly the NVR's own start), the master before it reads the NVR's
     database. An answer that is an error counts as an answer (the caller meets and reports it).
     A child that does not answer is SIGKILLed and, if the kernel holds it even against that, left
-    behind and named in the result: it ends by itself when the volume answers."""
+    behind and named in the result: it ends by itself when the volume answers. A fork the kernel
+    refuses (the process limit, EAGAIN; memory, ENOMEM) is no answer *now*, never an exception:
+    in the master it would fail the whole pass, and with it the systemd watchdog's beat."""
     max_fd = os.sysconf("SC_OPEN_MAX")
-    pid = os.fork()
+    try:
+        pid = os.fork()
+    except OSError as exc:
+        return Asked(False, refused=f"cannot fork to ask: {exc.strerror or exc}")
     if pid == 0:  # pragma: no cover - the child (no imports here: a lock held at fork); exit status answers
         # Hold nothing: a child stuck on a hung volume must keep no pipe (a caller reading the
         # command's output would wait for it), no lock and no socket (a restarted master would

@@ -133,6 +133,9 @@ class CameraSource:
             asked = volume.ask(Path(settings.db), ANSWER_TIMEOUT)
             if asked.answered:
                 return True
+            if asked.refused is not None:  # nothing was asked: no news, and asked again next poll
+                self._failed(settings, DatabaseError(f"database not read: {asked.refused}"), running)
+                return False
             self._stuck, self._ask_after = asked.stuck, now + DB_ASK_AGAIN
         self._failed(settings, not_responding(settings.db), running)
         return False

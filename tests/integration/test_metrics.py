@@ -117,3 +117,41 @@ def test_a_port_in_use_is_logged_and_recording_goes_on(rtsp, nvr, supervisor):
         sup.wait_one_each({"cam"})
     assert sup.stop() == 0
     assert not Path(sup.state_dir / "metrics.prom").exists()
+
+
+def test_a_reload_that_moves_or_drops_an_output_takes_its_file_back_and_a_stop_the_rest(rtsp, nvr, supervisor,
+                                                                                         tmp_path):
+    """node_exporter's textfile collector exports every ``*.prom`` it finds for as long as it is
+    there: a file the master no longer writes must go, or ``camera_up 1`` is exported forever.
+    A reload that moves ``--metrics-file`` removes the old file (ours: the one we wrote), one
+    that drops ``--metrics-listen`` removes the served copy; a clean stop removes the new file.
+    Another exporter's file in the same directory is never touched."""
+    nvr.add_mirrored("cam", rtsp.url("/live"), segment_seconds=2)
+    textfiles = tmp_path / "textfile"
+    textfiles.mkdir()
+    old, new, theirs = textfiles / "mirror.prom", textfiles / "mirror-moved.prom", textfiles / "other.prom"
+    theirs.write_text("other_exporter_up 1\n")
+    config, port = tmp_path / "mirror-supervisor.conf", free_port()
+    config.write_text(f"MIRROR_SUPERVISOR_METRICS_FILE={old}\nMIRROR_SUPERVISOR_METRICS_LISTEN=127.0.0.1:{port}\n")
+    sup = supervisor("--poll-interval", "600", "--config", str(config))
+    served = sup.state_dir / "metrics.prom"
+
+    def up(path: Path) -> bool:
+        try:
+            return value(parse(path.read_text()), "camera_up", camera="cam") == 1
+        except OSError:
+            return False
+
+    procs.wait_for("camera_up 1 in the metrics file", lambda: up(old) and served.exists(), 60)
+
+    config.write_text(f"MIRROR_SUPERVISOR_METRICS_FILE={new}\n")  # moved; no listener any more
+    sup.signal(signal.SIGHUP)
+    procs.wait_for("camera_up 1 in the moved file", lambda: up(new), 30)
+    procs.wait_for("the old file and the served copy gone", lambda: not old.exists() and not served.exists(), 30)
+    procs.wait_for("the listener gone", lambda: metrics_child(sup.pid) is None, 30)
+    assert up(new), "the moved file is still written"
+
+    assert sup.stop() == 0
+    assert sorted(p.name for p in textfiles.iterdir()) == ["other.prom"], "ours gone, theirs kept"
+    assert theirs.read_text() == "other_exporter_up 1\n"
+    assert not served.exists()

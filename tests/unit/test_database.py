@@ -4,12 +4,17 @@ One bad value must cost only its own row: the table stays readable, the other ca
 recorded, and no message quotes a credential or carries raw undecodable bytes.
 """
 
+import errno
+import os
 import sqlite3
 
 import pytest
 from support.nvr import NvrDatabase
 
+from mirror_supervisor import volume
 from mirror_supervisor.database import DatabaseError, decode_text, describe, probe, read_table
+from mirror_supervisor.settings import Settings
+from mirror_supervisor.wanted import CameraSource
 
 PASSWORD_BYTES = "ff" + b"hunter22".hex()  # \xff then "hunter22": not UTF-8
 BASE = {"mirror_enabled": "1", "vendor": "'hikvision'", "address": "'10.0.0.9'"}
@@ -124,3 +129,24 @@ def test_describe_never_quotes_a_value():
 def test_missing_file_is_a_database_error(tmp_path):
     with pytest.raises(DatabaseError):
         read_table(tmp_path / "none.db")
+
+
+@pytest.mark.parametrize("err", [errno.EAGAIN, errno.ENOMEM], ids=["EAGAIN", "ENOMEM"])
+def test_a_refused_fork_before_the_read_is_no_news_and_asked_again_next_poll(nvr, tmp_path, monkeypatch, err):
+    """The master asks the database's volume from a child before each read; when the kernel
+    refuses that fork (the process limit, memory), the read is no news like any unreadable
+    database: nothing raises out of it (an exception would fail the master's pass, and with it
+    the systemd watchdog's beat), and the next poll asks again at once, not 10 s later."""
+    settings = Settings(db=nvr.path, mirror_dir=tmp_path, state_dir=tmp_path)
+    source = CameraSource()
+    assert "good" in source.read(settings, 0.0).cameras
+
+    def refused() -> int:
+        raise OSError(err, os.strerror(err))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(volume.os, "fork", refused)
+        assert source.read(settings, 1.0, force=True) is None
+    assert source.error == f"database not read: cannot fork to ask: {os.strerror(err)}"
+    again = source.read(settings, 2.0, force=True)
+    assert again is not None and "good" in again.cameras and source.error is None

@@ -282,3 +282,35 @@ def test_the_http_child_is_forked_and_forked_again_with_a_back_off(tmp_path, mon
     assert exporter.server_pid == 502 and not exporter.reaped(999, 0, 2.0)
     exporter.configure(dataclasses.replace(exporter.settings, metrics_listen=("127.0.0.1", 10)))
     assert signalled == [(502, signal.SIGTERM)], "a new address: the child ends and is forked anew"
+
+
+def test_a_reload_takes_back_only_the_files_this_master_wrote(tmp_path, caplog):
+    """A moved or dropped output is removed when it is still the file we wrote there; a file
+    someone else put at that path since is left alone (and said so); a new path is written at
+    the next tick, not up to WRITE_INTERVAL later."""
+    exporter = metrics.Exporter(settings(tmp_path, metrics_file=tmp_path / "a.prom", metrics_listen=("::1", 9)))
+    exporter.tick(100.0, lambda child: 501, ())
+    served = tmp_path / metrics.SERVED_FILE
+    assert (tmp_path / "a.prom").exists() and served.exists()
+
+    exporter.configure(settings(tmp_path, metrics_file=tmp_path / "b.prom", metrics_listen=None))
+    assert not (tmp_path / "a.prom").exists() and not served.exists()
+    assert exporter.next_deadline() == 0.0, "the new file is written at once"
+    exporter.tick(101.0, lambda child: 502, ())
+    assert (tmp_path / "b.prom").exists()
+
+    (tmp_path / "theirs").write_text("other_up 1\n")
+    os.replace(tmp_path / "theirs", tmp_path / "b.prom")  # someone else's file now, at our path
+    with caplog.at_level("WARNING"):
+        exporter.configure(settings(tmp_path, metrics_file=None))
+    assert (tmp_path / "b.prom").read_text() == "other_up 1\n"
+    assert "not removing" in caplog.text and not exporter.enabled
+
+
+def test_a_clean_stop_removes_our_file_and_the_state_files(tmp_path):
+    exporter = metrics.Exporter(settings(tmp_path, metrics_listen=("127.0.0.1", 9)))
+    exporter.tick(100.0, lambda child: 501, ())
+    for name in (metrics.PROBE_FILE, metrics.COVERAGE_FILE):
+        (tmp_path / name).write_text("{}")
+    exporter.remove_files()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from test_master_loop import loop, random_event  # noqa: F401 - the fixture
 
+from mirror_supervisor import master as master_module
 from mirror_supervisor import notify
 
 
@@ -83,10 +84,13 @@ def test_watchdog_beats_at_half_the_interval_and_only_after_a_healthy_pass(recei
     assert notifier.watchdog_interval == 5.0
     notifier.beat(100.0, True)
     notifier.beat(102.0, True)  # not due yet
-    notifier.beat(105.0, False)  # due, but the pass failed: skipped, and the due time moves on
-    assert notifier.next_beat == 110.0
+    notifier.beat(105.0, False)  # due, but the pass failed: skipped, and still due
+    notifier.beat(105.5, False)
+    assert notifier.next_beat == 105.0 and received(sock) == ["WATCHDOG=1"]
+    notifier.beat(106.0, True)  # the first healthy pass after it beats at once
+    assert notifier.next_beat == 111.0
     notifier.beat(110.0, True)
-    assert received(sock) == ["WATCHDOG=1", "WATCHDOG=1"]
+    assert received(sock) == ["WATCHDOG=1"]
 
 
 def test_watchdog_for_another_pid_is_not_ours(receiver):
@@ -205,11 +209,12 @@ def test_no_watchdog_while_every_pass_fails(loop):  # noqa: F811
     def broken() -> None:
         raise OSError(5, "Input/output error")
 
-    # _reap runs on every pass (a pass may skip the slots' step when nothing is due)
-    real_start, real_reap = master._start, master._reap
-    master._start = lambda: (real_start(), setattr(master, "_reap", broken))
+    # _publish runs first in every pass (_reap only after SIGCHLD or at a poll: a pass without
+    # it completes, and a completed pass may beat)
+    real_start, real_publish = master._start, master._publish
+    master._start = lambda: (real_start(), setattr(master, "_publish", broken))
     master._shutdown_real = master._shutdown
-    master._shutdown = lambda: (setattr(master, "_reap", real_reap), master._shutdown_real())
+    master._shutdown = lambda: (setattr(master, "_publish", real_publish), master._shutdown_real())
     run_for(master, system, 20)
     assert len(recorder.beats) == 1, "only the one at READY=1: no WATCHDOG=1 while the loop fails"
     # A failing pass acts on no deadline; the 1 s pause after each failure is what keeps it slow.
@@ -237,3 +242,73 @@ def test_no_sequence_of_events_makes_the_loop_spin_with_watchdog_and_metrics(loo
         master._publish()
         assert master._next_timeout() > 0
     assert (tmp_path / "m.prom").exists()
+
+
+WATCHDOG_SEC = 30.0  # the unit's WatchdogSec=: the master beats every half of it
+
+
+def test_one_failing_pass_where_a_beat_is_due_does_not_cost_the_next_beat(loop):  # noqa: F811
+    """One unexpected error (here: fork failing with EAGAIN in the database read) in the very pass
+    where WATCHDOG=1 is due: the next healthy pass beats at once, well within WatchdogSec, so
+    systemd does not abort a master that recovered. It used to beat at 1000, 1015, 1046."""
+    master, system, source = loop
+    recorder = with_notifier(master, interval=WATCHDOG_SEC / 2)
+    source.set("cam")
+    real_read, failed = source.read, []
+
+    def read(settings, now, force=False, running=0):
+        if now >= 1030.0 and not failed:
+            failed.append(now)
+            raise BlockingIOError(11, "Resource temporarily unavailable")
+        return real_read(settings, now, force, running)
+
+    source.read = read
+    run_for(master, system, 40)
+    assert failed == [1030.0], "the failure came in the pass where the second beat was due"
+    gaps = [b - a for a, b in zip(recorder.beats, recorder.beats[1:], strict=False)]
+    assert recorder.beats[-1] > 1060 and len(gaps) >= 3
+    assert max(gaps) < WATCHDOG_SEC, f"beats at {recorder.beats}: systemd would have aborted the master"
+    assert max(gaps) <= WATCHDOG_SEC / 2 + master_module.FAILED_PASS_PAUSE, recorder.beats
+
+
+def test_no_watchdog_once_every_pass_fails(loop):  # noqa: F811
+    """The other side of the rule: from the moment every pass fails (here the kernel refuses to
+    say which children exited), no WATCHDOG=1 goes out any more, so systemd does end a master
+    that cannot do its job; and the failing loop pauses instead of spinning."""
+    master, system, source = loop
+    recorder = with_notifier(master, interval=WATCHDOG_SEC / 2)
+    source.set("cam")
+    real_reap = system.reap
+
+    def reap():
+        if system.now >= 1020.0 and not master.shutting_down:
+            raise OSError(5, "Input/output error")
+        return real_reap()
+
+    system.reap = reap
+    run_for(master, system, 150)
+    assert recorder.beats == [1000.0, 1015.0], recorder.beats
+    assert system.now > 1020.0 + 2 * WATCHDOG_SEC, "long enough for systemd to act"
+    failing = system.timeouts[system.timeouts.index(next(t for t in system.timeouts if t == 1.0)):]
+    assert failing.count(1.0) >= len(failing) // 2, "each failure is followed by the 1 s pause"
+
+
+def test_a_beat_that_could_not_be_sent_is_sent_again_soon(loop):  # noqa: F811
+    """WATCHDOG=1 goes out with MSG_DONTWAIT: a full socket (EAGAIN) loses that datagram. The
+    beat is tried again a second later, not a whole interval later (past WatchdogSec)."""
+    master, system, source = loop
+    recorder = with_notifier(master, interval=WATCHDOG_SEC / 2)
+    source.set("cam")
+    delivered, send = [], recorder.notifier.send
+
+    def lossy(*lines: str) -> bool:
+        if lines == ("WATCHDOG=1",) and system.now >= 1015.0 and not delivered:
+            delivered.append(system.now)
+            return False  # as send() answers when sendto failed
+        return send(*lines)
+
+    recorder.notifier.send = lossy  # type: ignore[method-assign]
+    run_for(master, system, 40)
+    assert delivered == [1015.0] and recorder.beats[:2] == [1000.0, 1016.0], recorder.beats
+    gaps = [b - a for a, b in zip(recorder.beats, recorder.beats[1:], strict=False)]
+    assert max(gaps) < WATCHDOG_SEC and len(recorder.beats) >= 4
