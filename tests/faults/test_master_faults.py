@@ -38,12 +38,15 @@ def shared_tmp():
 
 def _start_as(user: pwd.struct_passwd, tmp: Path, db: Path, mirror: Path) -> tuple[subprocess.Popen, Path]:
     log = tmp / "supervisor.log"
+    cache = tmp / "cache"  # the user's own camera cache (conftest's is in root's private tmp_path)
+    cache.mkdir(mode=0o700, exist_ok=True)
+    os.chown(cache, user.pw_uid, user.pw_gid)
     argv = ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups",
             sys.executable, "-m", "mirror_supervisor", "run", "--db", str(db), "--mirror-dir", str(mirror),
             "--state-dir", str(tmp / "state"), "--poll-interval", "0.5"]
     handle = open(log, "ab")
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT,
-                            env={**os.environ, "HOME": str(tmp)})
+                            env={**os.environ, "HOME": str(tmp), "MIRROR_SUPERVISOR_CACHE_DIR": str(cache)})
     handle.close()
     return proc, log
 
