@@ -69,6 +69,7 @@ class Settings:
     metrics_file: Path | None = None  # Prometheus text exposition, rewritten every few seconds
     metrics_listen: tuple[str, int] | None = None  # (host, port) of the /metrics child
     cache_dir: Path | None = None  # the camera cache's directory; None: no cache (camera_cache.py)
+    snapshot_max_age: float = 300.0  # a --db written by `snapshot` older than this is warned about
     config: Path | None = None
 
 
@@ -139,6 +140,9 @@ OPTIONS = (
            "for node_exporter's textfile collector; on a local file system", "PATH", path=True),
     Option("metrics_listen", "--metrics-listen", ("MIRROR_SUPERVISOR_METRICS_LISTEN",), values.host_port, lambda: None,
            "off", "serve Prometheus metrics at `http://HOST:PORT/metrics` (a small child process)", "HOST:PORT"),
+    Option("snapshot_max_age", "--snapshot-max-age", ("MIRROR_SUPERVISOR_SNAPSHOT_MAX_AGE",), values.seconds, 300.0,
+           "300", "when `--db` is a copy written by `snapshot`: warn once when it has not been replaced for this "
+           "many seconds (the NVR down, or the transfer broken); recording goes on from it", "S"),
 )
 
 # Read by :func:`load` before the others, because it says where the others may come from.

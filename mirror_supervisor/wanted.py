@@ -28,6 +28,7 @@ from .database import ANSWER_TIMEOUT, DatabaseError, RowCache, fingerprint, not_
 from .ffmpeg import build_command
 from .reconcile import wanted
 from .settings import Settings
+from .snapshot import CopyWatch
 
 FULL_READ_EVERY = 60.0  # read even an unchanged-looking database this often
 DB_ASK_AGAIN = 10.0  # after no answer: the master's loop is not held up on every poll
@@ -63,6 +64,7 @@ class CameraSource:
         self._ask_after = 0.0
         self.cache = CameraCache()  # the last good read on disk, for a start without a database
         self.from_cache = False  # this master started recording from the cache
+        self.copy = CopyWatch()  # whether --db is a snapshot copy that stopped being replaced
 
     @property
     def table(self) -> dict:
@@ -85,6 +87,7 @@ class CameraSource:
             return self._from_cache(settings)
         try:
             mark = fingerprint(settings.db)
+            self.copy.observe(settings.db, mark, now, settings.snapshot_max_age)
             if not force and self.error is None and mark == self._fingerprint and now < self._next_full_read:
                 # Nothing committed since the last good read: only check it is still readable.
                 self._check_columns(probe(settings.db))
