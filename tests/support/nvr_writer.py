@@ -25,14 +25,14 @@ LEDGER = "ledger"
 
 def consistent(conn: sqlite3.Connection) -> tuple[bool, int, int]:
     """(consistent, the ledger's count, the w rows) of a database the load mode wrote."""
-    (ledger,) = conn.execute("SELECT name FROM cameras WHERE id = ?", (LEDGER,)).fetchone()
+    ledger = conn.execute("SELECT name FROM cameras WHERE id = ?", (LEDGER,)).fetchone()
     rows = conn.execute("SELECT id FROM cameras WHERE id LIKE 'w%' ORDER BY id").fetchall()
-    count = int(ledger)
+    count = 0 if ledger is None else int(ledger[0])  # no ledger yet: copied before the writer's first write
     return [row[0] for row in rows] == [f"w{n:06d}" for n in range(1, count + 1)], count, len(rows)
 
 
 def load(conn: sqlite3.Connection, rate: float, seconds: float) -> dict:
-    waits = []
+    waits, locks, commits = [], [], []
     began = time.monotonic()
     count = 0
     while True:
@@ -42,16 +42,22 @@ def load(conn: sqlite3.Connection, rate: float, seconds: float) -> dict:
         time.sleep(max(0.0, due - time.monotonic()))
         started = time.monotonic()
         conn.execute("BEGIN IMMEDIATE")
+        locked = time.monotonic()
         count += 1
         conn.execute("INSERT INTO cameras (id, name, main_stream_url, mirror_enabled) VALUES (?, ?, ?, 0)",
                      (f"w{count:06d}", f"w{count:06d}", f"rtsp://10.1.{count // 250}.{count % 250}/live"))
         conn.execute("UPDATE cameras SET name = ? WHERE id = ?", (str(count), LEDGER))
+        committing = time.monotonic()
         conn.execute("COMMIT")
-        waits.append(time.monotonic() - started)
+        done = time.monotonic()
+        waits.append(done - started)
+        locks.append(locked - started)
+        commits.append(done - committing)
     waits.sort()
     return {"writes": count, "seconds": time.monotonic() - began, "max_wait": waits[-1],
             "p99_wait": waits[int(len(waits) * 0.99)], "median_wait": waits[len(waits) // 2],
-            "over_50ms": sum(1 for wait in waits if wait > 0.05)}
+            "over_50ms": sum(1 for wait in waits if wait > 0.05),
+            "max_begin": max(locks), "max_commit": max(commits)}
 
 
 def main() -> int:
