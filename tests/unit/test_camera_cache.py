@@ -150,6 +150,22 @@ def test_a_start_without_a_database_records_from_the_cache_and_the_database_wins
     assert source.error is None and source.table["source"] == "database"
 
 
+def test_a_start_while_the_database_is_locked_records_from_the_cache(site):
+    import sqlite3
+
+    nvr = NvrDatabase(site.db, wal=False)
+    nvr.add_mirrored("a", "rtsp://10.0.0.1/a")
+    read(site)
+    holder = sqlite3.connect(site.db, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # the NVR mid-commit for longer than the 1 s busy timeout
+    try:
+        source, answer = read(site)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert answer is not None and set(answer.cameras) == {"a"} and "locked" in (source.error or "")
+
+
 def test_a_readable_database_with_no_mirrored_camera_is_news_and_outranks_the_cache(site):
     nvr = NvrDatabase(site.db)
     nvr.add_mirrored("a", "rtsp://10.0.0.1/a")
