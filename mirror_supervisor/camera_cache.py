@@ -176,6 +176,8 @@ class CameraCache:
         self.confirmed_at: float | None = None
         self.cameras: int | None = None
         self._opened = False
+        self._dir: Path | None = None
+        self._mirror_dir: Path | None = None
         self._kept: RawTable | None = None
         self._write_error: str | None = None
 
@@ -186,6 +188,7 @@ class CameraCache:
         self._opened = True
         if cache_dir is None:
             return
+        self._dir, self._mirror_dir = cache_dir, mirror_dir
         self.path = cache_path(cache_dir, mirror_dir)
         try:
             files.check_private_dir(self.path.parent)  # a directory another user can write: not ours to trust
@@ -207,8 +210,11 @@ class CameraCache:
     def keep(self, table: RawTable, db: Path, mirror_dir: Path | None, wall: float) -> None:
         """After a good read: write the rows when they changed; else note, now and then, that the
         database still holds them (the file's mtime). A failure is logged once per reason."""
-        if self.path is None:
+        if self.path is None or self._dir is None:
             return
+        if mirror_dir != self._mirror_dir:  # a reload moved the mirror: its cameras get their own file
+            self._mirror_dir, self.path, self._kept = mirror_dir, cache_path(self._dir, mirror_dir), None
+            self.read_at = self.confirmed_at = self.cameras = None
         try:
             if self._kept is not None and table.names == self._kept.names and table.rows == self._kept.rows:
                 if self.confirmed_at is None or wall - self.confirmed_at >= CONFIRM_EVERY:
@@ -277,8 +283,10 @@ def describe(cache_dir: Path | None, mirror_dir: Path | None, now: float | None 
         cached = load(path, mirror_dir)
     except FileNotFoundError:
         return f"camera cache {path}: none yet (a running master writes it after a good read of the database)", False
-    except (CacheError, OSError) as exc:
-        return f"camera cache {path}: UNUSABLE: {exc.strerror if isinstance(exc, OSError) else exc}", False
+    except CacheError as exc:
+        return f"camera cache {path}: UNUSABLE: {exc}", False
+    except OSError as exc:
+        return f"camera cache {path}: cannot be read as uid {os.geteuid()}: {exc.strerror}", False
     from .status import duration
 
     return (f"camera cache {path}: {len(cached.table.rows)} cameras, matched the database at "

@@ -91,6 +91,17 @@ def test_written_0600_in_a_0700_directory_and_only_when_the_rows_change(tmp_path
     assert [p.name for p in cache_dir.iterdir()] == [path.name], "no temporary file left behind"
 
 
+def test_a_reload_that_moves_the_mirror_dir_writes_the_new_mirrors_own_file(tmp_path):
+    cache_dir = tmp_path / "cache"
+    keeper = CameraCache()
+    keeper.open(cache_dir, tmp_path / "m1")
+    keeper.keep(RawTable(("id",), [("a",)]), tmp_path / "db", tmp_path / "m1", 1.8e9)
+    keeper.keep(RawTable(("id",), [("a",)]), tmp_path / "db", tmp_path / "m2", 1.8e9 + 5)
+    assert load(cache_path(cache_dir, tmp_path / "m2"), tmp_path / "m2").table.rows == [("a",)]
+    assert load(cache_path(cache_dir, tmp_path / "m1"), tmp_path / "m1").read_at == 1.8e9, "the old one left as it was"
+    assert keeper.status("database")["cache"]["path"] == str(cache_path(cache_dir, tmp_path / "m2"))
+
+
 def test_an_existing_directory_open_to_others_is_closed_and_one_another_user_can_write_is_refused(tmp_path):
     cache_dir, mirror = tmp_path / "cache", tmp_path / "mirror"
     cache_dir.mkdir(mode=0o755)
