@@ -98,7 +98,8 @@ class CameraSource:
             self._failed(settings, exc, running)
             return self._from_cache(settings)
         if self.error is not None:
-            self.log.info("database readable again%s", "; the camera cache is no longer used" if self.from_cache else "")
+            first = self.from_cache and self.last_read is None  # the first good read after a start from the cache
+            self.log.info("database readable again%s", "; the camera cache is no longer used" if first else "")
             self.error = self.error_since = None
         self.columns, self._fingerprint, self._next_full_read = table.columns, mark, now + FULL_READ_EVERY
         self.last_read = time.time()

@@ -138,7 +138,8 @@ def read(settings: Settings, source: CameraSource | None = None):
     return source, source.read(settings, now=1000.0, force=True)
 
 
-def test_a_start_without_a_database_records_from_the_cache_and_the_database_wins_when_it_reads(site):
+def test_a_start_without_a_database_records_from_the_cache_and_the_database_wins_when_it_reads(site, caplog):
+    caplog.set_level("INFO", logger="mirror_supervisor")
     nvr = NvrDatabase(site.db)
     nvr.add_mirrored("a", "rtsp://10.0.0.1/a")
     nvr.add_mirrored("b", "rtsp://10.0.0.1/b")
@@ -159,6 +160,12 @@ def test_a_start_without_a_database_records_from_the_cache_and_the_database_wins
     back = source.read(site, now=1002.0, force=True)
     assert back is not None and set(back.cameras) == {"a"} and back.keys["a"] == first.keys["a"]
     assert source.error is None and source.table["source"] == "database"
+    move(site.db, moved)
+    assert source.read(site, now=1003.0, force=True) is None, "an outage after that is no news: the cache is done"
+    move(moved, site.db)
+    assert source.read(site, now=1004.0, force=True) is not None
+    again = [r.getMessage() for r in caplog.records if r.getMessage().startswith("database readable again")]
+    assert again == ["database readable again; the camera cache is no longer used", "database readable again"]
 
 
 def test_a_start_while_the_database_is_locked_records_from_the_cache(site):
