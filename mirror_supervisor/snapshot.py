@@ -74,8 +74,6 @@ def take(source: Path, out: Path, busy_timeout: float = BUSY_TIMEOUT) -> Taken:
 
 def _copy_into(memory: sqlite3.Connection, source: Path) -> tuple[tuple[str, ...], int, float]:
     """The table into ``memory`` within one read transaction on ``source`` (which writes nothing)."""
-    from .database import describe
-
     try:
         memory.execute("ATTACH DATABASE ? AS nvr", (f"{source.resolve().as_uri()}?mode=ro",))
         began = time.monotonic()
@@ -99,6 +97,8 @@ def _copy_into(memory: sqlite3.Connection, source: Path) -> tuple[tuple[str, ...
         memory.execute("DETACH DATABASE nvr")
         rows = memory.execute("SELECT count(*) FROM main.cameras").fetchone()[0]
     except sqlite3.Error as exc:
+        from .database import describe  # only here: sqlite_utils takes longer to load than a copy takes
+
         raise SnapshotError(f"cannot read database {str(source)!r}: {describe(exc)}") from None
     return names, rows, read_seconds
 
