@@ -14,6 +14,7 @@ import stat
 import time
 from typing import TextIO
 
+from .camera_cache import describe as describe_cache
 from .database import DatabaseError, read_cameras, require_answer
 from .prune import prune_pass
 from .prune_report import format_bytes
@@ -103,11 +104,15 @@ def run_check(settings: Settings, out: TextIO) -> int:
         print(line, file=out)
     found = shutil.which(settings.ffmpeg)
     print(f"ffmpeg {settings.ffmpeg}: {found or 'NOT FOUND (workers will retry every 15 s)'}", file=out)
+    cache_line, cache_usable = describe_cache(settings.cache_dir, settings.mirror_dir)
+    print(cache_line, file=out)
     try:
         require_answer(settings.db)
         cameras = read_cameras(settings.db)
     except DatabaseError as exc:
         print(f"database: ERROR: {exc}", file=out)
+        if cache_usable:
+            print("database: a master started now records from the camera cache above until the database reads", file=out)
         return 1
     print(f"database {settings.db}: {len(cameras)} cameras", file=out)
     fold_case = answers and folds_case(settings.mirror_dir) is True

@@ -86,6 +86,12 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--dry-run", action="store_true", help="only say what would be deleted")
     _add_settings(prune)
 
+    snapshot = commands.add_parser(
+        "snapshot", help="write a consistent copy of the camera table (--db) to --out, for a mirror on another host")
+    snapshot.add_argument("--out", required=True, metavar="FILE",
+                          help="the copy: replaced atomically (mode 0640); left as it was when --db cannot be read")
+    _add_settings(snapshot)
+
     coverage = commands.add_parser(
         "coverage", help="seconds of footage the mirror holds per camera, its gaps and invalid segments")
     window = coverage.add_mutually_exclusive_group()
@@ -319,6 +325,14 @@ def cmd_prune(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_snapshot(args: argparse.Namespace) -> int:
+    """Exit 0 after the copy; 1 when the database could not be read or the copy not written."""
+    from . import snapshot
+
+    settings = _settings(args, need_mirror_dir=False)
+    return snapshot.run(settings.db, absolute(args.out, getattr(args, "cwd", None), "--out"), sys.stderr)
+
+
 def cmd_coverage(args: argparse.Namespace) -> int:
     """Exit 0; 1 when --min-coverage is given and a camera is below it; 2 bad arguments. Reads the
     mirror's files and the segment index only: works whether or not the daemon runs."""
@@ -360,7 +374,7 @@ def cmd_coverage(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"run": cmd_run, "reload": cmd_reload, "stop": cmd_stop, "status": cmd_status, "check": cmd_check,
-            "prune": cmd_prune, "coverage": cmd_coverage}
+            "prune": cmd_prune, "coverage": cmd_coverage, "snapshot": cmd_snapshot}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import sqlite3
+from dataclasses import dataclass
 from pathlib import Path
 
 import sqlite_utils
@@ -130,31 +131,50 @@ def _cameras_table(conn: sqlite3.Connection, path: Path) -> tuple[sqlite_utils.D
     return db, columns
 
 
-def read_table(
-    path: Path, busy_timeout: float = BUSY_TIMEOUT_SECONDS, cache: RowCache | None = None
-) -> tuple[list[Camera], frozenset[str]]:
-    """The parsed rows and the names of the table's columns that mirroring uses.
+@dataclass(frozen=True)
+class RawTable:
+    """One consistent read of ``cameras`` before parsing: what the camera cache keeps.
 
-    Only those columns are selected (the NVR's real table has many more). ``cache`` maps a raw
-    row to its parsed Camera: a caller that reads every poll passes the same dict each time, so
-    an unchanged row costs a dict lookup instead of a parse; it is refilled with this read's rows.
+    ``names`` are the used columns the table has, in :data:`COLUMNS` order, and the layout of each
+    row; a value is None, int, float, str, or bytes (text that is not UTF-8, a BLOB).
     """
+
+    names: tuple[str, ...]
+    rows: list[tuple]
+
+    @property
+    def columns(self) -> frozenset[str]:
+        return frozenset(self.names)
+
+
+def read_raw(path: Path, busy_timeout: float = BUSY_TIMEOUT_SECONDS) -> RawTable:
+    """The used columns of every row, as stored, in one statement (one read transaction).
+
+    Only those columns are selected (the NVR's real table has many more)."""
     path = Path(path)
     conn = _connect(path, busy_timeout)
     try:
         db, columns = _cameras_table(conn, path)
-        names = [name for name in COLUMNS if name in columns]
+        names = tuple(name for name in COLUMNS if name in columns)
         selected = ", ".join(f'"{name}"' for name in names)
         rows = db.execute(f"SELECT {selected} FROM cameras ORDER BY id").fetchall()
     except sqlite3.Error as exc:
         raise DatabaseError(f"cannot read database {str(path)!r}: {describe(exc)}") from None
     finally:
         conn.close()
+    return RawTable(names, rows)
+
+
+def parse_rows(table: RawTable, cache: RowCache | None = None) -> list[Camera]:
+    """Every row parsed. ``cache`` maps a raw row to its parsed Camera: a caller that reads every
+    poll passes the same dict each time, so an unchanged row costs a dict lookup instead of a
+    parse; it is refilled with this table's rows."""
     previous = cache.copy() if cache is not None else {}
     if cache is not None:
         cache.clear()
     cameras = []
-    for row in rows:
+    names = table.names
+    for row in table.rows:
         key = (*names, *row)  # the column names too: a vanished column must not hit the cache
         camera = previous.get(key)
         if camera is None:
@@ -162,4 +182,13 @@ def read_table(
         if cache is not None:
             cache[key] = camera
         cameras.append(camera)
-    return cameras, frozenset(columns)
+    return cameras
+
+
+def read_table(
+    path: Path, busy_timeout: float = BUSY_TIMEOUT_SECONDS, cache: RowCache | None = None
+) -> tuple[list[Camera], frozenset[str]]:
+    """The parsed rows and the names of the table's columns that mirroring uses (see
+    :func:`read_raw` and :func:`parse_rows`)."""
+    table = read_raw(path, busy_timeout)
+    return parse_rows(table, cache), table.columns

@@ -50,6 +50,38 @@ def write_atomically(path: Path, text: str, mode: int = STATUS_MODE) -> None:
         raise
 
 
+def write_durably(path: Path, data: bytes, mode: int) -> None:
+    """Like :func:`write_atomically`, and on disk before it counts: the data is fsynced before
+    the rename and the directory after it, so a power cut leaves the old file or the new one,
+    never an empty or partial one (what a file read only after a crash must be)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | _NEW, mode)
+    try:
+        try:
+            os.fchmod(fd, mode)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        replace_durably(tmp, path)
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+
+
+def replace_durably(tmp: Path, path: Path) -> None:
+    """Rename a complete, fsynced ``tmp`` over ``path`` and fsync the directory (the rename)."""
+    os.replace(tmp, path)
+    fd = os.open(Path(path).parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _unlink_quietly(path: Path) -> None:
     try:
         os.unlink(path)

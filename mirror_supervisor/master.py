@@ -18,11 +18,11 @@ from pathlib import Path
 
 import setproctitle
 
-from . import lifeline, logs, metrics, notify, prune, recorders, status, titles, volume
+from . import camera_cache, lifeline, logs, metrics, notify, prune, recorders, status, titles, volume
 from .ffmpeg import camera_dir
 from .prune_schedule import PRUNE_TIMEOUT, PruneSchedule
 from .settings import Settings, SettingsError
-from .slot import CameraSlot, SlotState, Worker
+from .slot import CameraSlot, SlotState, Worker, apply_wanted
 from .status import STATUS_FILE, decode_reports
 from .system import System
 from .wanted import CameraSource, Wanted
@@ -252,14 +252,7 @@ class Master:
         if wanted is not None and wanted is not self.wanted:
             self.wanted = wanted
             self.pacing.changed(urgent=True)
-            for cid in set(self.slots) | set(wanted.cameras) | set(wanted.refused):
-                slot = self.slots.setdefault(cid, CameraSlot(cid))
-                if cid in wanted.cameras:
-                    slot.want(wanted.cameras[cid], wanted.keys[cid])
-                elif cid in wanted.refused:
-                    slot.refuse(wanted.refused[cid])
-                else:
-                    slot.unwant()
+            apply_wanted(self.slots, wanted)
         for slot in self.slots.values():
             slot.held = self.source.held
 
@@ -392,7 +385,8 @@ class Master:
         trouble = {"db_error": bool(self.source.error), "volume_hung": bool(self.probe.problem),
                    "disabled": not self.settings.recorder_enabled}
         setproctitle.setproctitle(titles.master(len(self.wanted.cameras), states, **trouble))
-        self.notify.status(notify.summary(len(self.wanted.cameras), states["recording"], **trouble))
-        self.metrics.observe(now, rows, self.slots, database_up=not self.source.error)
+        self.notify.status(notify.summary(len(self.wanted.cameras), states["recording"], **trouble)
+                           + camera_cache.note(self.source.table))
+        self.metrics.observe(now, rows, self.slots, database_up=not self.source.error, table=self.source.table)
         status.write(Path(self.settings.state_dir) / STATUS_FILE, snapshot, self.log)
 

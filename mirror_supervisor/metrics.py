@@ -39,7 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from . import __version__, backoff, lifeline, logs, volume
+from . import __version__, backoff, camera_cache, lifeline, logs, volume
 from .files import STATUS_MODE
 from .metrics_children import Footage, coverage_main, probe_main, serve_main
 from .metrics_files import Outputs, remove_quietly
@@ -170,6 +170,7 @@ class Exporter:
         self.cameras: dict[str, CameraSample] = {}
         self.footage: dict[str, Footage] = {}
         self.database_up = True
+        self.table: dict[str, Any] | None = None  # where the camera table comes from (camera_cache.py)
         self.free_bytes: int | None = None
         self.next_write = 0.0
         self.server_pid: int | None = None
@@ -198,11 +199,12 @@ class Exporter:
 
     # -- input ------------------------------------------------------------------------------
 
-    def observe(self, now: float, rows: list[dict[str, Any]], slots: Mapping[str, Slots], database_up: bool) -> None:
+    def observe(self, now: float, rows: list[dict[str, Any]], slots: Mapping[str, Slots], database_up: bool,
+                table: dict[str, Any] | None = None) -> None:
         """The status the master just published (``rows`` as in status.json) and its slots."""
         if not self.enabled:
             return
-        self.database_up = database_up
+        self.database_up, self.table = database_up, table
         cameras = {}
         for row in rows:
             slot = slots.get(row["id"])
@@ -369,6 +371,7 @@ class _Collector:
                     newest.add_metric([camera], footage.newest_mtime)
         yield from (up, segments, written, restarts, newest, coverage)
         yield _gauge("database_up", "1 while the NVR database reads fine, else 0", 1.0 if ex.database_up else 0.0)
+        yield from camera_cache.metric_families(PREFIX, ex.table)
         if ex.free_bytes is not None:
             yield _gauge("mirror_free_bytes", "bytes free for us on the mirror volume (statvfs, by the volume probe)",
                          float(ex.free_bytes))

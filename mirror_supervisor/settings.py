@@ -34,6 +34,7 @@ from typing import Any
 
 from . import setting_values as values
 from . import volume
+from .camera_cache import default_cache_dir
 
 
 class SettingsError(Exception):
@@ -67,6 +68,8 @@ class Settings:
     user: str | None = None  # None: workers and ffmpeg keep the master's user
     metrics_file: Path | None = None  # Prometheus text exposition, rewritten every few seconds
     metrics_listen: tuple[str, int] | None = None  # (host, port) of the /metrics child
+    cache_dir: Path | None = None  # the camera cache's directory; None: no cache (camera_cache.py)
+    snapshot_max_age: float = 300.0  # a --db written by `snapshot` older than this is warned about
     config: Path | None = None
 
 
@@ -113,6 +116,12 @@ OPTIONS = (
            "`/run/mirror-supervisor` for root; otherwise `$XDG_RUNTIME_DIR/mirror-supervisor`, "
            "else `/tmp/mirror-supervisor-<uid>`",
            "lock, pidfile and `status.json`; cannot change on reload", "DIR", path=True),
+    Option("cache_dir", "--cache-dir", ("MIRROR_SUPERVISOR_CACHE_DIR",), values.path, default_cache_dir,
+           "`$STATE_DIRECTORY` (systemd's `StateDirectory=`) when set; else `/var/lib/mirror-supervisor` for root; "
+           "otherwise `$XDG_STATE_HOME/mirror-supervisor`, else `~/.local/state/mirror-supervisor`",
+           "the camera cache: the last good read of the camera table (with its passwords: directory 0700, file "
+           "0600), which a master that starts while the database is unreadable records from; cannot change on "
+           "reload", "DIR", path=True),
     Option("recorder_enabled", "--recorder-enabled", ("MIRROR_SUPERVISOR_RECORDER_ENABLED", "HELDAR_RECORDER_ENABLED"),
            values.parse_bool, True, "true", "mirror at all; false stops every worker", "BOOL"),
     Option("stall_timeout", "--stall-timeout", ("MIRROR_SUPERVISOR_STALL_TIMEOUT",), values.seconds, lambda: None,
@@ -131,6 +140,9 @@ OPTIONS = (
            "for node_exporter's textfile collector; on a local file system", "PATH", path=True),
     Option("metrics_listen", "--metrics-listen", ("MIRROR_SUPERVISOR_METRICS_LISTEN",), values.host_port, lambda: None,
            "off", "serve Prometheus metrics at `http://HOST:PORT/metrics` (a small child process)", "HOST:PORT"),
+    Option("snapshot_max_age", "--snapshot-max-age", ("MIRROR_SUPERVISOR_SNAPSHOT_MAX_AGE",), values.seconds, 300.0,
+           "300", "when `--db` is a copy written by `snapshot`: warn once when it has not been replaced for this "
+           "many seconds (the NVR down, or the transfer broken); recording goes on from it", "S"),
 )
 
 # Read by :func:`load` before the others, because it says where the others may come from.
@@ -325,6 +337,9 @@ def check_reload(old: Settings, new: Settings) -> None:
     if new.state_dir != old.state_dir:
         raise SettingsError(f"{FLAGS['state_dir']}: cannot change from {str(old.state_dir)!r} to "
                             f"{str(new.state_dir)!r} while running (it holds the lock and pidfile); restart instead")
+    if new.cache_dir != old.cache_dir:
+        raise SettingsError(f"{FLAGS['cache_dir']}: cannot change from {str(old.cache_dir)!r} to "
+                            f"{str(new.cache_dir)!r} while running; restart instead")
     if new.user != old.user:
         raise SettingsError(f"{FLAGS['user']}: cannot change from {old.user!r} to {new.user!r} while running "
                             "(running workers would keep their user); restart instead")

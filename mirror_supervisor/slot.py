@@ -18,11 +18,14 @@ from __future__ import annotations
 import signal
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import backoff, logs
 from .camera import Camera
 from .states import SlotState, WorkerState, shown
+
+if TYPE_CHECKING:
+    from .wanted import Wanted
 
 REMAINS_POLL_SECONDS = 0.2  # a dead worker's ffmpeg ends in well under a second after SIGTERM
 REMAINS_KILLED_POLL_SECONDS = 1.0  # after SIGKILL only the kernel can keep it: look less often
@@ -278,3 +281,17 @@ class CameraSlot:
 
 
 __all__ = ["Actions", "CameraSlot", "SlotState", "Worker", "WorkerState"]
+
+
+def apply_wanted(slots: dict[str, CameraSlot], wanted: Wanted) -> None:
+    """A new wanted set (from the database or, at a start without one, the camera cache): every
+    camera in it or with a slot is told what is wanted of it now; each slot's own rules decide
+    whether that means a start, a stop, a restart or nothing (docs/design.md, "Master rules")."""
+    for cid in set(slots) | set(wanted.cameras) | set(wanted.refused):
+        slot = slots.setdefault(cid, CameraSlot(cid))
+        if cid in wanted.cameras:
+            slot.want(wanted.cameras[cid], wanted.keys[cid])
+        elif cid in wanted.refused:
+            slot.refuse(wanted.refused[cid])
+        else:
+            slot.unwant()

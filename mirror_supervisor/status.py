@@ -135,7 +135,7 @@ def master_section(started: float, settings: Any, source: Any, volume_problem: s
         "columns": sorted(source.columns),
         "volume": {"state": "not responding" if volume_problem else "ok", "error": volume_problem,
                    "since": volume_since},
-        "last_reconcile": source.last_read,
+        "last_reconcile": source.last_read, "camera_table": source.table,
     }
 
 
@@ -300,12 +300,19 @@ def render(data: dict[str, Any], now: float | None = None) -> str:
     master = data.get("master", {})
     db = master.get("db", {})
     db_text = "ok" if db.get("state") == "ok" else f"error since {_when(db.get('since'), now)}: {db.get('error')}"
+    table = master.get("camera_table") or {}
+    cache = table.get("cache") or {}
+    if db.get("state") != "ok" and table.get("source") == "cache":
+        db_text = f"unreadable, recording from the cache of {_when(cache.get('confirmed_at'), now)}: {db.get('error')}"
     lines = [
         f"master pid={master.get('pid')} uptime={duration(now - master.get('started', now))} "
         f"recorder={'enabled' if master.get('recorder_enabled') else 'DISABLED'} mirror_dir={master.get('mirror_dir')}",
         f"database {master.get('db_path')}: {db_text}",
         f"last reconcile {_when(master.get('last_reconcile'), now)}",
     ]
+    if cache.get("path"):
+        text = f"matched the database at {_when(cache['confirmed_at'], now)}" if cache.get("confirmed_at") else "none"
+        lines.append(f"camera cache {cache['path']}: {text}" + (f" ({cache['problem']})" if cache.get("problem") else ""))
     if data.get("volume"):
         lines.append(f"mirror volume: {data['volume']}")
     lines.append("")

@@ -23,10 +23,12 @@ from pathlib import Path
 
 from . import logs, volume
 from .camera import Camera, is_safe_id, mask
-from .database import ANSWER_TIMEOUT, DatabaseError, RowCache, fingerprint, not_responding, probe, read_table
+from .camera_cache import CameraCache, utc
+from .database import ANSWER_TIMEOUT, DatabaseError, RowCache, fingerprint, not_responding, parse_rows, probe, read_raw
 from .ffmpeg import build_command
 from .reconcile import wanted
 from .settings import Settings
+from .snapshot import CopyWatch
 
 FULL_READ_EVERY = 60.0  # read even an unchanged-looking database this often
 DB_ASK_AGAIN = 10.0  # after no answer: the master's loop is not held up on every poll
@@ -60,6 +62,15 @@ class CameraSource:
         self._said_disabled = False
         self._stuck: int | None = None  # a child asking the database's volume that never came back
         self._ask_after = 0.0
+        self.cache = CameraCache()  # the last good read on disk, for a start without a database
+        self.from_cache = False  # this master started recording from the cache
+        self.copy = CopyWatch()  # whether --db is a snapshot copy that stopped being replaced
+
+    @property
+    def table(self) -> dict:
+        """Where the camera table in force comes from, and the cache (status.json, metrics)."""
+        source = "database" if self.last_read is not None else "cache" if self.from_cache else None
+        return self.cache.status(None if self._said_disabled else source)
 
     def read(self, settings: Settings, now: float, force: bool = False, running: int = 0) -> Wanted | None:
         """The wanted set, or None for no news (the reason is in :attr:`error`)."""
@@ -71,28 +82,49 @@ class CameraSource:
             return self._last
         self._said_disabled = False
         self._check_mount(settings)
+        self.cache.open(settings.cache_dir, settings.mirror_dir)
         if not self._database_answers(settings, running):
-            return None
+            return self._from_cache(settings)
         try:
             mark = fingerprint(settings.db)
+            self.copy.observe(settings.db, mark, now, settings.snapshot_max_age)
             if not force and self.error is None and mark == self._fingerprint and now < self._next_full_read:
                 # Nothing committed since the last good read: only check it is still readable.
                 self._check_columns(probe(settings.db))
                 return self._last
-            rows, columns = read_table(settings.db, cache=self._rows)
-            self._check_columns(columns)
+            table = read_raw(settings.db)
+            self._check_columns(table.columns)
         except Exception as exc:  # noqa: BLE001 - any failure to read is "no news", never "no cameras"
             self._failed(settings, exc, running)
-            return None
+            return self._from_cache(settings)
         if self.error is not None:
-            self.log.info("database readable again")
+            first = self.from_cache and self.last_read is None  # the first good read after a start from the cache
+            self.log.info("database readable again%s", "; the camera cache is no longer used" if first else "")
             self.error = self.error_since = None
-        self.columns, self._fingerprint, self._next_full_read = columns, mark, now + FULL_READ_EVERY
+        self.columns, self._fingerprint, self._next_full_read = table.columns, mark, now + FULL_READ_EVERY
         self.last_read = time.time()
+        self.cache.keep(table, settings.db, settings.mirror_dir, self.last_read)
+        return self._use(settings, parse_rows(table, self._rows))
+
+    def _use(self, settings: Settings, rows: list[Camera]) -> Wanted:
         good, bad = wanted(rows, True, fold_case=self.fold_case)
         self._report_rows(rows, bad)
         self._last = Wanted(good, self._keys(settings, good), {cid: c.problem or "" for cid, c in bad.items()}, rows)
         return self._last
+
+    def _from_cache(self, settings: Settings) -> Wanted | None:
+        """A master that has not read the database yet records from the camera cache (once: later
+        failures are no news like any other); one that has read it keeps what it read."""
+        cached = self.cache.loaded
+        if self.last_read is not None or self.from_cache or cached is None:
+            return None
+        self.from_cache, self.columns = True, cached.table.columns  # its columns guard the next read
+        found = self._use(settings, parse_rows(cached.table, self._rows))
+        self.log.warning("database unreadable at start: recording %d cameras from the camera cache %s, the table as the "
+                         "database held it at %s (%.0fs ago); the database wins as soon as it reads again",
+                         len(found.cameras), self.cache.path, utc(cached.confirmed_at),
+                         max(0.0, time.time() - cached.confirmed_at))
+        return found
 
     def learn_volume(self, settings: Settings) -> None:
         """At start only (this touches the volume): resolve the mirror dir, learn whether its
@@ -159,9 +191,11 @@ class CameraSource:
     def _check_columns(self, columns: frozenset[str]) -> None:
         """A column that was there and is gone is a migration in progress or damage, not an
         older schema: taking defaults now could stop or restart every camera."""
-        lost = self.columns - columns
+        lost = (self.columns or self.cache.columns) - columns  # before any read: the cache's columns
         if lost:
-            raise DatabaseError(f"table 'cameras' lost column(s) {', '.join(sorted(lost))} since the last read")
+            where = "the last read" if self.last_read is not None else \
+                f"the camera cache {self.cache.path} (if the NVR dropped them for good: remove it and restart)"
+            raise DatabaseError(f"table 'cameras' lost column(s) {', '.join(sorted(lost))} since {where}")
 
     def _keys(self, settings: Settings, cameras: dict[str, Camera]) -> dict[str, tuple[str, ...]]:
         """Each camera's ffmpeg argv. An unchanged row comes back from the row cache as the very

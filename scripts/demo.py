@@ -108,7 +108,8 @@ def main() -> int:
     print(f"demo: synthetic camera on rtsp://127.0.0.1:{port}, database {workdir / 'heldar.db'}, mirror {mirror_dir}")
     master = subprocess.Popen(
         [str(Path(sys.executable).parent / "mirror-supervisor"), "run", "--db", str(workdir / "heldar.db"),
-         "--mirror-dir", str(mirror_dir), "--poll-interval", "2", "--state-dir", str(workdir / "state")],
+         "--mirror-dir", str(mirror_dir), "--poll-interval", "2", "--state-dir", str(workdir / "state"),
+         "--cache-dir", str(workdir / "cache")],
         stdin=subprocess.DEVNULL,
     )
     try:

@@ -37,6 +37,16 @@ def user_python():
         shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.fixture(autouse=True)
+def camera_cache_dir(tmp_path, monkeypatch) -> Path:
+    """Every master a test starts (and every command it runs) keeps its camera cache in the test's
+    own directory, never in /var/lib or ~/.local/state, where tests would share one: a master
+    started without a database would record another test's cameras."""
+    path = tmp_path / "camera-cache"
+    monkeypatch.setenv("MIRROR_SUPERVISOR_CACHE_DIR", str(path))
+    return path
+
+
 @pytest.fixture
 def rtsp():
     server = RtspServer()

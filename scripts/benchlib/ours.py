@@ -21,7 +21,7 @@ class Ours(System):
         return head + [
             "run", "--db", str(self.nvr.path), "--mirror-dir", str(self.mirror_dir),
             "--ffmpeg", self.ffmpeg, "--poll-interval", str(self.poll_interval),
-            "--stop-timeout", str(self.stop_timeout), "--state-dir", str(state),
+            "--stop-timeout", str(self.stop_timeout), "--state-dir", str(state), "--cache-dir", str(self.work / "cache"),
         ]
 
     def apply(self) -> dict[str, float]:

@@ -70,7 +70,7 @@ def make_database(path: Path, cameras: int, segment_seconds: int) -> list[str]:
 
 def start_master(tmp: Path, recorder: Path, bytes_per_second: int, poll_interval: float) -> subprocess.Popen:
     """The real master in the foreground, in its own session so Ctrl-C reaches only us."""
-    env = child_env(STAND_IN_BYTES=str(bytes_per_second))
+    env = child_env(STAND_IN_BYTES=str(bytes_per_second), MIRROR_SUPERVISOR_CACHE_DIR=str(tmp / "cache"))
     argv = [sys.executable, "-m", "mirror_supervisor", "run", "--db", str(tmp / "nvr.db"),
             "--mirror-dir", str(tmp / "mirror"), "--state-dir", str(tmp / "state"),
             "--ffmpeg", str(recorder), "--poll-interval", f"{poll_interval:g}"]

@@ -82,7 +82,8 @@ class Master:
                 "--poll-interval", "5", "--stop-timeout", "8"]
         if netns:
             argv = ["unshare", "--net", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", *argv]
-        env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}"}
+        env = {**os.environ, "PATH": f"{VENV_BIN}:{os.environ.get('PATH', '')}",
+               "MIRROR_SUPERVISOR_CACHE_DIR": str(self.dir / "cache")}  # not /var/lib: read by older code too
         if code is not None:
             env["PYTHONPATH"] = str(code)
         self.log_path = self.dir / "master.log"

@@ -86,16 +86,22 @@ def test_recording_goes_on_and_the_master_answers_while_the_database_volume_hang
         assert done.returncode == 1 and "database volume not responding" in done.stdout, (command, done)
 
     # A restart while the database still hangs: a stuck asking child holds none of the master's
-    # descriptors (no lock, no pipe), so the new master starts at once.
+    # descriptors (no lock, no pipe), so the new master starts at once, and it records from the
+    # camera cache the first master wrote (before the cache, it recorded nothing until the volume
+    # answered again).
     assert sup.stop() == 0
     earlier = len(sup.log())
     again = supervisor("--poll-interval", "1")
     procs.wait_for("the new master says the database does not answer",
                    lambda: "database volume not responding" in again.log()[earlier:], 40)
     assert "not starting" not in again.log()[earlier:], again.log()[earlier:]
+    from_cache = again.wait_one_each({"cam"}, timeout=30)
+    procs.wait_for("recording from the cache", lambda: "cam recording segment=" in again.log()[earlier:], 30)
+    assert again.log()[earlier:].count("database unreadable at start: recording 1 cameras from the camera cache") == 1
 
     db_volume.resume()
     procs.wait_for("database readable again", lambda: "database readable again" in again.log()[earlier:], 30)
     nvr.add_mirrored("cam2", rtsp.url("/live"))
-    again.wait_one_each({"cam", "cam2"}, timeout=30)
+    table = again.wait_one_each({"cam", "cam2"}, timeout=30)
+    assert procs.disturbed(from_cache, table, again.log()) == [], "the database's return restarted a camera it holds too"
     assert again.stop() == 0

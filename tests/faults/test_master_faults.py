@@ -38,11 +38,14 @@ def _start_as(user: pwd.struct_passwd, python: UserPython, tmp: Path, db: Path,
               mirror: Path) -> tuple[subprocess.Popen, Path]:
     """The master as ``user``, from an interpreter it can run (the checkout may be private to root)."""
     log = tmp / "supervisor.log"
+    cache = tmp / "cache"  # the user's own camera cache (conftest's is in root's private tmp_path)
+    cache.mkdir(mode=0o700, exist_ok=True)
+    os.chown(cache, user.pw_uid, user.pw_gid)
     argv = python.argv(user.pw_uid, user.pw_gid, "run", "--db", str(db), "--mirror-dir", str(mirror),
                        "--state-dir", str(tmp / "state"), "--poll-interval", "0.5")
     handle = open(log, "ab")
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=handle, stderr=subprocess.STDOUT, cwd="/",
-                            env=python.env({**os.environ, "HOME": str(tmp)}))
+                            env=python.env({**os.environ, "HOME": str(tmp), "MIRROR_SUPERVISOR_CACHE_DIR": str(cache)}))
     handle.close()
     return proc, log
 

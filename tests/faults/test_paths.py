@@ -26,8 +26,10 @@ SETTINGS_ENV = ("MIRROR_SUPERVISOR_", "HELDAR_")
 
 
 def clean_env() -> dict[str, str]:
-    """The test runner's environment without any setting that would outrank the config file."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(SETTINGS_ENV)}
+    """The test runner's environment without any setting that would outrank the config file (but
+    the test's own camera cache dir, which the config files here never set: see conftest)."""
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith(SETTINGS_ENV) or k == "MIRROR_SUPERVISOR_CACHE_DIR"}
 
 
 def cli(*args: str, cwd: Path | None = None, timeout: float = 60) -> subprocess.CompletedProcess:

@@ -102,8 +102,9 @@ class Daemon:
         self.state = tmp / "state"
         self.log_path = tmp / "log" / "mirror-supervisor.log"
         self.log_path.parent.mkdir()
+        self.cache = tmp / "cache"
         self.settings = ["--db", str(db), "--mirror-dir", str(mirror), "--state-dir", str(self.state),
-                         "--user", RUN_AS]
+                         "--cache-dir", str(self.cache), "--user", RUN_AS]
         self.status_argv = [sys.executable, "-m", "mirror_supervisor", "status", *self.settings]
         run = ["run", *self.settings, "--poll-interval", "0.5", "--stall-timeout", "4", "--log-file", str(self.log_path)]
         env = {**os.environ, "HOME": str(tmp)}
@@ -178,9 +179,11 @@ def _setup(shared_tmp: Path, cameras, user: pwd.struct_passwd, python: UserPytho
     db.add("built", vendor="hikvision", address="127.0.0.1", rtsp_port=built.port, username="admin",
            password=PASSWORD, segment_seconds=2, mirror_enabled=1)
     db.add_mirrored("explicit", explicit.url("/live", user="admin", password=EXPLICIT_PASSWORD))
-    if python is not None:  # the operator gives the user its database (read) and mirror and state dirs
+    if python is not None:  # the operator gives the user its database (read) and mirror, state and cache dirs
         (shared_tmp / "state").mkdir(mode=0o750)
-        for path in (data, mirror, shared_tmp / "state", *data.iterdir()):
+        (shared_tmp / "cache").mkdir()
+        (shared_tmp / "cache").chmod(0o755)  # as systemd's StateDirectory= makes it: the master closes it
+        for path in (data, mirror, shared_tmp / "state", shared_tmp / "cache", *data.iterdir()):
             os.chown(path, user.pw_uid, user.pw_gid)
     daemon = Daemon(shared_tmp, db.path, mirror, user, python)
     return daemon, db
@@ -216,6 +219,18 @@ def _snoop(daemon: Daemon, cameras, python: UserPython) -> dict:
     return json.loads(run.stdout)
 
 
+def _readable_by_snooper(paths: list[Path]) -> list[str]:
+    """Which of ``paths`` (directories: listed; files: read) the second user can get at."""
+    probe = ("import json, os, sys\nok = []\nfor p in json.loads(sys.stdin.read()):\n"
+             "    try:\n        os.listdir(p) if os.path.isdir(p) else open(p, 'rb').read()\n"
+             "    except OSError:\n        continue\n    ok.append(p)\nprint(json.dumps(ok))\n")
+    run = subprocess.run([*as_user(SNOOPER_UID, SNOOPER_UID), "/usr/bin/python3", "-c", probe],
+                         input=json.dumps([str(p) for p in paths]), capture_output=True, text=True, timeout=60,
+                         env={"PATH": os.environ["PATH"]}, cwd="/")
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout)
+
+
 def _uids(pid: int) -> set[int]:
     uids, gids = psutil.Process(pid).uids(), psutil.Process(pid).gids()
     return {*uids, *gids}
@@ -244,6 +259,14 @@ def test_no_password_readable_by_another_user_and_ffmpeg_runs_as_the_configured_
         assert status.returncode == 0 and "recording" in status.stdout, status.stdout + status.stderr
         for text in (status.stdout, daemon.log()):
             assert not [s for s in _secrets() if s in text]
+        # The camera cache holds the passwords (as the NVR's database does): the master's own, closed.
+        master_uid = user.pw_uid if master_as_user else 0
+        (cache,) = procs.wait_for("the camera cache written", lambda: list(daemon.cache.glob("cameras-*.json")), 15)
+        held = cache.read_text()
+        assert PASSWORD in held and quote(EXPLICIT_PASSWORD, safe="") in held, "else the snoop above means nothing"
+        assert (cache.stat().st_uid, stat.S_IMODE(cache.stat().st_mode)) == (master_uid, 0o600)
+        assert (daemon.cache.stat().st_uid, stat.S_IMODE(daemon.cache.stat().st_mode)) == (master_uid, 0o700)
+        assert _readable_by_snooper([daemon.cache, cache]) == [], "another user reads the camera cache"
         assert stat.S_IMODE(os.stat(daemon.state).st_mode) & 0o027 == 0
         assert stat.S_IMODE(os.stat(daemon.log_path).st_mode) & 0o007 == 0
         for path in daemon.state.iterdir():
@@ -328,7 +351,8 @@ def test_init_script_runs_workers_and_ffmpeg_as_run_as(shared_tmp, cameras):
     defaults = shared_tmp / "default"
     common = (f"DAEMON={Path(sys.executable).parent / 'mirror-supervisor'}\nLOG_FILE={log}\n"
               f"MIRROR_SUPERVISOR_DB={db.path}\nMIRROR_SUPERVISOR_MIRROR_DIR={mirror}\n"
-              f"MIRROR_SUPERVISOR_STATE_DIR={state}\nMIRROR_SUPERVISOR_POLL_INTERVAL=600\n")
+              f"MIRROR_SUPERVISOR_STATE_DIR={state}\nMIRROR_SUPERVISOR_POLL_INTERVAL=600\n"
+              f"MIRROR_SUPERVISOR_CACHE_DIR={shared_tmp / 'cache'}\n")
 
     def init(action: str) -> subprocess.CompletedProcess:
         env = {"PATH": os.environ["PATH"], "MIRROR_SUPERVISOR_DEFAULTS": str(defaults)}

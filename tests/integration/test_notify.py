@@ -111,6 +111,7 @@ BOOT = """#!/bin/sh
 mount --make-rprivate /
 mount -t tmpfs tmpfs /run
 mount -t tmpfs tmpfs /etc/systemd/system
+mount -t tmpfs tmpfs /var/lib
 cp {dir}/mstest.target {dir}/mirror-supervisor.service /etc/systemd/system/
 exec {systemd} --system --unit=mstest.target
 """
@@ -203,6 +204,11 @@ def test_the_unit_runs_under_systemd_as_pid_1(rtsp, nvr, mirror_dir, tmp_path):
             state = systemd.run("systemctl", "status", "mirror-supervisor", "--no-pager", "-l").stdout
             raise AssertionError(f"{state}\n{log.read_text() if log.exists() else '(no log)'}"[-4000:]) from None
         assert up["Type"] == "notify" and up["WatchdogUSec"] == "2s" and up["NRestarts"] == "0"
+        # The camera cache lands in the unit's StateDirectory= (a tmpfs here), the service user's alone.
+        names = systemd.run("ls", "/var/lib/mirror-supervisor").stdout.split()
+        modes = systemd.run("stat", "-c", "%a", "/var/lib/mirror-supervisor",
+                            *[f"/var/lib/mirror-supervisor/{name}" for name in names]).stdout.split()
+        assert len(names) == 1 and names[0].startswith("cameras-") and modes == ["700", "600"], (names, modes)
 
         assert systemd.run("systemctl", "reload", "mirror-supervisor").returncode == 0
         procs.wait_for("the reload logged", lambda: "reload requested (SIGHUP)" in log.read_text(), 30)

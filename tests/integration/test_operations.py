@@ -52,6 +52,7 @@ def deployment(tmp_path, nvr, mirror_dir):
         f"MIRROR_SUPERVISOR_MIRROR_DIR={mirror_dir}\n"
         f"MIRROR_SUPERVISOR_STATE_DIR={state}\n"
         f"MIRROR_SUPERVISOR_POLL_INTERVAL=600\n"
+        f"MIRROR_SUPERVISOR_CACHE_DIR={tmp_path / 'camera-cache'}\n"
         f"# everything as root here (tmp_path is private to root); tests/faults/test_privilege.py runs\n"
         f"# the init script with its default, workers and ffmpeg as an unprivileged user\n"
         f"RUN_AS=\n"

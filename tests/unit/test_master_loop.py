@@ -106,6 +106,7 @@ class FakeSource:
         self.columns: frozenset[str] = frozenset()
         self.held: str | None = None
         self.last_read: float | None = None
+        self.table: dict | None = None  # where the camera table comes from (camera_cache.py): not modelled here
         self.reads: list[bool] = []
 
     def read(self, settings, now, force=False, running=0):

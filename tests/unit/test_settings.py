@@ -205,3 +205,29 @@ def test_the_mirror_dir_is_asked_from_a_child_and_an_error_is_an_answer(tmp_path
     with pytest.raises(SettingsError, match="is not an existing directory"):
         check_mirror_dir(settings_at(tmp_path, mirror_dir=tmp_path / "missing"))
     assert {child.pid for child in psutil.Process().children()} <= before
+
+
+# -- the camera cache's directory ----------------------------------------------------------------
+
+@pytest.mark.parametrize(("euid", "env", "expected"), [
+    (0, {"STATE_DIRECTORY": "/var/lib/mirror-supervisor:/var/lib/other"}, "/var/lib/mirror-supervisor"),
+    (0, {}, "/var/lib/mirror-supervisor"),
+    (1000, {"XDG_STATE_HOME": "/home/u/.state", "HOME": "/home/u"}, "/home/u/.state/mirror-supervisor"),
+    (1000, {"XDG_STATE_HOME": "relative", "HOME": "/home/u"}, "/home/u/.local/state/mirror-supervisor"),
+    (1000, {"HOME": "/home/u"}, "/home/u/.local/state/mirror-supervisor"),
+])
+def test_the_cache_dir_defaults_to_systemds_state_directory_then_var_lib_for_root_then_the_users(
+        monkeypatch, euid, env, expected):
+    for name in ("STATE_DIRECTORY", "XDG_STATE_HOME", "MIRROR_SUPERVISOR_CACHE_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(os, "geteuid", lambda: euid)
+    assert load({}, {"MIRROR_SUPERVISOR_MIRROR_DIR": "/m"}).cache_dir == Path(expected)
+    assert load({"cache_dir": "c"}, {"MIRROR_SUPERVISOR_MIRROR_DIR": "/m"}, cwd=Path("/s")).cache_dir == Path("/s/c")
+
+
+def test_reload_refuses_a_changed_cache_dir(tmp_path):
+    old = settings_at(tmp_path, cache_dir=tmp_path / "cache")
+    with pytest.raises(SettingsError, match="^--cache-dir: cannot change"):
+        check_reload(old, dataclasses.replace(old, cache_dir=tmp_path / "other"))
