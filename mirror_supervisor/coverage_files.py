@@ -1,0 +1,206 @@
+"""Which segment files a coverage window needs (:mod:`coverage`), without reading a camera's history.
+
+The coverage child of the master and ``status`` ask for the last hour of every camera every
+minute, and a camera keeps its whole retention in one directory (30 days of 60 s segments are
+43,200 files): listing it costs in proportion to the retention, not to the hour. Segment names
+are the UTC second a segment starts, so a window is a range of names, and the mirror's files are
+found in three steps that touch only that range:
+
+1. :func:`from_index`: the index's rows whose names lie in the window, plus its newest row before
+   the window (the segment running at its start); each file is looked up by name (``stat``), and
+   only files that exist are used.
+2. :func:`names_to_look_up`: every stretch of the window the files found so far leave uncovered
+   (a gap, were nothing else there) may hold files the index does not know: the segment being
+   written, a segment whose worker was killed before it indexed it, a write that failed, a
+   deleted index. Every second of such a stretch is looked up by its name (from a few seconds
+   before it: names drop their second's fraction); a stretch at the window's start is searched
+   backwards, newest first, until a file is found (only the last segment before the window can
+   run into it, and none is believed longer than :data:`timing.LONGEST_SEGMENT`).
+3. :func:`older_footage`: when no file starts at or before the window's start, whether the
+   camera has older footage at all (coverage since a camera's first footage must not take a
+   camera back from a long outage for a new one): a listing that stops at the first older name.
+
+The cost is therefore bounded by the window (at most 3,600 look-ups an hour, and a few dozen when
+the index is complete), whatever the retention. A window that would need more look-ups than
+:data:`LOOK_UP_LIMIT` (a day-long ``coverage`` without an index) is listed instead, as is the
+NVR's primary directory, whose names are the NVR's (:func:`list_window`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import stat
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import intervals, timing
+from .index import IndexError_, Row, SegmentIndex, start_of
+from .segments import SEGMENT_OR_MOVED
+
+LOOK_UP_LIMIT = 10_000  # names; a listing of 43,200 entries costs about what 10,000 failed look-ups do
+_KEY = "%Y%m%d_%H%M%S"
+
+
+@dataclass
+class Listed:
+    name: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass
+class CameraFiles:
+    """One camera's segment files for a window, and the index's rows for them."""
+
+    id: str
+    directory: Path
+    root: str
+    listed: list[Listed] = field(default_factory=list)
+    rows: dict[str, Row] = field(default_factory=dict)
+    problem: str | None = None
+    indexed: set[str] = field(default_factory=set)  # names the index had a row for
+    older: float | None = None  # the start of some footage older than the window, when nothing else says so
+    looked_up: int = 0  # names looked up one by one
+
+
+def key(epoch: float) -> str:
+    """The name prefix of the first whole second at or after ``epoch``."""
+    return time.strftime(_KEY, time.gmtime(math.ceil(epoch)))
+
+
+def name_of(second: int) -> str:
+    return time.strftime(_KEY, time.gmtime(second)) + ".mp4"
+
+
+def list_window(directory: Path, start: float, end: float) -> list[Listed]:
+    """Segment files (regular, real names) starting in ``[start, end)``, and the last one before,
+    from a listing of the whole directory."""
+    low, high = key(start), key(end)
+    inside: list[Listed] = []
+    before: os.DirEntry[str] | None = None
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            name = entry.name
+            prefix = name[:15]
+            if prefix >= high or not SEGMENT_OR_MOVED.fullmatch(name):
+                continue
+            if prefix < low:
+                if before is None or name > before.name:
+                    before = entry
+                continue
+            info = entry.stat(follow_symlinks=False)
+            if entry.is_file(follow_symlinks=False):
+                inside.append(Listed(name, info.st_size, info.st_mtime_ns))
+    if before is not None and before.is_file(follow_symlinks=False):
+        info = before.stat(follow_symlinks=False)
+        inside.append(Listed(before.name, info.st_size, info.st_mtime_ns))
+    inside.sort(key=lambda item: item.name)
+    return inside
+
+
+def _look_up(cam: CameraFiles, names: list[str], first_only: bool = False) -> None:
+    """Add the regular files among ``names`` (stat by name, no listing); stop at the first one found
+    with ``first_only``."""
+    known = {item.name for item in cam.listed}
+    fd = os.open(cam.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for name in names:
+            if name in known:
+                continue
+            cam.looked_up += 1
+            try:
+                info = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if stat.S_ISREG(info.st_mode):
+                cam.listed.append(Listed(name, info.st_size, info.st_mtime_ns))
+                if first_only:
+                    break
+    finally:
+        os.close(fd)
+    cam.listed.sort(key=lambda item: item.name)
+
+
+def from_index(cam: CameraFiles, index: SegmentIndex | None, start: float, end: float, notes: list[str]) -> None:
+    """Step 1: the files the index names in the window and the newest one it names before it."""
+    try:
+        if not cam.directory.is_dir():
+            cam.problem = f"no directory {cam.directory}"
+            return
+        if index is not None:
+            low = key(start - timing.LONGEST_SEGMENT)
+            try:
+                cam.rows = index.rows(cam.id, key(start), key(end), cam.root)
+                before = index.last_before(cam.id, key(start), low, cam.root)
+            except IndexError_ as exc:
+                notes.append(str(exc))
+                before = None
+            if before is not None:
+                cam.rows[before.name] = before
+            cam.indexed = set(cam.rows)
+            _look_up(cam, sorted(cam.rows))
+    except OSError as exc:
+        cam.problem = f"cannot read {cam.directory}: {exc.strerror or exc}"
+
+
+def timed(cam: CameraFiles) -> list[timing.Timed]:
+    """The files with a row, as :func:`timing.spans` judges them."""
+    out = []
+    for item in cam.listed:
+        row = cam.rows.get(item.name)
+        if row is not None:
+            duration = row.duration if row.playable else 0.0
+            out.append(timing.Timed(item.name, row.start, duration, item.mtime_ns / 1e9))
+    return out
+
+
+def names_to_look_up(cam: CameraFiles, start: float, end: float, tolerance: float) -> tuple[list[str], list[str]]:
+    """Step 2: the names that could hold footage the files found so far do not explain: forwards
+    through every would-be gap, and backwards (newest first) from the window's start when nothing
+    found covers it. A file whose own timing was not believed explains nothing: its stretch is
+    looked up too."""
+    segments = timed(cam)
+    trusted = [span for _, span, reason in timing.judged(segments, timing.LONGEST_SEGMENT) if reason is None]
+    forward: list[str] = []
+    backward: list[str] = []
+    for gap in intervals.gaps_of(intervals.covered(trusted, start, end, tolerance), start, end):
+        first = math.floor(gap.start - timing.SLACK - 1)
+        if gap.start <= start:
+            oldest = max((s.start for s in segments if s.start <= start), default=start - timing.LONGEST_SEGMENT)
+            backward = [name_of(second) for second in range(math.floor(start), math.floor(oldest), -1)]
+            first = math.floor(start) + 1
+        forward += [name_of(second) for second in range(first, math.ceil(gap.end))]
+    return forward, backward
+
+
+def by_name(cam: CameraFiles, start: float, end: float, tolerance: float) -> bool:
+    """Step 2, done: look the names up; False (nothing looked up) when there are more than
+    :data:`LOOK_UP_LIMIT`, and the directory must be listed instead."""
+    forward, backward = names_to_look_up(cam, start, end, tolerance)
+    if len(forward) + len(backward) > LOOK_UP_LIMIT:
+        return False
+    try:
+        _look_up(cam, backward, first_only=True)
+        _look_up(cam, forward)
+    except OSError as exc:
+        cam.problem = f"cannot read {cam.directory}: {exc.strerror or exc}"
+    return True
+
+
+def older_footage(cam: CameraFiles, start: float) -> None:
+    """Step 3: when no file found starts at or before ``start``, whether any segment older than the
+    window exists (a listing that stops at the first one)."""
+    latest = time.strftime(_KEY, time.gmtime(math.floor(start)))  # names starting at or before ``start``
+    if cam.problem or any(item.name[:15] <= latest for item in cam.listed):
+        return
+    try:
+        with os.scandir(cam.directory) as entries:
+            for entry in entries:
+                if entry.name[:15] <= latest and SEGMENT_OR_MOVED.fullmatch(entry.name) \
+                        and entry.is_file(follow_symlinks=False):
+                    cam.older = start_of(entry.name)
+                    return
+    except OSError as exc:
+        cam.problem = f"cannot list {cam.directory}: {exc.strerror or exc}"
