@@ -15,12 +15,13 @@ found in three steps that touch only that range:
    deleted index. Every second of such a stretch is looked up by its name (from a few seconds
    before it: names drop their second's fraction); a stretch at the window's start is searched
    backwards, newest first, until a file is found (only the last segment before the window can
-   run into it, and none is believed longer than :data:`timing.LONGEST_SEGMENT`).
+   run into it, and none is believed longer than :data:`timing.LONGEST_SEGMENT`). No name after
+   the directory's mtime is looked up (:func:`horizon`): a camera down for hours costs nothing.
 3. :func:`older_footage`: when no file starts at or before the window's start, whether the
    camera has older footage at all (coverage since a camera's first footage must not take a
    camera back from a long outage for a new one): a listing that stops at the first older name.
 
-The cost is therefore bounded by the window (at most 3,600 look-ups an hour, and a few dozen when
+The cost is therefore bounded by the window (at most 7,260 look-ups for an hour, a few dozen when
 the index is complete), whatever the retention. A window that would need more look-ups than
 :data:`LOOK_UP_LIMIT` (a day-long ``coverage`` without an index) is listed instead, as is the
 NVR's primary directory, whose names are the NVR's (:func:`list_window`).
@@ -62,6 +63,7 @@ class CameraFiles:
     problem: str | None = None
     indexed: set[str] = field(default_factory=set)  # names the index had a row for
     older: float | None = None  # the start of some footage older than the window, when nothing else says so
+    changed: float = math.inf  # the directory's mtime: no segment is named after it (see :func:`horizon`)
     looked_up: int = 0  # names looked up one by one
 
 
@@ -126,9 +128,14 @@ def _look_up(cam: CameraFiles, names: list[str], first_only: bool = False) -> No
 def from_index(cam: CameraFiles, index: SegmentIndex | None, start: float, end: float, notes: list[str]) -> None:
     """Step 1: the files the index names in the window and the newest one it names before it."""
     try:
-        if not cam.directory.is_dir():
+        try:
+            info = os.stat(cam.directory)
+        except FileNotFoundError:
+            info = None
+        if info is None or not stat.S_ISDIR(info.st_mode):
             cam.problem = f"no directory {cam.directory}"
             return
+        cam.changed = info.st_mtime
         if index is not None:
             low = key(start - timing.LONGEST_SEGMENT)
             try:
@@ -156,22 +163,34 @@ def timed(cam: CameraFiles) -> list[timing.Timed]:
     return out
 
 
+def horizon(cam: CameraFiles, segments: list[timing.Timed]) -> float:
+    """The last second a segment can be named: creating a file sets its directory's mtime, and
+    ffmpeg names a segment by the second it creates it, so no name lies after the directory's
+    mtime (a camera down for hours has nothing to look up). Deleting or renaming files only moves
+    the mtime later. Not used (infinite) when a file found so far is named after it: this file
+    system does not keep directory mtimes."""
+    latest = cam.changed + timing.SLACK
+    return latest if all(s.start <= latest for s in segments) else math.inf
+
+
 def names_to_look_up(cam: CameraFiles, start: float, end: float, tolerance: float) -> tuple[list[str], list[str]]:
     """Step 2: the names that could hold footage the files found so far do not explain: forwards
     through every would-be gap, and backwards (newest first) from the window's start when nothing
-    found covers it. A file whose own timing was not believed explains nothing: its stretch is
-    looked up too."""
+    found covers it; none after the :func:`horizon`. A file whose own timing was not believed
+    explains nothing: its stretch is looked up too."""
     segments = timed(cam)
     trusted = [span for _, span, reason in timing.judged(segments, timing.LONGEST_SEGMENT) if reason is None]
+    limit = horizon(cam, segments)
+    stop = math.ceil(end) if math.isinf(limit) else min(math.ceil(end), math.floor(limit) + 1)  # names before
     forward: list[str] = []
     backward: list[str] = []
     for gap in intervals.gaps_of(intervals.covered(trusted, start, end, tolerance), start, end):
         first = math.floor(gap.start - timing.SLACK - 1)
         if gap.start <= start:
             oldest = max((s.start for s in segments if s.start <= start), default=start - timing.LONGEST_SEGMENT)
-            backward = [name_of(second) for second in range(math.floor(start), math.floor(oldest), -1)]
+            backward = [name_of(second) for second in range(min(math.floor(start), stop - 1), math.floor(oldest), -1)]
             first = math.floor(start) + 1
-        forward += [name_of(second) for second in range(first, math.ceil(gap.end))]
+        forward += [name_of(second) for second in range(first, min(math.ceil(gap.end), stop))]
     return forward, backward
 
 

@@ -151,3 +151,29 @@ def test_a_missing_camera_directory_is_a_problem(tmp_path, monkeypatch):
     report = coverage.compute(tmp_path, NOW - 3600, NOW, cameras=["cam", "gone"], now=NOW, pool=False)
     assert [c.problem is None for c in report.cameras] == [True, False]
     assert "no directory" in report.cameras[1].problem
+
+
+def test_a_camera_down_for_hours_looks_nothing_up(tmp_path, monkeypatch):
+    """No segment is named after its directory's mtime (creating one sets it): a camera that has
+    recorded nothing for two hours has no name to look up in the last hour."""
+    directory = recorded(tmp_path, start=T0 - 6 * 3600, end=T0 - 7200)
+    os.utime(directory, (T0 - 7200, T0 - 7200))
+    report, calls = last_hour(tmp_path, monkeypatch)
+    cam = report.cameras[0]
+    assert report.looked_up < 5 and len(calls.segment_names()) < 5, calls.segment_names()
+    assert cam.coverage == cam.coverage_since_first == 0.0 and len(cam.gaps) == 1
+
+
+def test_a_directory_mtime_older_than_its_names_is_not_trusted(tmp_path, monkeypatch):
+    """A file system that does not keep directory mtimes: the segment being written is still found."""
+    directory = recorded(tmp_path)
+    os.utime(directory, (T0, T0))
+    cam = last_hour(tmp_path, monkeypatch)[0].cameras[0]
+    assert cam.gaps == [] and cam.coverage == pytest.approx(1.0)
+
+
+def test_a_day_without_the_index_is_listed_and_says_so(tmp_path):
+    recorded(tmp_path, start=T0 - 86400, indexed=False)
+    report = coverage.compute(tmp_path, NOW - 86400, NOW, now=NOW, pool=False)
+    assert report.listed == 1 and any("listed" in note for note in report.notes), report.notes
+    assert report.cameras[0].gaps == [] and report.cameras[0].coverage == pytest.approx(1.0)
