@@ -111,6 +111,7 @@ def _look_up(cam: CameraFiles, names: list[str], first_only: bool = False) -> No
         for name in names:
             if name in known:
                 continue
+            known.add(name)  # the stretches looked up around two gaps may overlap
             cam.looked_up += 1
             try:
                 info = os.stat(name, dir_fd=fd, follow_symlinks=False)

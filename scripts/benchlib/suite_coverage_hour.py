@@ -3,12 +3,12 @@ coverage child and ``status`` pay for each camera, every minute.
 
 One camera of N consecutive 60 s segments (the coverage suite's sparse files, :func:`write_day`;
 N = 1,440 is a day, 43,200 thirty days), every segment indexed as its worker would index it (its
-boxes parsed, one row each), and the directory's mtime when its newest segment was created. Then ``coverage.compute`` of the last hour, in process, warm (the
-index and the page cache hold everything; one run first to fill both), as ``status`` calls it
-(``pool=False``), repeated: CPU time and wall time per run. Twice: the camera recording up to the
-window's end, and the camera down for the last two hours (the whole hour is a gap: the most names
-there are to look up). "Before" runs the package as it was
-at ``--coverage-hour-before`` (default: the parent of the commit that added
+boxes parsed, one row each), the directory's mtime when its newest segment was created. Then
+``coverage.compute`` of the last hour, in process, warm (the index and the page cache hold
+everything; one run first to fill both), as ``status`` calls it (``pool=False``), repeated: CPU
+time and wall time per run. Twice: the camera recording up to the window's end, and the camera
+down for the last two hours (the hour is one gap). "Before" runs the package as it was at
+``--coverage-hour-before`` (default: the parent of the commit that added
 ``mirror_supervisor/coverage_files.py``), exported with ``git archive`` and put first on
 PYTHONPATH; "after" the working tree. The figure that matters is how the cost grows with N.
 """

@@ -177,3 +177,17 @@ def test_a_day_without_the_index_is_listed_and_says_so(tmp_path):
     report = coverage.compute(tmp_path, NOW - 86400, NOW, now=NOW, pool=False)
     assert report.listed == 1 and any("listed" in note for note in report.notes), report.notes
     assert report.cameras[0].gaps == [] and report.cameras[0].coverage == pytest.approx(1.0)
+
+
+def test_a_file_between_two_close_gaps_is_counted_once(tmp_path, monkeypatch):
+    """The stretches looked up around two gaps a few seconds apart overlap."""
+    directory = tmp_path / "cam"
+    indexer = index.Indexer(directory, "cam", logging.getLogger("test"))
+    for start, seconds in ((T0 - 60, 660.0), (T0 + 700, 4.0), (T0 + 800, 2810.0)):
+        indexer.done(write(directory, start, seconds))
+    between = write(directory, T0 + 699, 1.0)  # not indexed, inside both stretches
+    report, _ = last_hour(tmp_path, monkeypatch)
+    cam = report.cameras[0]
+    assert [item for item in sorted(os.listdir(directory))] == sorted({name(T0 - 60), between, name(T0 + 700),
+                                                                       name(T0 + 800)})
+    assert cam.segments == 4 and [(g.start - T0, g.end - T0) for g in cam.gaps] == [(600, 699), (704, 800)]
