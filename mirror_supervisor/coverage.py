@@ -188,7 +188,7 @@ def _list(cam: CameraFiles, index: SegmentIndex | None, start: float, end: float
 
 
 def _load(mirror: list[CameraFiles], primary: list[CameraFiles], index: SegmentIndex | None, start: float,
-          end: float, tolerance: float, report: Report, pool: bool) -> None:
+          end: float, tolerance: float, now: float, report: Report, pool: bool) -> None:
     """Find every camera's files for the window (:mod:`coverage_files`), parse what the index does
     not know, write the new rows back."""
     for cam in mirror:
@@ -198,7 +198,7 @@ def _load(mirror: list[CameraFiles], primary: list[CameraFiles], index: SegmentI
     fresh: dict[str, list[Row]] = {}
     report.parsed = _parse(mirror + primary, fresh, pool)
     for cam in mirror:
-        if cam.problem is None and not coverage_files.by_name(cam, start, end, tolerance):
+        if cam.problem is None and not coverage_files.by_name(cam, start, end, tolerance, now):
             _list_instead(cam, index, start, end, fresh, report)
         report.looked_up += cam.looked_up
     report.parsed += _parse(mirror, fresh, pool)
@@ -284,7 +284,7 @@ def compute(mirror_dir: Path, start: float, end: float, cameras: Sequence[str] |
         if primary_dir is not None:
             root = str(Path(primary_dir).resolve())
             primary = [CameraFiles(cid, Path(primary_dir) / cid, root) for cid in ids]
-        _load(mirror, primary, index, start, end, tolerance, report, pool)
+        _load(mirror, primary, index, start, end, tolerance, now, report, pool)
     finally:
         if index is not None:
             index.close()

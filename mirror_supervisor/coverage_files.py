@@ -15,8 +15,9 @@ found in three steps that touch only that range:
    deleted index. Every second of such a stretch is looked up by its name (from a few seconds
    before it: names drop their second's fraction); a stretch at the window's start is searched
    backwards, newest first, until a file is found (only the last segment before the window can
-   run into it, and none is believed longer than :data:`timing.LONGEST_SEGMENT`). No name after
-   the directory's mtime is looked up (:func:`horizon`): a camera down for hours costs nothing.
+   run into it, and none is believed longer than :data:`timing.LONGEST_SEGMENT`). No name from
+   the directory's mtime up to now is looked up (:func:`horizon`): a camera down for hours costs
+   nothing.
 3. :func:`older_footage`: when no file starts at or before the window's start, whether the
    camera has older footage at all (coverage since a camera's first footage must not take a
    camera back from a long outage for a new one): a listing that stops at the first older name.
@@ -174,31 +175,40 @@ def horizon(cam: CameraFiles, segments: list[timing.Timed]) -> float:
     return latest if all(s.start <= latest for s in segments) else math.inf
 
 
-def names_to_look_up(cam: CameraFiles, start: float, end: float, tolerance: float) -> tuple[list[str], list[str]]:
+def _seconds(first: int, stop: int, limit: float, now: float) -> list[int]:
+    """The seconds of ``[first, stop)`` a segment can be named: none from just after the
+    :func:`horizon` up to ``now``. A name in the future (a clock stepped back, a file made by
+    hand) is no creation the directory's mtime says anything about, so it is looked up."""
+    if limit >= now:
+        return list(range(first, stop))
+    return [*range(first, min(stop, math.floor(limit) + 1)), *range(max(first, math.floor(now) + 1), stop)]
+
+
+def names_to_look_up(cam: CameraFiles, start: float, end: float, tolerance: float,
+                     now: float) -> tuple[list[str], list[str]]:
     """Step 2: the names that could hold footage the files found so far do not explain: forwards
     through every would-be gap, and backwards (newest first) from the window's start when nothing
-    found covers it; none after the :func:`horizon`. A file whose own timing was not believed
-    explains nothing: its stretch is looked up too."""
+    found covers it; none between the :func:`horizon` and ``now``. A file whose own timing was not
+    believed explains nothing: its stretch is looked up too."""
     segments = timed(cam)
     trusted = [span for _, span, reason in timing.judged(segments, timing.LONGEST_SEGMENT) if reason is None]
     limit = horizon(cam, segments)
-    stop = math.ceil(end) if math.isinf(limit) else min(math.ceil(end), math.floor(limit) + 1)  # names before
-    forward: list[str] = []
-    backward: list[str] = []
+    forward: list[int] = []
+    backward: list[int] = []
     for gap in intervals.gaps_of(intervals.covered(trusted, start, end, tolerance), start, end):
         first = math.floor(gap.start - timing.SLACK - 1)
         if gap.start <= start:
             oldest = max((s.start for s in segments if s.start <= start), default=start - timing.LONGEST_SEGMENT)
-            backward = [name_of(second) for second in range(min(math.floor(start), stop - 1), math.floor(oldest), -1)]
+            backward = _seconds(math.floor(oldest) + 1, math.floor(start) + 1, limit, now)[::-1]
             first = math.floor(start) + 1
-        forward += [name_of(second) for second in range(first, min(math.ceil(gap.end), stop))]
-    return forward, backward
+        forward += _seconds(first, math.ceil(gap.end), limit, now)
+    return [name_of(second) for second in forward], [name_of(second) for second in backward]
 
 
-def by_name(cam: CameraFiles, start: float, end: float, tolerance: float) -> bool:
+def by_name(cam: CameraFiles, start: float, end: float, tolerance: float, now: float) -> bool:
     """Step 2, done: look the names up; False (nothing looked up) when there are more than
     :data:`LOOK_UP_LIMIT`, and the directory must be listed instead."""
-    forward, backward = names_to_look_up(cam, start, end, tolerance)
+    forward, backward = names_to_look_up(cam, start, end, tolerance, now)
     if len(forward) + len(backward) > LOOK_UP_LIMIT:
         return False
     try:

@@ -71,6 +71,7 @@ def test_outage_garbage_and_primary_hole(rtsp, nvr, mirror_dir, supervisor, tmp_
     code, data = run_coverage(mirror_dir, tmp_path, "--from", rfc(window_start), "--to", rfc(window_end + 1))
     cam = data["cameras"][0]
     assert code == 0 and cam["invalid"] == []
+    assert cam["clamped"] == [], "real segments of a real camera must be believed as they are"
     assert len(cam["gaps"]) == 1, cam
     gap = cam["gaps"][0]
     gap_start, gap_end = timeargs.parse_time(gap["start"]), timeargs.parse_time(gap["end"])
@@ -158,7 +159,7 @@ def test_a_real_segment_whose_timestamps_leap_does_not_hide_the_hole_after_it(mi
     assert code == 0 and len(cam["gaps"]) == 1, cam
     gap = cam["gaps"][0]
     # the file ends when ffmpeg last wrote it: 2.4 s of real time, plus start-up and the trailer
-    assert start + 2 <= timeargs.parse_time(gap["start"]) <= start + 15, (gap, start)
+    assert start + 2 <= timeargs.parse_time(gap["start"]) <= start + 60, (gap, start)
     assert timeargs.parse_time(gap["end"]) == start + 3000, gap
     assert [c["name"] for c in cam["clamped"]] == [lying.name] and cam["clamped"][0]["claimed_seconds"] > 21000
 

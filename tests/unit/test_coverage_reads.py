@@ -191,3 +191,14 @@ def test_a_file_between_two_close_gaps_is_counted_once(tmp_path, monkeypatch):
     assert [item for item in sorted(os.listdir(directory))] == sorted({name(T0 - 60), between, name(T0 + 700),
                                                                        name(T0 + 800)})
     assert cam.segments == 4 and [(g.start - T0, g.end - T0) for g in cam.gaps] == [(600, 699), (704, 800)]
+
+
+def test_a_name_in_the_future_is_looked_up_whatever_the_directory_mtime(tmp_path):
+    """The directory's mtime says nothing of names after now (a clock stepped back, a file made by hand)."""
+    directory = recorded(tmp_path, start=T0 - 6 * 3600, end=T0 - 7200)
+    ahead = name(NOW + 60)
+    (directory / ahead).write_bytes(b"not a video\n" * 100)
+    os.utime(directory / ahead, (NOW - 600, NOW - 600))
+    os.utime(directory, (T0 - 7200, T0 - 7200))
+    cam = coverage.compute(tmp_path, NOW - 3600, NOW + 120, now=NOW, pool=False).cameras[0]
+    assert cam.invalid == [ahead]
