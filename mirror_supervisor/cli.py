@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from . import __version__, coverage_command, daemon, files, logs, timeargs
+from . import __version__, coverage_command, daemon, files, logs
 from .settings import (
     CONFIG,
     FLAGS,
@@ -242,6 +242,8 @@ def cmd_reload(args: argparse.Namespace) -> int:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
+    from . import timeargs
+
     wait = None if args.timeout is None else timeargs.seconds("--timeout", args.timeout, 0.0, MAX_STOP_WAIT)
     settings = _settings(args, need_mirror_dir=False)
     pid = daemon.running_master(settings.state_dir)

@@ -120,9 +120,8 @@ def probe_batch(paths: list[str]) -> list[mp4.SegmentInfo]:
 
 def _pool_process_starts(parent: int) -> None:
     """In each pool process as it starts. It only reads files, so it dies with the process that
-    forked it (SIGKILL, even when that one is killed by SIGKILL: a process left behind would keep
-    the pool's queue open and live on with ppid 1), and leaves SIGINT and SIGTERM to that process,
-    which ends the pool itself; the default SIGTERM lets the pool's ``terminate`` end it at once."""
+    forked it (SIGKILL, also when that one is killed by SIGKILL and cannot end its pool), and
+    leaves SIGINT and SIGTERM to that process, which ends the pool itself."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     lifeline.die_with_parent(parent, signal.SIGKILL)
@@ -130,17 +129,25 @@ def _pool_process_starts(parent: int) -> None:
 
 def probe_all(paths: list[str], pool: bool = True) -> list[mp4.SegmentInfo]:
     """Parse files in batches (:func:`probe_batch`), in a pool of processes (one per core) when
-    there are many. Leaving the pool's block for any reason (an exception, the ``coverage``
-    command's SIGTERM) terminates its processes."""
+    there are many. When anything interrupts it (an exception, the ``coverage`` command's
+    SIGTERM), its processes get SIGKILL and are not waited for: one stuck on a hung volume ends
+    only when the volume answers, and the caller must not wait that long."""
     batches = [paths[i:i + PREFETCH_BATCH] for i in range(0, len(paths), PREFETCH_BATCH)]
     workers = min(len(os.sched_getaffinity(0)), 8)
     if not pool or len(paths) < POOL_THRESHOLD or workers < 2:
         return [info for batch in batches for info in probe_batch(batch)]
     import multiprocessing
 
-    context = multiprocessing.get_context("fork")
-    with context.Pool(workers, initializer=_pool_process_starts, initargs=(os.getpid(),)) as running:
-        return [info for infos in running.imap(probe_batch, batches) for info in infos]
+    before = set(multiprocessing.active_children())
+    running = multiprocessing.get_context("fork").Pool(workers, _pool_process_starts, (os.getpid(),))
+    try:
+        infos = [info for infos in running.imap(probe_batch, batches) for info in infos]
+    except BaseException:
+        for process in set(multiprocessing.active_children()) - before:
+            process.kill()
+        raise
+    running.terminate()
+    return infos
 
 
 def _open_index(mirror_dir: Path, notes: list[str]) -> SegmentIndex | None:

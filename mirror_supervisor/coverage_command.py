@@ -6,9 +6,10 @@ is below it. Reads the mirror's files and the segment index only: works whether 
 daemon runs.
 
 SIGTERM and SIGINT stop the command at once: the handler raises :class:`Stopped`, which unwinds
-the computation; on the way out the pool of parsing processes is terminated (:func:`coverage.probe_all`)
-and the index closed, then the command exits with 128 + the signal's number. The pool's
-processes also die with the command if it is killed outright (their parent-death signal).
+the computation; on the way out the pool's parsing processes get SIGKILL (:func:`coverage.probe_all`)
+and the index is closed, then the command exits with 128 + the signal's number without waiting
+for them (one stuck on a hung volume dies only when the volume answers). They also die with the
+command when it is killed outright (their parent-death signal).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 
 from .camera import is_safe_id
 from .settings import SettingsError, absolute, check_mirror_dir
@@ -73,6 +74,15 @@ def _stoppable() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+def _exit_now(code: int) -> NoReturn:
+    """Exit without the interpreter's exit handlers: multiprocessing's would wait for the pool's
+    processes, and one stuck on a hung volume can take any time (it gets its parent-death signal
+    as this process ends, and dies when the volume answers). The index is closed by then."""
+    sys.stderr.flush()
+    sys.stdout.flush()
+    os._exit(code)
+
+
 def run(args: argparse.Namespace, load_settings: Callable[[argparse.Namespace], Any], prog: str) -> int:
     """The command; ``load_settings`` reads the usual settings (flags, environment, config file)."""
     from . import coverage, coverage_report, timeargs
@@ -97,7 +107,7 @@ def run(args: argparse.Namespace, load_settings: Callable[[argparse.Namespace], 
                                       tolerance=tolerance, now=now)
     except Stopped as stopped:
         print(f"{prog}: coverage stopped by {signal.Signals(stopped.signum).name}", file=sys.stderr)
-        return 128 + stopped.signum
+        _exit_now(128 + stopped.signum)
     if args.json:
         print(json.dumps(coverage_report.to_json(report), indent=1))
     else:

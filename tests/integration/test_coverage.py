@@ -14,9 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-import psutil
 import pytest
-from support import fmp4, procs
+from support import busy_coverage, fmp4, procs
 
 from mirror_supervisor import coverage, index, mp4, timeargs
 from mirror_supervisor.segments import parse_name
@@ -164,34 +163,31 @@ def test_a_real_segment_whose_timestamps_leap_does_not_hide_the_hole_after_it(mi
     assert [c["name"] for c in cam["clamped"]] == [lying.name] and cam["clamped"][0]["claimed_seconds"] > 21000
 
 
-def test_sigterm_to_the_coverage_command_leaves_no_pool_worker(tmp_path):
+@pytest.mark.parametrize("sig, stopped_pool", [(signal.SIGTERM, False), (signal.SIGTERM, True), (signal.SIGKILL, True)],
+                         ids=["SIGTERM", "SIGTERM-pool-stopped", "SIGKILL-pool-stopped"])
+def test_a_signal_to_the_coverage_command_leaves_no_pool_process(tmp_path, sig, stopped_pool):
     """`coverage` parses many files in a pool of processes; SIGTERM to the command (a script's
-    timeout, a stopped job) must end them too, and the command must exit."""
+    timeout, a stopped job) must end them too, and the command must exit; SIGKILL, which the
+    command cannot handle, too. A pool process that does not come back to its queue (a long
+    parse, a slow volume; SIGSTOP here) must not be left behind either."""
     if len(os.sched_getaffinity(0)) < 2:
         pytest.skip("the command parses in a pool only with 2 cores or more")
-    directory = tmp_path / "mirror" / "cam"
-    directory.mkdir(parents=True)
-    first = directory / segment_name(1795564800)
-    first.write_bytes(fmp4.segment(600.0))  # 600 fragments and no trailer: each file is walked, box by box
-    for i in range(1, 3000):  # the same file under 3,000 names: hard links cost no space
-        os.link(first, directory / segment_name(1795564800 - 600 * i))
-    command = subprocess.Popen(
-        [sys.executable, "-m", "mirror_supervisor", "coverage", "--mirror-dir", str(tmp_path / "mirror"),
-         "--state-dir", str(tmp_path / "state"), "--json", "--from", rfc(1795564800 - 600 * 3000),
-         "--to", rfc(1795564800 + 600)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, "HELDAR_RECORDINGS_DIR": ""})
-    me = psutil.Process(command.pid)
-    pool = procs.wait_for("the pool's workers", lambda: [p.pid for p in me.children()][:8] if len(me.children()) >= 2
-                          else None, 60)
-    command.send_signal(signal.SIGTERM)
+    command, pool = busy_coverage.start(tmp_path / "mirror", tmp_path / "mirror", tmp_path / "state")
     try:
+        for pid in pool if stopped_pool else ():
+            os.kill(pid, signal.SIGSTOP)
+        command.send_signal(sig)
         code = command.wait(timeout=60)
     finally:
         command.kill()
-    left = procs.wait_for("every pool worker gone", lambda: not [pid for pid in pool if procs.alive(pid)] or None,
-                          30)
-    assert left
-    assert code == 128 + signal.SIGTERM, (code, command.stderr.read())
+        try:
+            for pid in pool:
+                procs.wait_for("every pool process gone", lambda pid=pid: not procs.alive(pid), 30)
+        finally:
+            for pid in pool:
+                if procs.alive(pid):  # left behind: the test failed; do not leave it stopped
+                    os.kill(pid, signal.SIGKILL)
+    assert code == (128 + sig if sig == signal.SIGTERM else -sig), (code, command.stderr.read())
 
 
 @pytest.mark.parametrize("args", [("--since", "100000000d"), ("--from", "0001-01-01T00:00:00+14:00", "--to",
