@@ -19,8 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from . import __version__, daemon, files, logs
-from .camera import is_safe_id
+from . import __version__, coverage_command, daemon, files, logs
 from .settings import (
     CONFIG,
     FLAGS,
@@ -72,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_settings(reload_)
 
     stop = commands.add_parser("stop", help="SIGTERM the running master and wait until it is gone")
-    stop.add_argument("--timeout", type=float, default=None, metavar="S", help="how long to wait (default stop timeout + 10)")
+    stop.add_argument("--timeout", metavar="S", help=f"how long to wait (default stop timeout + 10; at most {MAX_STOP_WAIT:g})")
     _add_settings(stop)
 
     status = commands.add_parser("status", help="one line per camera; LSB exit codes")
@@ -92,21 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="the copy: replaced atomically (mode 0640); left as it was when --db cannot be read")
     _add_settings(snapshot)
 
-    coverage = commands.add_parser(
-        "coverage", help="seconds of footage the mirror holds per camera, its gaps and invalid segments")
-    window = coverage.add_mutually_exclusive_group()
-    window.add_argument("--since", metavar="SPAN", help="the window ends now and is this long: 90m, 24h, 7d (default 24h)")
-    window.add_argument("--from", dest="from_", metavar="T", help="window start, RFC 3339 (2026-11-25T10:00:00Z); needs --to")
-    coverage.add_argument("--to", metavar="T", help="window end, RFC 3339; needs --from")
-    coverage.add_argument("--camera", action="append", metavar="ID", help="only this camera (repeatable; default all)")
-    coverage.add_argument("--primary-dir", metavar="DIR",
-                          help="the NVR's primary recordings, to compare with (default $HELDAR_RECORDINGS_DIR)")
-    coverage.add_argument("--min-coverage", type=_ratio, metavar="R",
-                          help="exit 1 when a camera's coverage ratio is below R (0 to 1)")
-    coverage.add_argument("--tolerance", type=_positive_seconds, default=None, metavar="S",
-                          help="holes up to S seconds are not gaps (default 2)")
-    coverage.add_argument("--json", action="store_true", help="machine-readable output")
-    _add_settings(coverage)
+    coverage_command.add_parser(commands, _add_settings, _ratio)
     return parser
 
 
@@ -124,7 +109,7 @@ def _number_between(low: float, high: float) -> Callable[[str], float]:
 
 
 _ratio = _number_between(0.0, 1.0)
-_positive_seconds = _number_between(0.0, 3600.0)
+MAX_STOP_WAIT = 86400.0  # stop --timeout
 
 
 def _settings(args: argparse.Namespace, need_mirror_dir: bool = True) -> Settings:
@@ -263,12 +248,15 @@ def cmd_reload(args: argparse.Namespace) -> int:
 
 
 def cmd_stop(args: argparse.Namespace) -> int:
+    from . import timeargs
+
+    wait = None if args.timeout is None else timeargs.seconds("--timeout", args.timeout, 0.0, MAX_STOP_WAIT)
     settings = _settings(args, need_mirror_dir=False)
     pid = daemon.running_master(settings.state_dir)
     if pid is None:
         print(f"{PROG}: not running")
         return 0
-    timeout = args.timeout if args.timeout is not None else settings.stop_timeout + 10
+    timeout = wait if wait is not None else settings.stop_timeout + 10
     os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while daemon.is_master(pid):
@@ -334,43 +322,9 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
 
 
 def cmd_coverage(args: argparse.Namespace) -> int:
-    """Exit 0; 1 when --min-coverage is given and a camera is below it; 2 bad arguments. Reads the
-    mirror's files and the segment index only: works whether or not the daemon runs."""
-    from . import coverage, coverage_report
-
-    settings = _settings(args)
-    check_mirror_dir(settings)
-    assert settings.mirror_dir is not None
-    now = time.time()
-    try:
-        if args.from_ is not None or args.to is not None:
-            if args.from_ is None or args.to is None:
-                raise SettingsError("--from and --to: give both (or --since)")
-            start, end = coverage.parse_time(args.from_), coverage.parse_time(args.to)
-        else:
-            end = now
-            start = end - coverage.parse_span(args.since or "24h")
-    except ValueError as exc:
-        raise SettingsError(f"coverage window: {exc}") from None
-    if end <= start:
-        raise SettingsError("coverage window: --to must be after --from")
-    bad = [camera for camera in args.camera or () if not is_safe_id(camera)]
-    if bad:
-        raise SettingsError(f"--camera: not a camera id: {bad[0]!r}")
-    primary = args.primary_dir or os.environ.get("HELDAR_RECORDINGS_DIR") or None
-    primary_dir = absolute(primary, getattr(args, "cwd", None), "--primary-dir") if primary else None
-    if primary_dir is not None and not primary_dir.is_dir():
-        raise SettingsError(f"--primary-dir: {str(primary_dir)!r} is not an existing directory")
-    tolerance = coverage.DEFAULT_TOLERANCE if args.tolerance is None else args.tolerance
-    report = coverage.compute(settings.mirror_dir, start, end, cameras=args.camera, primary_dir=primary_dir,
-                              tolerance=tolerance, now=now)
-    if args.json:
-        print(json.dumps(coverage_report.to_json(report), indent=1))
-    else:
-        print(coverage_report.render(report, args.min_coverage))
-    if args.min_coverage is not None and any(cam.coverage < args.min_coverage for cam in report.cameras):
-        return 1
-    return 0
+    """Exit 0; 1 when --min-coverage is given and a camera is below it; 2 bad arguments;
+    128 + N stopped by signal N (:mod:`coverage_command`)."""
+    return coverage_command.run(args, _settings, PROG)
 
 
 COMMANDS = {"run": cmd_run, "reload": cmd_reload, "stop": cmd_stop, "status": cmd_status, "check": cmd_check,

@@ -7,8 +7,15 @@ matches) is parsed (:mod:`mp4`) and its row written back when the index can be w
 mode; many files are parsed by a pool of processes, one per core). Rows of files that are gone are
 never used. Nothing here reads the NVR's database or talks to the daemon.
 
+Which files are in the window is found without listing a camera's whole history
+(:mod:`coverage_files`): the index's rows in the window, every file looked up by name, and every
+second the files found leave uncovered looked up by name too; a window too long for that is
+listed. The NVR's primary directory (``--primary-dir``) is listed.
+
 A segment covers ``[start, start + duration]``: ``start`` from its name (UTC, 1 s resolution),
-``duration`` its playable seconds. Because names are whole seconds and a segment's first frame
+``duration`` its playable seconds, but never past what wall-clock time allows (:mod:`timing`:
+the file's mtime, the next segment's start, the longest segment); a segment cut to those bounds
+is reported (``clamped``). Because names are whole seconds and a segment's first frame
 falls anywhere in its second, neighbouring segments seem to overlap or leave holes of up to 1 s;
 so holes no longer than the tolerance (default 2 s) count as covered, and every longer hole is a
 gap. A segment that starts before the window counts only when it is the last one before it (one
@@ -21,37 +28,23 @@ left), only in the mirror (what the mirror saved), and in both.
 
 from __future__ import annotations
 
-import datetime
-import math
 import os
+import signal
 import time
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import mp4
+from . import coverage_files, lifeline, mp4, timing
 from .camera import is_safe_id
+from .coverage_files import CameraFiles, Listed
 from .index import MIRROR, IndexError_, Row, SegmentIndex, row_from
-from .segments import SEGMENT_OR_MOVED
+from .intervals import Gap, Interval, covered, gaps_of, intersect, total
 
 DEFAULT_TOLERANCE = 2.0
 IN_PROGRESS_SECONDS = 60.0  # the newest segment, changed this recently, may still be starting
 POOL_THRESHOLD = 400  # parse in a process pool from this many files on
 PREFETCH_BATCH = 128  # files whose heads and tails are asked for at once
-_KEY = "%Y%m%d_%H%M%S"
-
-Interval = tuple[float, float]
-
-
-@dataclass
-class Gap:
-    start: float
-    end: float
-
-    @property
-    def seconds(self) -> float:
-        return self.end - self.start
 
 
 @dataclass
@@ -59,6 +52,7 @@ class PrimaryComparison:
     only_primary_seconds: float
     only_mirror_seconds: float
     both_seconds: float
+    clamped: list[timing.Clamp] = field(default_factory=list)  # the primary's files not believed
 
 
 @dataclass
@@ -72,7 +66,8 @@ class CameraCoverage:
     segments: int = 0
     problem: str | None = None  # e.g. the camera directory is missing
     primary: PrimaryComparison | None = None
-    first_start: float | None = None  # the earliest segment considered (maybe before the window)
+    first_start: float | None = None  # the earliest footage known: maybe before the window
+    clamped: list[timing.Clamp] = field(default_factory=list)  # files whose own timing was not believed
 
     @property
     def coverage(self) -> float:
@@ -97,139 +92,11 @@ class Report:
     end: float
     parsed: int = 0  # files parsed (not served from the index)
     notes: list[str] = field(default_factory=list)
+    looked_up: int = 0  # names looked up one by one (files named by the index, and the stretches it leaves)
+    listed: int = 0  # camera directories listed in full
 
 
-# -- time -------------------------------------------------------------------------------------
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_span(text: str) -> float:
-    """``90s``, ``30m``, ``24h``, ``7d``, ``1w``, or bare seconds; ValueError otherwise."""
-    text = text.strip().lower()
-    unit = _UNITS.get(text[-1:]) if text else None
-    number = text[:-1] if unit else text
-    value = float(number) * (unit or 1)
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"not a positive duration: {text!r}")
-    return value
-
-
-def parse_time(text: str) -> float:
-    """RFC 3339 (``2026-11-25T10:00:00Z``, an offset, or a space for the T); no zone means UTC."""
-    moment = datetime.datetime.fromisoformat(text.strip().replace("z", "Z"))
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=datetime.UTC)
-    return moment.timestamp()
-
-
-def rfc3339(epoch: float) -> str:
-    moment = datetime.datetime.fromtimestamp(epoch, datetime.UTC)
-    if moment.microsecond:
-        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _key(epoch: float) -> str:
-    """The name prefix of the first whole second at or after ``epoch``."""
-    return time.strftime(_KEY, time.gmtime(math.ceil(epoch)))
-
-
-# -- intervals --------------------------------------------------------------------------------
-
-def merge(intervals: Iterable[Interval], tolerance: float) -> list[Interval]:
-    """Union of intervals, joining those separated by at most ``tolerance``."""
-    merged: list[list[float]] = []
-    for start, end in sorted(intervals):
-        if merged and start <= merged[-1][1] + tolerance:
-            merged[-1][1] = max(merged[-1][1], end)
-        else:
-            merged.append([start, end])
-    return [(a, b) for a, b in merged]
-
-
-def clip(intervals: Iterable[Interval], start: float, end: float, tolerance: float) -> list[Interval]:
-    """Intervals cut to the window; an edge within ``tolerance`` of the window's is moved onto it."""
-    out = []
-    for a, b in intervals:
-        a, b = max(a, start), min(b, end)
-        if b <= a:
-            continue
-        out.append((start if a - start <= tolerance else a, end if end - b <= tolerance else b))
-    return out
-
-
-def total(intervals: Iterable[Interval]) -> float:
-    return sum(b - a for a, b in intervals)
-
-
-def intersect(left: Sequence[Interval], right: Sequence[Interval]) -> list[Interval]:
-    out, i, j = [], 0, 0
-    while i < len(left) and j < len(right):
-        a, b = max(left[i][0], right[j][0]), min(left[i][1], right[j][1])
-        if a < b:
-            out.append((a, b))
-        if left[i][1] < right[j][1]:
-            i += 1
-        else:
-            j += 1
-    return out
-
-
-def gaps_of(covered: Sequence[Interval], start: float, end: float) -> list[Gap]:
-    gaps, at = [], start
-    for a, b in covered:
-        if a > at:
-            gaps.append(Gap(at, a))
-        at = max(at, b)
-    if end > at:
-        gaps.append(Gap(at, end))
-    return gaps
-
-
-# -- files and the index ----------------------------------------------------------------------
-
-@dataclass
-class _Listed:
-    name: str
-    size: int
-    mtime_ns: int
-
-
-@dataclass
-class _Camera:
-    id: str
-    directory: Path
-    root: str
-    listed: list[_Listed] = field(default_factory=list)
-    rows: dict[str, Row] = field(default_factory=dict)
-    problem: str | None = None
-
-
-def list_window(directory: Path, start: float, end: float) -> list[_Listed]:
-    """Segment files (regular, real names) starting in ``[start, end)``, and the last one before."""
-    low, high = _key(start), _key(end)
-    inside: list[_Listed] = []
-    before: os.DirEntry[str] | None = None
-    with os.scandir(directory) as entries:
-        for entry in entries:
-            name = entry.name
-            key = name[:15]
-            if key >= high or not SEGMENT_OR_MOVED.fullmatch(name):
-                continue
-            if key < low:
-                if before is None or name > before.name:
-                    before = entry
-                continue
-            info = entry.stat(follow_symlinks=False)
-            if entry.is_file(follow_symlinks=False):
-                inside.append(_Listed(name, info.st_size, info.st_mtime_ns))
-    if before is not None and before.is_file(follow_symlinks=False):
-        info = before.stat(follow_symlinks=False)
-        inside.append(_Listed(before.name, info.st_size, info.st_mtime_ns))
-    inside.sort(key=lambda item: item.name)
-    return inside
-
+# -- parsing ----------------------------------------------------------------------------------
 
 def probe_batch(paths: list[str]) -> list[mp4.SegmentInfo]:
     """Parse files, asking the kernel first for every file's head and tail at once: on a cold
@@ -251,17 +118,36 @@ def probe_batch(paths: list[str]) -> list[mp4.SegmentInfo]:
     return [mp4.probe(path) for path in paths]
 
 
+def _pool_process_starts(parent: int) -> None:
+    """In each pool process as it starts. It only reads files, so it dies with the process that
+    forked it (SIGKILL, also when that one is killed by SIGKILL and cannot end its pool), and
+    leaves SIGINT and SIGTERM to that process, which ends the pool itself."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    lifeline.die_with_parent(parent, signal.SIGKILL)
+
+
 def probe_all(paths: list[str], pool: bool = True) -> list[mp4.SegmentInfo]:
     """Parse files in batches (:func:`probe_batch`), in a pool of processes (one per core) when
-    there are many."""
+    there are many. When anything interrupts it (an exception, the ``coverage`` command's
+    SIGTERM), its processes get SIGKILL and are not waited for: one stuck on a hung volume ends
+    only when the volume answers, and the caller must not wait that long."""
     batches = [paths[i:i + PREFETCH_BATCH] for i in range(0, len(paths), PREFETCH_BATCH)]
     workers = min(len(os.sched_getaffinity(0)), 8)
     if not pool or len(paths) < POOL_THRESHOLD or workers < 2:
         return [info for batch in batches for info in probe_batch(batch)]
     import multiprocessing
 
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork")) as executor:
-        return [info for infos in executor.map(probe_batch, batches) for info in infos]
+    before = set(multiprocessing.active_children())
+    running = multiprocessing.get_context("fork").Pool(workers, _pool_process_starts, (os.getpid(),))
+    try:
+        infos = [info for infos in running.imap(probe_batch, batches) for info in infos]
+    except BaseException:
+        for process in set(multiprocessing.active_children()) - before:
+            process.kill()
+        raise
+    running.terminate()
+    return infos
 
 
 def _open_index(mirror_dir: Path, notes: list[str]) -> SegmentIndex | None:
@@ -276,60 +162,99 @@ def _open_index(mirror_dir: Path, notes: list[str]) -> SegmentIndex | None:
             return None
 
 
-def _load(cameras: list[_Camera], index: SegmentIndex | None, start: float, end: float, notes: list[str],
-          pool: bool = True) -> int:
-    """List every camera's files and read its rows; parse what the index does not know; write back.
-    Returns how many files were parsed."""
-    for cam in cameras:
-        try:
-            cam.listed = list_window(cam.directory, start, end)
-        except FileNotFoundError:
-            cam.problem = f"no directory {cam.directory}"
-            continue
-        except OSError as exc:
-            cam.problem = f"cannot list {cam.directory}: {exc.strerror or exc}"
-            continue
-        if index is not None and cam.listed:
-            try:
-                cam.rows = index.rows(cam.id, cam.listed[0].name, cam.listed[-1].name + "\x7f", cam.root)
-            except IndexError_ as exc:
-                notes.append(str(exc))
-    stale = [(cam, item) for cam in cameras for item in cam.listed
-             if not _fresh(cam.rows.get(item.name), item)]
+def _parse(cameras: list[CameraFiles], fresh: dict[str, list[Row]], pool: bool) -> int:
+    """Parse every file without a row that matches it; keep the new rows (``fresh``, by camera
+    directory) for the index. Returns how many files were parsed."""
+    stale = [(cam, item) for cam in cameras for item in cam.listed if not _fresh(cam.rows.get(item.name), item)]
     infos = probe_all([str(cam.directory / item.name) for cam, item in stale], pool)
-    fresh: dict[int, list[Row]] = {}
     for (cam, item), info in zip(stale, infos, strict=True):
         row = row_from(item.name, info)
         if row is not None:
             cam.rows[item.name] = row
-            fresh.setdefault(id(cam), []).append(row)
-    if index is not None and index.writable:
-        for cam in cameras:
-            rows = [r for r in fresh.get(id(cam), []) if r.size > 0]
-            try:
-                index.put(cam.id, rows, cam.root)
-            except IndexError_ as exc:
-                notes.append(str(exc))
-                break
+            fresh.setdefault(str(cam.directory), []).append(row)
+            if (row.size, row.mtime_ns) != (item.size, item.mtime_ns):  # it changed meanwhile
+                item.size, item.mtime_ns = row.size, row.mtime_ns
     return len(stale)
 
 
-def _fresh(row: Row | None, item: _Listed) -> bool:
+def _list(cam: CameraFiles, index: SegmentIndex | None, start: float, end: float, notes: list[str]) -> None:
+    """A listing of the camera's directory for the window, and the index's rows for its files."""
+    try:
+        cam.listed = coverage_files.list_window(cam.directory, start, end)
+    except FileNotFoundError:
+        cam.problem = f"no directory {cam.directory}"
+        return
+    except OSError as exc:
+        cam.problem = f"cannot list {cam.directory}: {exc.strerror or exc}"
+        return
+    if index is not None and cam.listed:
+        try:
+            cam.rows = index.rows(cam.id, cam.listed[0].name, cam.listed[-1].name + "\x7f", cam.root)
+        except IndexError_ as exc:
+            notes.append(str(exc))
+
+
+def _load(mirror: list[CameraFiles], primary: list[CameraFiles], index: SegmentIndex | None, start: float,
+          end: float, tolerance: float, now: float, report: Report, pool: bool) -> None:
+    """Find every camera's files for the window (:mod:`coverage_files`), parse what the index does
+    not know, write the new rows back."""
+    for cam in mirror:
+        coverage_files.from_index(cam, index, start, end, report.notes)
+    for cam in primary:
+        _list(cam, index, start, end, report.notes)
+    fresh: dict[str, list[Row]] = {}
+    report.parsed = _parse(mirror + primary, fresh, pool)
+    for cam in mirror:
+        if cam.problem is None and not coverage_files.by_name(cam, start, end, tolerance, now):
+            _list_instead(cam, index, start, end, fresh, report)
+        report.looked_up += cam.looked_up
+    report.parsed += _parse(mirror, fresh, pool)
+    for cam in mirror:
+        coverage_files.older_footage(cam, start)
+        missed = [item.name for item in cam.listed[:-1] if item.name not in cam.indexed]
+        if index is not None and missed and cam.looked_up:
+            report.notes.append(f"{cam.id}: {len(missed)} segments not in the segment index were found by name "
+                                f"(the first {missed[0]})")
+    if index is not None and index.writable:
+        for cam in mirror + primary:
+            rows = [r for r in fresh.get(str(cam.directory), []) if r.size > 0]
+            try:
+                index.put(cam.id, rows, cam.root)
+            except IndexError_ as exc:
+                report.notes.append(str(exc))
+                break
+
+
+def _list_instead(cam: CameraFiles, index: SegmentIndex | None, start: float, end: float,
+                  fresh: dict[str, list[Row]], report: Report) -> None:
+    """Too many names to look up one by one: list the directory, keeping the rows parsed so far."""
+    report.notes.append(f"{cam.id}: more than {coverage_files.LOOK_UP_LIMIT} seconds of the window are not "
+                        "covered by indexed segments; its directory was listed instead of looking names up")
+    report.listed += 1
+    _list(cam, index, start, end, report.notes)
+    cam.rows.update({row.name: row for row in fresh.get(str(cam.directory), [])})
+    cam.looked_up = 0
+
+
+def _fresh(row: Row | None, item: Listed) -> bool:
     return row is not None and row.size == item.size and row.mtime_ns == item.mtime_ns
 
 
-def _intervals(cam: _Camera, start: float, end: float, tolerance: float, now: float) -> tuple[list[Interval], list[str]]:
-    spans, invalid = [], []
+def _intervals(cam: CameraFiles, start: float, end: float, tolerance: float,
+               now: float) -> tuple[list[Interval], list[str], list[timing.Clamp]]:
+    """The window's covered stretches, its invalid segments and the segments not believed."""
+    longest = timing.LONGEST_SEGMENT if cam.root == MIRROR else None
+    spans, clamps = timing.spans(coverage_files.timed(cam), longest)
+    invalid = []
     newest = cam.listed[-1].name if cam.listed else None
     for item in cam.listed:
         row = cam.rows.get(item.name)
-        if row is None:
+        if row is None or (row.playable and row.duration > 0):
             continue
-        if row.playable and row.duration > 0:
-            spans.append((row.start, row.start + row.duration))
-        elif not (item.name == newest and item.mtime_ns / 1e9 >= now - IN_PROGRESS_SECONDS) and row.start >= start:
+        if not (item.name == newest and item.mtime_ns / 1e9 >= now - IN_PROGRESS_SECONDS) and row.start >= start:
             invalid.append(item.name)
-    return clip(merge(spans, tolerance), start, end, tolerance), invalid
+    clamps = [c for c in clamps if (row := cam.rows[c.name]).start + row.duration > start]
+    return covered(spans, start, end, tolerance), invalid, clamps
 
 
 # -- the computation --------------------------------------------------------------------------
@@ -344,6 +269,13 @@ def camera_ids(mirror_dir: Path) -> list[str]:
     return sorted(ids)
 
 
+def _first_start(cam: CameraFiles) -> float | None:
+    first = next((row.start for item in cam.listed if (row := cam.rows.get(item.name)) is not None), None)
+    if cam.older is not None:
+        return cam.older if first is None else min(first, cam.older)
+    return first
+
+
 def compute(mirror_dir: Path, start: float, end: float, cameras: Sequence[str] | None = None,
             primary_dir: Path | None = None, tolerance: float = DEFAULT_TOLERANCE,
             now: float | None = None, use_index: bool = True, pool: bool = True) -> Report:
@@ -354,24 +286,23 @@ def compute(mirror_dir: Path, start: float, end: float, cameras: Sequence[str] |
     report = Report([], start, end)
     index = _open_index(mirror_dir, report.notes) if use_index else None
     try:
-        mirror = [_Camera(cid, mirror_dir / cid, MIRROR) for cid in ids]
-        primary: list[_Camera] = []
+        mirror = [CameraFiles(cid, mirror_dir / cid, MIRROR) for cid in ids]
+        primary: list[CameraFiles] = []
         if primary_dir is not None:
             root = str(Path(primary_dir).resolve())
-            primary = [_Camera(cid, Path(primary_dir) / cid, root) for cid in ids]
-        report.parsed = _load(mirror + primary, index, start, end, report.notes, pool)
+            primary = [CameraFiles(cid, Path(primary_dir) / cid, root) for cid in ids]
+        _load(mirror, primary, index, start, end, tolerance, now, report, pool)
     finally:
         if index is not None:
             index.close()
     for i, cam in enumerate(mirror):
-        spans, invalid = _intervals(cam, start, end, tolerance, now)
-        first = next((row.start for item in cam.listed if (row := cam.rows.get(item.name)) is not None), None)
+        spans, invalid, clamped = _intervals(cam, start, end, tolerance, now)
         result = CameraCoverage(cam.id, start, end, total(spans), gaps_of(spans, start, end), invalid,
-                                len(cam.listed), cam.problem, first_start=first)
+                                len(cam.listed), cam.problem, first_start=_first_start(cam), clamped=clamped)
         if primary:
-            other, _ = _intervals(primary[i], start, end, tolerance, now)
+            other, _, other_clamped = _intervals(primary[i], start, end, tolerance, now)
             both = total(intersect(spans, other))
-            result.primary = PrimaryComparison(total(other) - both, result.covered_seconds - both, both)
+            result.primary = PrimaryComparison(total(other) - both, result.covered_seconds - both, both, other_clamped)
             if primary[i].problem:
                 result.problem = "; ".join(p for p in (result.problem, f"primary: {primary[i].problem}") if p)
         report.cameras.append(result)

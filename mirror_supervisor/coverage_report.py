@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from .coverage import Report, rfc3339
+from .coverage import Report
+from .timeargs import rfc3339
+from .timing import Clamp
 
 
 def to_json(report: Report) -> dict[str, Any]:
@@ -16,13 +18,25 @@ def to_json(report: Report) -> dict[str, Any]:
             "gaps": [{"start": rfc3339(g.start), "end": rfc3339(g.end), "seconds": round(g.seconds, 3)}
                      for g in cam.gaps],
             "invalid": cam.invalid,
+            "clamped": _clamps(cam.clamped),
             "primary": None if cam.primary is None else {
                 "only_primary_seconds": round(cam.primary.only_primary_seconds, 3),
                 "only_mirror_seconds": round(cam.primary.only_mirror_seconds, 3),
-                "both_seconds": round(cam.primary.both_seconds, 3)},
+                "both_seconds": round(cam.primary.both_seconds, 3),
+                "clamped": _clamps(cam.primary.clamped)},
             "problem": cam.problem,
         })
     return {"cameras": cameras, "notes": report.notes}
+
+
+def _clamps(clamps: list[Clamp]) -> list[dict[str, Any]]:
+    return [{"name": c.name, "claimed_seconds": round(c.claimed, 3), "believed_seconds": round(c.believed, 3),
+             "reason": c.reason} for c in clamps]
+
+
+def _clamp_line(clamp: Clamp, where: str = "") -> str:
+    return (f"  {where}clamped {clamp.name}: its boxes say {_seconds(clamp.claimed)}, counted "
+            f"{_seconds(clamp.believed)} (it {clamp.reason})")
 
 
 def _seconds(value: float) -> str:
@@ -43,11 +57,13 @@ def render(report: Report, min_coverage: float | None = None) -> str:
             lines.append(f"  gap {rfc3339(gap.start)} .. {rfc3339(gap.end)}  {_seconds(gap.seconds)}")
         for name in cam.invalid:
             lines.append(f"  invalid {name}")
+        lines += [_clamp_line(clamp) for clamp in cam.clamped]
         if cam.primary is not None:
             p = cam.primary
             lines.append(f"  primary: only in primary {_seconds(p.only_primary_seconds)} (lost if the mirror were "
                          f"all you had), only in mirror {_seconds(p.only_mirror_seconds)}, "
                          f"both {_seconds(p.both_seconds)}")
+            lines += [_clamp_line(clamp, "primary ") for clamp in p.clamped]
     for note in report.notes:
         lines.append(f"note: {note}")
     return "\n".join(lines)

@@ -40,6 +40,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from . import mp4
 from .files import STATUS_MODE
@@ -235,15 +236,31 @@ class SegmentIndex:
     def rows(self, camera: str, low: str, high: str, root: str = MIRROR) -> dict[str, Row]:
         """The rows of ``camera`` whose names sort in ``[low, high)``."""
         try:
-            cursor = self._db.execute(
-                "SELECT name, start, duration, size, mtime_ns, playable, problem FROM segments "
-                "WHERE root = ? AND camera = ? AND name >= ? AND name < ?", (root, camera, low, high))
-            return {r[0]: Row(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6]) for r in cursor}
+            cursor = self._db.execute(_SELECT + "AND name >= ? AND name < ?", (root, camera, low, high))
+            return {r[0]: _row(r) for r in cursor}
         except sqlite3.Error as exc:
             raise IndexError_(f"cannot read the segment index: {exc}") from None
 
+    def last_before(self, camera: str, high: str, low: str = "", root: str = MIRROR) -> Row | None:
+        """The row of ``camera`` with the greatest name in ``[low, high)``, or None: the segment that
+        runs into a window, found without reading the camera's older rows."""
+        try:
+            found = self._db.execute(_SELECT + "AND name >= ? AND name < ? ORDER BY name DESC LIMIT 1",
+                                     (root, camera, low, high)).fetchone()
+        except sqlite3.Error as exc:
+            raise IndexError_(f"cannot read the segment index: {exc}") from None
+        return None if found is None else _row(found)
+
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)
+
+
+_SELECT = ("SELECT name, start, duration, size, mtime_ns, playable, problem FROM segments "
+           "WHERE root = ? AND camera = ? ")
+
+
+def _row(found: tuple[Any, ...]) -> Row:
+    return Row(found[0], found[1], found[2], found[3], found[4], bool(found[5]), found[6])
 
 
 class _Transaction:

@@ -5,6 +5,7 @@
     scripts/bench --scale --cameras 500 --minutes 10   # the scale suite alone (the others keep theirs)
     scripts/bench --quick    # N = 4, few repeats, 10 cameras x 1 min; build/bench-quick.md/.json
     scripts/bench --render-only docs/benchmarks.json   # re-render the tables, no measurement
+    scripts/bench --coverage-hour                 # the last hour's coverage against retention, before/after
 
 Both systems run the same ffmpeg argv per camera, one system at a time, on this machine. Every
 process started here is stopped in ``finally`` blocks, and the run ends by counting what is left.
@@ -67,6 +68,13 @@ def parse() -> argparse.Namespace:
     p.add_argument("--skip-coverage", action="store_true", help="leave the coverage suite out (its tables stay)")
     p.add_argument("--coverage-cameras", type=int, help="coverage suite: cameras (default 100; 10 with --quick)")
     p.add_argument("--coverage-segments", type=int, help="coverage suite: segments each (default 1440; 144 with --quick)")
+    p.add_argument("--coverage-hour", action="store_true",
+                   help="run only the coverage-hour suite (the last hour of one camera against its retention, "
+                        "before and after; not in the default run); others' tables stay")
+    p.add_argument("--coverage-hour-files", help="coverage-hour suite: segments in the camera, comma-separated "
+                                                 "(default 1440,43200; 144,4320 with --quick)")
+    p.add_argument("--coverage-hour-before", help="coverage-hour suite: the baseline commit (default: the one "
+                                                  "before coverage_files.py)")
     p.add_argument("--output", help="markdown report (default docs/benchmarks.md; build/bench-quick.md with --quick)")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
     p.add_argument("--render-only", metavar="JSON", help="re-write the report's tables from a previous run's JSON")
@@ -76,7 +84,7 @@ def parse() -> argparse.Namespace:
 def options(args: argparse.Namespace) -> SimpleNamespace:
     """Every knob the suites read, defaults filled in (quick or full)."""
     q = args.quick
-    only = args.scale or args.resume or args.coverage  # one standalone suite asked for by name
+    only = args.scale or args.resume or args.coverage or args.coverage_hour  # standalone suites asked for by name
     return SimpleNamespace(
         quick=q,
         counts=[int(x) for x in (args.counts or ("4" if q else "8,32")).split(",")],
@@ -98,12 +106,16 @@ def options(args: argparse.Namespace) -> SimpleNamespace:
         skip_scale=(args.skip_scale and not args.scale) or (only and not args.scale),
         skip_resume=args.skip_resume or (only and not args.resume),
         skip_coverage=args.skip_coverage or not args.coverage,  # opt-in: its cold pass is slow
+        skip_coverage_hour=not args.coverage_hour,  # opt-in, like the coverage suite
         resume_before=args.resume_before,
         resume_outages=[float(x) for x in (args.resume_outages or ("5,10" if q else "5,30,120")).split(",")],
         resume_down_seconds=args.resume_down_seconds or (60.0 if q else 300.0),
         coverage_cameras=args.coverage_cameras or (10 if q else 100),
         coverage_segments=args.coverage_segments or (144 if q else 1440),
         coverage_repeats=1 if q else 3,
+        coverage_hour_files=[int(x) for x in (args.coverage_hour_files or ("144,4320" if q else "1440,43200")).split(",")],
+        coverage_hour_repeats=5 if q else 20,
+        coverage_hour_before=args.coverage_hour_before,
         standin_recorder="recorder: the C stand-in (`scripts/benchlib/recorder.py`)",
         cameras=args.cameras or (10 if q else 500),
         minutes=args.minutes or (1.0 if q else 10.0),

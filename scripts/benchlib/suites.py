@@ -22,6 +22,7 @@ from typing import Any
 from . import (
     forking,
     suite_coverage,
+    suite_coverage_hour,
     suite_real,
     suite_resume,
     suite_scale,
@@ -52,4 +53,6 @@ SUITES = [
     Suite("scale", suite_scale.run, tables_scale.render, lambda c: not c.opts.skip_scale, standalone=True),
     Suite("resume", suite_resume.run, tables_resume.render, lambda c: not c.opts.skip_resume, standalone=True),
     Suite("coverage", suite_coverage.run, suite_coverage.render, lambda c: not c.opts.skip_coverage, standalone=True),
+    Suite("coverage_hour", suite_coverage_hour.run, suite_coverage_hour.render,
+          lambda c: not c.opts.skip_coverage_hour, standalone=True),
 ]

@@ -314,3 +314,37 @@ def test_run_on_a_hung_volume_fails_with_a_line_instead_of_hanging(volume, nvr, 
     stopped = subprocess.run([sys.executable, "-m", "mirror_supervisor", "stop", "--state-dir", str(state)],
                              capture_output=True, text=True, timeout=60)
     assert stopped.returncode == 0, stopped.stderr
+
+
+def test_sigterm_ends_the_coverage_command_while_its_pool_hangs_on_the_volume(volume, tmp_path):
+    """`coverage` parses many files in a pool of processes. When the mirror volume stops
+    answering, a pool process waiting in a request the server has read cannot be killed by
+    anything; SIGTERM must still end the command (it does not wait for them), and once the volume
+    answers none of them is left (their parent-death signal)."""
+    import os
+
+    from support import busy_coverage
+
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("the command parses in a pool only with 2 cores or more")
+    command, pool = busy_coverage.start(volume.backing, volume.mountpoint, tmp_path / "state", files=1000)
+    try:
+        volume.hang("block")
+        procs.wait_for("a pool process waiting on the volume", lambda: any(
+            waits_on_fuse(pid) for pid in pool), 30)
+        command.terminate()
+        code = command.wait(timeout=30)
+        assert code == 143, (code, command.stderr.read())
+    finally:
+        command.kill()
+        volume.resume()
+    procs.wait_for("every pool process gone once the volume answers", lambda: not [p for p in pool if procs.alive(p)],
+                   30)
+
+
+def waits_on_fuse(pid: int) -> bool:
+    """The process sleeps in a FUSE request (the kernel's ``request_wait_answer``)."""
+    try:
+        return Path(f"/proc/{pid}/wchan").read_text().strip() == "request_wait_answer"
+    except OSError:
+        return False

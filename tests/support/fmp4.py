@@ -56,9 +56,12 @@ def trailer(entries: dict[int, list[tuple[int, int]]]) -> bytes:
     return box(b"mfra", body, full(b"mfro", 0, 0, struct.pack(">I", size)))
 
 
-def segment(seconds: float, gop: float = 1.0, fps: int = 25, audio: bool = False, closed: bool = False) -> bytes:
+def segment(seconds: float, gop: float = 1.0, fps: int = 25, audio: bool = False, closed: bool = False,
+            jump: float = 0.0) -> bytes:
     """A fragmented segment of ``seconds`` of video (timescale 12800), one fragment per GOP;
-    ``closed``: with the trailer ffmpeg writes when it ends the segment itself."""
+    ``closed``: with the trailer ffmpeg writes when it ends the segment itself; ``jump``: the
+    stream's timestamps leap forward by this many seconds after the first fragment (as a camera's
+    do when its clock steps), so the boxes claim ``seconds + jump``."""
     tracks = [(1, 12800, b"vide")] + ([(2, 16000, b"soun")] if audio else [])
     data = header(tracks)
     frame = 12800 // fps
@@ -68,9 +71,10 @@ def segment(seconds: float, gop: float = 1.0, fps: int = 25, audio: bool = False
     points: dict[int, list[tuple[int, int]]] = {}
     while done < frames_total:
         n = min(per_gop, frames_total - done)
-        trafs = [(1, done * frame, [frame] * n)]
+        at = done * frame + (round(jump * 12800) if done else 0)
+        trafs = [(1, at, [frame] * n)]
         if audio:
-            trafs.append((2, done * frame * 16000 // 12800, [1024] * max(1, n * 16000 // 12800 // 1024)))
+            trafs.append((2, at * 16000 // 12800, [1024] * max(1, n * 16000 // 12800 // 1024)))
         for track_id, decode_time, _ in trafs:
             points.setdefault(track_id, []).append((decode_time, len(data)))
         data += fragment(sequence, trafs)

@@ -10,7 +10,7 @@ import time
 import pytest
 from support import fmp4
 
-from mirror_supervisor import cli, coverage, index, status
+from mirror_supervisor import cli, coverage, index, intervals, status
 
 T0 = datetime.datetime(2026, 11, 25, 10, tzinfo=datetime.UTC).timestamp()
 
@@ -30,8 +30,8 @@ def record(directory, start: float, end: float, seconds: float = 60.0, jitter: i
 
 
 def test_merge_bridges_holes_within_the_tolerance():
-    assert coverage.merge([(0, 10), (11.5, 20), (25, 30)], 2.0) == [(0, 20), (25, 30)]
-    assert coverage.gaps_of([(0, 20), (25, 30)], 0, 40)[0].seconds == 5
+    assert intervals.merge([(0, 10), (11.5, 20), (25, 30)], 2.0) == [(0, 20), (25, 30)]
+    assert intervals.gaps_of([(0, 20), (25, 30)], 0, 40)[0].seconds == 5
 
 
 def test_full_hour_with_name_jitter_is_fully_covered(tmp_path):
@@ -161,7 +161,7 @@ def test_primary_dir_defaults_to_heldar_recordings_dir(tmp_path, capsys, monkeyp
     cli.main(["coverage", "--mirror-dir", str(tmp_path / "mirror"), "--state-dir", str(tmp_path / "s"),
               "--from", "2026-11-25T10:00:00Z", "--to", "2026-11-25T10:10:00Z", "--json"])
     primary = json.loads(capsys.readouterr().out)["cameras"][0]["primary"]
-    assert primary == {"only_primary_seconds": 300.0, "only_mirror_seconds": 0.0, "both_seconds": 300.0}
+    assert primary == {"only_primary_seconds": 300.0, "only_mirror_seconds": 0.0, "both_seconds": 300.0, "clamped": []}
 
 
 def test_status_shows_coverage_of_the_last_hour(tmp_path):
