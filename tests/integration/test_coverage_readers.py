@@ -17,7 +17,6 @@ import pwd
 import select
 import shutil
 import signal
-import stat
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from support import recordings
 from support.users import unprivileged
 
 from mirror_supervisor import cli, coverage, coverage_report  # noqa: F401 - imported before a fork uses them
+from mirror_supervisor.timeargs import rfc3339
 
 NVR_UID = 54321  # the NVR's user owns its recordings; no passwd entry needed
 SEGMENTS, SECONDS = 3, 3
@@ -57,7 +57,7 @@ def recorded():
 
 
 def coverage_argv(top: Path, start: int) -> list[str]:
-    window = ["--from", coverage.rfc3339(float(start)), "--to", coverage.rfc3339(float(start + SEGMENTS * SECONDS))]
+    window = ["--from", rfc3339(float(start)), "--to", rfc3339(float(start + SEGMENTS * SECONDS))]
     return ["coverage", "--mirror-dir", str(top / "mirror"), "--primary-dir", str(top / "primary"),
             "--state-dir", str(top / "state"), "--json", *window]
 
@@ -122,43 +122,16 @@ def test_coverage_run_by_a_reader_who_owns_nothing_agrees_with_root(recorded):
     assert (as_reader["code"], summary(as_reader)) == (as_root["code"], summary(as_root))
 
 
-def _as(user: pwd.struct_passwd) -> list[str]:
-    return ["setpriv", f"--reuid={user.pw_uid}", f"--regid={user.pw_gid}", "--clear-groups"]
-
-
-def _untraversable(path: Path, user: pwd.struct_passwd) -> Path | None:
-    """The first directory on the way to ``path`` that ``user`` (no groups) cannot pass, if any."""
-    for directory in reversed(Path(os.path.realpath(path)).parents):
-        info = directory.stat()
-        bit = stat.S_IXUSR if info.st_uid == user.pw_uid else stat.S_IXGRP if info.st_gid == user.pw_gid else stat.S_IXOTH
-        if not info.st_mode & bit:
-            return directory
-    return None
-
-
-def _cannot_start(user: pwd.struct_passwd) -> str | None:
-    """Why ``user`` cannot start this interpreter with the package, in one line; None when it can."""
-    done = subprocess.run([*_as(user), sys.executable, "-c", "import mirror_supervisor"], capture_output=True,
-                          text=True, timeout=CHILD_LIMIT)
-    if done.returncode == 0:
-        return None
-    blocked = _untraversable(Path(sys.executable), user) or _untraversable(Path(cli.__file__), user)
-    why = f"cannot traverse {blocked}" if blocked else (done.stderr.strip().splitlines() or ["?"])[-1]
-    return f"{user.pw_name} cannot start {sys.executable} with the package: {why}"
-
-
-def test_the_installed_command_run_as_another_user_agrees_with_root(recorded):
-    """The same through ``setpriv`` and ``python -m mirror_supervisor``: a process that starts as that user."""
+def test_the_installed_command_run_as_another_user_agrees_with_root(recorded, user_python):
+    """The same through ``setpriv`` and ``python -m mirror_supervisor``: a process that starts as that user
+    (from an interpreter it can reach: the checkout may be private to root, see ``support/users.py``)."""
     user = unprivileged()
-    why = _cannot_start(user)
-    if why is not None:
-        pytest.skip(why)
     top, start = recorded
+    env = {**os.environ, "HELDAR_RECORDINGS_DIR": ""}
     outputs = []
-    for prefix in ([], _as(user)):
-        done = subprocess.run([*prefix, sys.executable, "-m", "mirror_supervisor", *coverage_argv(top, start)],
-                              capture_output=True, text=True, timeout=CHILD_LIMIT,
-                              env={**os.environ, "HELDAR_RECORDINGS_DIR": ""})
+    for argv, run_env in (([sys.executable, "-m", "mirror_supervisor", *coverage_argv(top, start)], env),
+                          (user_python.argv(user.pw_uid, user.pw_gid, *coverage_argv(top, start)), user_python.env(env))):
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=CHILD_LIMIT, env=run_env, cwd="/")
         assert done.returncode == 0, done.stderr
         outputs.append(summary({"out": json.loads(done.stdout)}))
     assert outputs[0]["cam"]["coverage"] > 0.9 and outputs[0]["cam"]["invalid"] == [], outputs[0]
