@@ -270,24 +270,3 @@ def metric_families(prefix: str, table: dict[str, Any] | None) -> list[Any]:
         families.append(GaugeMetricFamily(prefix + "camera_cache_timestamp_seconds", "when the camera cache last "
                                           "matched the database", value=float(confirmed)))
     return families
-
-
-def describe(cache_dir: Path | None, mirror_dir: Path | None, now: float | None = None) -> tuple[str, bool]:
-    """``check``'s line about the cache (where it is, its age, or why it would not be used), and
-    whether a master starting now could record from it."""
-    if cache_dir is None:
-        return "camera cache: none (no --cache-dir)", False
-    path = cache_path(cache_dir, mirror_dir)
-    now = time.time() if now is None else now
-    try:
-        cached = load(path, mirror_dir)
-    except FileNotFoundError:
-        return f"camera cache {path}: none yet (a running master writes it after a good read of the database)", False
-    except CacheError as exc:
-        return f"camera cache {path}: UNUSABLE: {exc}", False
-    except OSError as exc:
-        return f"camera cache {path}: cannot be read as uid {os.geteuid()}: {exc.strerror}", False
-    from .status import duration
-
-    return (f"camera cache {path}: {len(cached.table.rows)} cameras, matched the database at "
-            f"{utc(cached.confirmed_at)} ({duration(now - cached.confirmed_at)} ago)"), True

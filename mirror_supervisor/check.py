@@ -12,15 +12,17 @@ import pwd
 import shutil
 import stat
 import time
+from pathlib import Path
 from typing import TextIO
 
-from .camera_cache import describe as describe_cache
+from . import camera_cache
 from .database import DatabaseError, read_cameras, require_answer
 from .prune import prune_pass
 from .prune_report import format_bytes
 from .reconcile import wanted
 from .retention import parse_retention
 from .settings import Settings
+from .status import duration
 from .volume import START_TIMEOUT, answers_within, folds_case
 
 
@@ -148,3 +150,22 @@ def _retention_findings(settings: Settings, cameras: list, out: TextIO) -> None:
     for orphan in report.orphans:
         print(f"orphaned mirror directory {orphan.name!r}: not in the database, never pruned: "
               f"{orphan.files} files, {format_bytes(orphan.bytes)}", file=out)
+
+
+def describe_cache(cache_dir: Path | None, mirror_dir: Path | None, now: float | None = None) -> tuple[str, bool]:
+    """``check``'s line about the cache (where it is, its age, or why it would not be used), and
+    whether a master starting now could record from it."""
+    if cache_dir is None:
+        return "camera cache: none (no --cache-dir)", False
+    path = camera_cache.cache_path(cache_dir, mirror_dir)
+    now = time.time() if now is None else now
+    try:
+        cached = camera_cache.load(path, mirror_dir)
+    except FileNotFoundError:
+        return f"camera cache {path}: none yet (a running master writes it after a good read of the database)", False
+    except camera_cache.CacheError as exc:
+        return f"camera cache {path}: UNUSABLE: {exc}", False
+    except OSError as exc:
+        return f"camera cache {path}: cannot be read as uid {os.geteuid()}: {exc.strerror}", False
+    return (f"camera cache {path}: {len(cached.table.rows)} cameras, matched the database at "
+            f"{camera_cache.utc(cached.confirmed_at)} ({duration(now - cached.confirmed_at)} ago)"), True

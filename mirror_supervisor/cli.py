@@ -269,7 +269,8 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from .status import read_status, render, with_coverage, with_segments
+    from .status import render, with_coverage, with_segments
+    from .status_file import read_status
 
     settings = _settings(args, need_mirror_dir=False)
     pid = daemon.read_pid(settings.state_dir)

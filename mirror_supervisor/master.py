@@ -18,12 +18,13 @@ from pathlib import Path
 
 import setproctitle
 
-from . import camera_cache, lifeline, logs, metrics, notify, prune, recorders, status, titles, volume
+from . import camera_cache, lifeline, logs, metrics, notify, prune, publish, recorders, status_file, titles, volume
 from .ffmpeg import camera_dir
 from .prune_schedule import PRUNE_TIMEOUT, PruneSchedule
+from .report import decode_reports
 from .settings import Settings, SettingsError
 from .slot import CameraSlot, SlotState, Worker, apply_wanted
-from .status import STATUS_FILE, decode_reports
+from .status_file import STATUS_FILE
 from .system import System
 from .wanted import CameraSource, Wanted
 from .worker import WorkerSpec, default_stall_timeout, run_worker
@@ -60,7 +61,7 @@ class Master:
         self._reload_requested = False
         self._reports_r = self._reports_w = -1
         self._reports_buffer = b""
-        self.pacing = status.Pacing()
+        self.pacing = publish.Pacing()
         self._slots_due: float | None = None  # the earliest deadline of any slot, as of the last converge
         self._failures_logged: set[tuple[str, str, int]] = set()
         self._zero_timeouts = 0
@@ -173,7 +174,7 @@ class Master:
             except Exception as exc:  # noqa: BLE001
                 self._unexpected(exc)
                 time.sleep(0.2)
-        status.remove(self.settings.state_dir)
+        status_file.remove(self.settings.state_dir)
         self.metrics.remove_files()
         self.log.info("all workers stopped; master exiting")
 
@@ -371,7 +372,7 @@ class Master:
             slot = self.slots.get(report["camera"])
             before = slot.worker.report if slot is not None and slot.worker is not None else {}
             if slot is not None and slot.take_report(report):
-                self.pacing.changed(urgent=status.urgent(before, report))
+                self.pacing.changed(urgent=publish.urgent(before, report))
 
     def _publish(self) -> None:
         """Write status.json and the title when something changed, at most twice a second."""
@@ -379,7 +380,7 @@ class Master:
         if not self.pacing.due(now):
             return
         rows = [self.slots[cid].status_row() for cid in sorted(self.slots)]
-        snapshot = status.snapshot(status.master_section(
+        snapshot = publish.snapshot(publish.master_section(
             self.started, self.settings, self.source, self.probe.problem, self.probe.since), rows, self.probe.problem)
         states = Counter(row["state"] for row in rows if self.slots[row["id"]].wanted)
         trouble = {"db_error": bool(self.source.error), "volume_hung": bool(self.probe.problem),
@@ -388,5 +389,5 @@ class Master:
         self.notify.status(notify.summary(len(self.wanted.cameras), states["recording"], **trouble)
                            + camera_cache.note(self.source.table))
         self.metrics.observe(now, rows, self.slots, database_up=not self.source.error, table=self.source.table)
-        status.write(Path(self.settings.state_dir) / STATUS_FILE, snapshot, self.log)
+        status_file.write(Path(self.settings.state_dir) / STATUS_FILE, snapshot, self.log)
 

@@ -150,7 +150,7 @@ def columns_refusal(columns: frozenset[str], state_dir: Path | None) -> str | No
 def _master_columns(state_dir: Path) -> tuple[int, frozenset[str]] | None:
     """The running master's pid and the columns of its last good read, if it publishes them."""
     from .daemon import running_master
-    from .status import read_status
+    from .status_file import read_status
 
     pid = running_master(Path(state_dir))
     if pid is None:

@@ -1,176 +1,19 @@
-"""What the supervisor is doing, as data: worker reports, the status file, and its rendering.
+"""The ``status`` command: the master's ``status.json`` with what only the mirror can say now
+(each camera's newest segment and its age, the last hour's coverage), rendered as a table.
 
-Workers send one JSON line on every change, and again every 30 s, over a pipe shared with the master
-(:func:`encode_report` keeps each line below PIPE_BUF in bytes whatever its content, so a line is
-one atomic write and lines from different workers never interleave). The master keeps the table and
-writes ``<state_dir>/status.json`` atomically when it changes; ``mirror-supervisor status`` reads
-that file, so asking never disturbs the master, and never touches the NVR's database.
+It reads the status file and the mirror, never the master's memory or the NVR's database; every
+look at the mirror runs with a deadline, since the volume may hang (docs/design.md, "Status").
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import threading
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from . import segments
-from .files import STATUS_MODE, write_atomically
-
-STATUS_FILE = "status.json"
-MAX_REPORT_BYTES = 3072  # below PIPE_BUF (4096): a write of a whole line is atomic
-
-
-# Free-text fields an over-long report may lose the start of (the end of an error says most).
-TRIMMABLE_FIELDS = ("last_error", "segment")
-# What a report must keep to mean anything to the master.
-ESSENTIAL_FIELDS = ("camera", "generation", "pid", "state")
-
-
-def _dumps(report: Mapping[str, Any]) -> bytes:
-    """ASCII-only JSON (non-ASCII is escaped), so its length in bytes is its length in characters."""
-    return json.dumps(report, separators=(",", ":"), ensure_ascii=True).encode("ascii")
-
-
-def encode_report(report: Mapping[str, Any], limit: int = MAX_REPORT_BYTES) -> bytes:
-    """One JSON line of fewer than ``limit`` bytes (newline included), whatever the content.
-
-    Over-long text fields keep their end; if that is not enough, only the essential fields
-    stay; a report that cannot fit even then (a camera id far beyond any valid one) becomes an
-    empty line, which the master ignores, rather than a write that could interleave.
-    """
-    line = _dumps(report)
-    if len(line) < limit:
-        return line + b"\n"
-    trimmed = dict(report)
-    for key in TRIMMABLE_FIELDS:
-        if isinstance(trimmed.get(key), str):
-            trimmed[key] = _longest_tail(trimmed, key, limit)
-            line = _dumps(trimmed)
-            if len(line) < limit:
-                return line + b"\n"
-    essential = {key: report[key] for key in ESSENTIAL_FIELDS if key in report}
-    line = _dumps(essential)
-    return line + b"\n" if len(line) < limit else b"\n"
-
-
-def _longest_tail(report: dict[str, Any], key: str, limit: int) -> str:
-    """The longest ``"..." + end`` of ``report[key]`` for which the line stays under ``limit``."""
-    text = str(report[key])
-    low, high = 0, len(text)  # characters kept: low always fits (or is 0), high may not
-    while low < high:
-        middle = (low + high + 1) // 2
-        candidate = dict(report, **{key: "..." + text[len(text) - middle:]})
-        if len(_dumps(candidate)) < limit:
-            low = middle
-        else:
-            high = middle - 1
-    return "..." + text[len(text) - low:] if low else "..."
-
-
-def decode_reports(buffer: bytes) -> tuple[list[dict[str, Any]], bytes]:
-    """Complete lines parsed (malformed ones dropped), and the incomplete rest."""
-    *lines, rest = buffer.split(b"\n")
-    reports = []
-    for line in lines:
-        try:
-            report = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(report, dict) and isinstance(report.get("camera"), str):
-            reports.append(report)
-    return reports, rest
-
-
-class Pacing:
-    """When the master rewrites status.json: soon after a change an operator must see (a state,
-    an error: within :data:`WRITE_INTERVAL`), and only every :data:`REFRESH_INTERVAL` for details
-    (a new segment name: at scale every camera every minute, which must not cost a core)."""
-
-    WRITE_INTERVAL = 0.5
-    REFRESH_INTERVAL = 5.0
-
-    def __init__(self) -> None:
-        self.urgent, self.stale = True, False
-        self.next_write = self.next_refresh = 0.0
-
-    def changed(self, urgent: bool) -> None:
-        if urgent:
-            self.urgent = True
-        else:
-            self.stale = True
-
-    def next_moment(self) -> float | None:
-        if self.urgent:
-            return self.next_write
-        return max(self.next_write, self.next_refresh) if self.stale else None
-
-    def due(self, now: float) -> bool:
-        """True (and the change counted as written) when status.json is to be written now."""
-        wanted = self.urgent or (self.stale and now >= self.next_refresh)
-        if not wanted or now < self.next_write:
-            return False
-        self.urgent = self.stale = False
-        self.next_write, self.next_refresh = now + self.WRITE_INTERVAL, now + self.REFRESH_INTERVAL
-        return True
-
-
-def urgent(before: Mapping[str, Any], after: Mapping[str, Any]) -> bool:
-    """Does a worker's new report change what an operator must see soon (its state, its ffmpeg,
-    its error)? A new segment name alone does not: at scale that is every camera every minute."""
-    return any(before.get(key) != value for key, value in after.items() if key != "segment")
-
-
-def master_section(started: float, settings: Any, source: Any, volume_problem: str | None,
-                   volume_since: float | None) -> dict[str, Any]:
-    """status.json's header: the master, its database and its mirror volume."""
-    return {
-        "pid": os.getpid(), "started": started, "recorder_enabled": settings.recorder_enabled,
-        "mirror_dir": str(settings.mirror_dir), "db_path": str(settings.db),
-        "db": {"state": "error" if source.error else "ok", "error": source.error, "since": source.error_since},
-        "columns": sorted(source.columns),
-        "volume": {"state": "not responding" if volume_problem else "ok", "error": volume_problem,
-                   "since": volume_since},
-        "last_reconcile": source.last_read, "camera_table": source.table,
-    }
-
-
-def snapshot(master: dict[str, Any], cameras: list[dict[str, Any]], volume_problem: str | None) -> dict[str, Any]:
-    """status.json: the master's header and one row per camera, as the master sees them now."""
-    if volume_problem:
-        for row in cameras:
-            if row["state"] == "recording":
-                # Its last word, but nothing reaches a volume that does not answer.
-                row.update(state="stalled", last_error=volume_problem)
-    return {"version": 1, "updated": time.time(), "master": master, "cameras": cameras}
-
-
-def write(path: Path, snapshot: dict[str, Any], log: Any) -> None:
-    """status.json, atomically; compact (the C encoder: an indented dump of 500 cameras cost the
-    master 11 ms a write); a failure is a warning, never a reason to stop."""
-    try:
-        write_atomically(path, json.dumps(snapshot), mode=STATUS_MODE)
-    except OSError as exc:
-        log.warning("cannot write status file in %s: %s", path.parent, exc)
-
-
-def remove(state_dir: Path) -> None:
-    """At exit: a status file left behind would describe workers that are gone."""
-    with contextlib.suppress(OSError):
-        (Path(state_dir) / STATUS_FILE).unlink()
-
-
-def read_status(state_dir: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads((Path(state_dir) / STATUS_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
 
 SEGMENT_CHECK_TIMEOUT = 2.0
 NOT_RESPONDING = "volume not responding"

@@ -32,7 +32,7 @@ from .ffmpeg import environment
 from .ffmpeg_stderr import StderrTail, summarize_tail
 from .index import Indexer
 from .progress import ClockWatch, NameGuard, OpenSegment, Progress
-from .status import encode_report
+from .report import encode_report
 
 CHECK_SECONDS = 1.0  # progress, clock steps and the report refresh: each check is O(1)
 SECOND_SIGNAL_AFTER = 2.0

@@ -15,7 +15,7 @@ import stat
 import pytest
 from support.nvr import NvrDatabase
 
-from mirror_supervisor import camera_cache
+from mirror_supervisor import camera_cache, check
 from mirror_supervisor.camera_cache import CacheError, CameraCache, cache_path, dump, load
 from mirror_supervisor.database import RawTable
 from mirror_supervisor.settings import Settings
@@ -267,14 +267,14 @@ def test_status_metrics_and_systemd_say_the_cameras_come_from_the_cache(tmp_path
 
 def test_check_names_the_cache_its_age_and_whether_a_start_could_use_it(tmp_path):
     mirror = tmp_path / "mirror"
-    line, usable = camera_cache.describe(tmp_path / "cache", mirror)
+    line, usable = check.describe_cache(tmp_path / "cache", mirror)
     assert "none yet" in line and not usable
     keeper = CameraCache()
     keeper.open(tmp_path / "cache", mirror)
     keeper.keep(RawTable(("id",), [("a",), ("b",)]), tmp_path / "db", mirror, 1.8e9)
-    line, usable = camera_cache.describe(tmp_path / "cache", mirror, now=1.8e9 + 7200)
+    line, usable = check.describe_cache(tmp_path / "cache", mirror, now=1.8e9 + 7200)
     assert usable and line == (f"camera cache {cache_path(tmp_path / 'cache', mirror)}: 2 cameras, matched the "
                                "database at 2027-01-15T08:00:00Z (2h00m ago)")
     cache_path(tmp_path / "cache", mirror).write_text("{")
-    line, usable = camera_cache.describe(tmp_path / "cache", mirror)
+    line, usable = check.describe_cache(tmp_path / "cache", mirror)
     assert "UNUSABLE: not JSON" in line and not usable

@@ -15,7 +15,7 @@ import pytest
 from mirror_supervisor import worker as worker_module
 from mirror_supervisor.camera import Camera
 from mirror_supervisor.progress import ClockWatch, OpenSegment, Progress, describe_moves
-from mirror_supervisor.status import decode_reports
+from mirror_supervisor.report import decode_reports
 from mirror_supervisor.worker import Worker, WorkerSpec
 
 REPO = Path(__file__).resolve().parents[2]

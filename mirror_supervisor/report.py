@@ -1,0 +1,75 @@
+"""A worker's report to the master: one JSON line per change, over a pipe shared by all workers.
+
+:func:`encode_report` keeps each line below PIPE_BUF in bytes whatever its content, so a line is
+one atomic write and lines from different workers never interleave; the master decodes them with
+:func:`decode_reports` and keeps the status table (docs/design.md, "Status").
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+MAX_REPORT_BYTES = 3072  # below PIPE_BUF (4096): a write of a whole line is atomic
+
+
+# Free-text fields an over-long report may lose the start of (the end of an error says most).
+TRIMMABLE_FIELDS = ("last_error", "segment")
+# What a report must keep to mean anything to the master.
+ESSENTIAL_FIELDS = ("camera", "generation", "pid", "state")
+
+
+def _dumps(report: Mapping[str, Any]) -> bytes:
+    """ASCII-only JSON (non-ASCII is escaped), so its length in bytes is its length in characters."""
+    return json.dumps(report, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+
+
+def encode_report(report: Mapping[str, Any], limit: int = MAX_REPORT_BYTES) -> bytes:
+    """One JSON line of fewer than ``limit`` bytes (newline included), whatever the content.
+
+    Over-long text fields keep their end; if that is not enough, only the essential fields
+    stay; a report that cannot fit even then (a camera id far beyond any valid one) becomes an
+    empty line, which the master ignores, rather than a write that could interleave.
+    """
+    line = _dumps(report)
+    if len(line) < limit:
+        return line + b"\n"
+    trimmed = dict(report)
+    for key in TRIMMABLE_FIELDS:
+        if isinstance(trimmed.get(key), str):
+            trimmed[key] = _longest_tail(trimmed, key, limit)
+            line = _dumps(trimmed)
+            if len(line) < limit:
+                return line + b"\n"
+    essential = {key: report[key] for key in ESSENTIAL_FIELDS if key in report}
+    line = _dumps(essential)
+    return line + b"\n" if len(line) < limit else b"\n"
+
+
+def _longest_tail(report: dict[str, Any], key: str, limit: int) -> str:
+    """The longest ``"..." + end`` of ``report[key]`` for which the line stays under ``limit``."""
+    text = str(report[key])
+    low, high = 0, len(text)  # characters kept: low always fits (or is 0), high may not
+    while low < high:
+        middle = (low + high + 1) // 2
+        candidate = dict(report, **{key: "..." + text[len(text) - middle:]})
+        if len(_dumps(candidate)) < limit:
+            low = middle
+        else:
+            high = middle - 1
+    return "..." + text[len(text) - low:] if low else "..."
+
+
+def decode_reports(buffer: bytes) -> tuple[list[dict[str, Any]], bytes]:
+    """Complete lines parsed (malformed ones dropped), and the incomplete rest."""
+    *lines, rest = buffer.split(b"\n")
+    reports = []
+    for line in lines:
+        try:
+            report = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(report, dict) and isinstance(report.get("camera"), str):
+            reports.append(report)
+    return reports, rest
