@@ -3,8 +3,8 @@
 The NVR owns the ``cameras`` table and its rows are not trusted: any column may be NULL, of the
 wrong type, hostile (an id with ``/`` or ``..``, a ``file:`` URL) or not even text (bytes that are
 not UTF-8, a BLOB). Parsing turns one row into a :class:`Camera` whose ``problem`` says, in one
-line, why it cannot be recorded; one bad row never affects another. Masking lives here too
-because the URL-bearing columns are the only ones that carry secrets.
+line, why it cannot be recorded; one bad row never affects another. Masking, which every log
+line needs, is in :mod:`masking`.
 
 No message built here ever quotes the value of a column that can hold a credential (username,
 password, address, the stream URLs): those texts end up in the log and in status.json.
@@ -15,10 +15,12 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import quote
+
+from .masking import mask, url_secrets
 
 ALLOWED_SCHEMES = ("rtsp", "rtsps", "http", "https")
 # The columns of the NVR's table that mirroring reads; all others are ignored.
@@ -46,14 +48,7 @@ VENDOR_PATHS = {
 # character (so never "", ".", ".." or a hidden name), no separators or control characters.
 _SAFE_ID = re.compile(r"[^\W][\w.\-]*")
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):")
-# userinfo of any URL in free text: everything from '://' to the last '@' before whitespace. Wider
-# than the RFC's authority on purpose: a password with an unencoded '/', '?' or '#' (or printed
-# decoded) still ends at its '@', and hiding part of a path is a small price for never showing it.
-_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*://)\S*@")
-# Password-like parameters (some cameras take ?user=admin&password=x, or put them in the path).
-_SECRET_PARAM = re.compile(r"(?i)((?:pass(?:word|wd|phrase)?|pwd|psw|secret|token)=)[^&;#\s]*")
 _UNSAFE_URL_CHARS = re.compile(r"[\s\x00-\x1f\x7f]")
-_SHORTEST_REDACTED_SECRET = 4
 _OFF_WORDS = {"enabled": "disabled", "record_enabled": "recording off", "mirror_enabled": "mirror off"}
 
 
@@ -88,21 +83,6 @@ class Camera:
     @property
     def masked_url(self) -> str:
         return mask(self.url or "", self.secrets)
-
-
-def mask(text: str, secrets: Iterable[str] = ()) -> str:
-    """Hide credentials: the userinfo of every URL in ``text``, password-like parameters, then any
-    known secret verbatim.
-
-    The literal pass catches what no URL rule can, e.g. a password that ffmpeg echoes back after
-    decoding it. Longer secrets go first, so that a secret inside another leaves nothing behind.
-    """
-    text = _USERINFO.sub(r"\1***@", text)
-    text = _SECRET_PARAM.sub(r"\1***", text)
-    for secret in sorted(set(secrets), key=len, reverse=True):
-        if len(secret) >= _SHORTEST_REDACTED_SECRET:
-            text = text.replace(secret, "***")
-    return text
 
 
 def is_safe_id(camera_id: str) -> bool:
@@ -275,25 +255,6 @@ def _url(row: Mapping[str, Any], stream: str, warnings: list[str]) -> tuple[str 
     vendor = (_shown(row.get("vendor")) or "generic").strip().lower() or "generic"
     built, reason = build_url(vendor, address, port, stream, username, password)
     return built, reason, secrets
-
-
-def url_secrets(url: str) -> tuple[str, ...]:
-    """Every password ``url`` can express, as written and percent-decoded, so that it is redacted
-    even where no URL surrounds it (ffmpeg may echo it decoded).
-
-    The userinfo is taken as wide as :func:`mask` takes it: up to the last '@' before whitespace.
-    Password-like query or path parameters count too.
-    """
-    found: set[str] = set()
-    rest = url.split("://", 1)[-1].split(None, 1)[0] if url.strip() else ""
-    if "@" in rest:
-        userinfo = rest.rsplit("@", 1)[0]
-        if ":" in userinfo:
-            found.add(userinfo.split(":", 1)[1])
-    for match in _SECRET_PARAM.finditer(url):
-        found.add(match.group(0)[len(match.group(1)):])
-    found |= {unquote(secret) for secret in found}
-    return tuple(sorted(found - {""}))
 
 
 def _id(value: Any) -> tuple[str, str | None]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import threading
 
-from .camera import mask
+from .masking import mask
 
 STDERR_TAIL_BYTES = 8192
 LOGGED_TAIL_CHARS = 800

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from . import files
-from .camera import mask
+from .masking import mask
 
 LOGGER_NAME = "mirror_supervisor"
 

@@ -22,10 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import logs, volume
-from .camera import Camera, is_safe_id, mask
+from .camera import Camera, is_safe_id
 from .camera_cache import CameraCache, utc
 from .database import ANSWER_TIMEOUT, DatabaseError, RowCache, fingerprint, not_responding, parse_rows, probe, read_raw
 from .ffmpeg import build_command
+from .masking import mask
 from .reconcile import wanted
 from .settings import Settings
 from .snapshot import CopyWatch
