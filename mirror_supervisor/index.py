@@ -33,15 +33,18 @@ under the primary directory's absolute path. ``start`` is the UTC second in the 
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import os
 import sqlite3
 import time
+import urllib.parse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import mp4
+from . import mp4, owner
 from .files import STATUS_MODE
 from .segments import SEGMENT_OR_MOVED, name_epoch, parse_name, segment_names
 
@@ -108,17 +111,14 @@ def row_from(name: str, info: mp4.SegmentInfo) -> Row | None:
 
 def _create(path: Path) -> None:
     """Create the database file with exactly ``INDEX_MODE`` (never through a symlink), so SQLite's
-    ``-wal`` and ``-shm``, which copy the main file's mode, are no more open either. Root gives a
-    new file to the directory's owner: the workers must go on writing it."""
+    ``-wal`` and ``-shm``, which copy the main file's mode, are no more open either. Called with
+    the directory owner's rights (:mod:`owner`), so a new file is the workers' whoever made it."""
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, INDEX_MODE)
     except FileExistsError:
         return
     try:
         os.fchmod(fd, INDEX_MODE)
-        if os.geteuid() == 0:
-            owner = os.stat(path.parent, follow_symlinks=False)
-            os.fchown(fd, owner.st_uid, owner.st_gid)
     finally:
         os.close(fd)
 
@@ -136,35 +136,78 @@ def make_index_dir(mirror_dir: Path) -> Path:
     return directory
 
 
+def index_owner(mirror_dir: Path, write: bool) -> owner.Identity:
+    """Whose rights the index is used with: its directory's owner (:mod:`owner`). Root takes them
+    for each use; another user only reads a directory that is not its own."""
+    directory = index_dir(mirror_dir)
+    try:
+        who = owner.owner_of(Path(mirror_dir), INDEX_DIR)
+    except FileNotFoundError:
+        raise IndexError_(f"no segment index yet in {mirror_dir} (the workers create it)") from None
+    except owner.Unsafe as exc:
+        raise IndexError_(f"not using the segment index: {exc}") from None
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise IndexError_(f"{directory} is not a directory (a symlink?); not using it") from None
+        raise
+    if write and os.geteuid() not in (0, who.uid):
+        raise IndexError_(f"{directory} belongs to uid {who.uid}: uid {os.geteuid()} only reads it")
+    return who
+
+
+def _uri(path: Path, mode: str) -> str:
+    """SQLite's URI for ``path`` (quoted: a ``?`` or ``#`` in the mirror dir's name is no parameter).
+    No ``nofollow``: SQLite 3.40 ignores that as a URI parameter (it is an open flag, which
+    Python's ``sqlite3`` cannot pass), and it would only be a check before the open anyway."""
+    return f"file:{urllib.parse.quote(str(path))}?mode={mode}"
+
+
 class SegmentIndex:
-    """One open connection to the index; use as a context manager, keep it short."""
+    """One open connection to the index; use as a context manager, keep it short.
+
+    Every call that may open a file (connect, each statement, close: SQLite opens and removes
+    ``-wal``, ``-shm`` and journals whenever it needs them) runs with the index directory owner's
+    rights (:func:`owner.acting_as`), so root is never steered into another file.
+    """
 
     def __init__(self, mirror_dir: Path, write: bool = True, make_dir: bool = False) -> None:
         path = index_path(mirror_dir)
         self.writable = write
         try:
-            if write:
-                if make_dir:
-                    make_index_dir(mirror_dir)
-                if index_dir(mirror_dir).is_symlink():
-                    raise IndexError_(f"{index_dir(mirror_dir)} is a symlink; not using it")
-                if os.path.islink(path):
-                    raise IndexError_(f"{path} is a symlink; not using it")
-                if not path.parent.is_dir():
-                    raise IndexError_(f"no segment index yet in {mirror_dir} (the workers create it)")
-                _create(path)
-                self._db = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=BUSY_TIMEOUT_MS / 1000,
-                                           isolation_level=None, check_same_thread=False)
-            else:
-                self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000,
-                                           isolation_level=None, check_same_thread=False)
-            self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            if write:
-                self._prepare()
+            if write and make_dir:
+                make_index_dir(mirror_dir)
+            self._owner = index_owner(mirror_dir, write)
+            with self._acting():
+                self._db = self._connect(path)
         except sqlite3.Error as exc:
             raise IndexError_(f"segment index {path}: {exc}") from None
         except OSError as exc:
             raise IndexError_(f"segment index {path}: {exc.strerror or exc}") from None
+
+    def _acting(self) -> contextlib.AbstractContextManager[None]:
+        try:
+            return owner.acting_as(self._owner)
+        except owner.Unsafe as exc:
+            raise IndexError_(f"not using the segment index: {exc}") from None
+
+    def _connect(self, path: Path) -> sqlite3.Connection:
+        """A link planted in the index's place is refused here; one swapped in after this check
+        is followed with the owner's rights only (see the class text)."""
+        if os.path.islink(path):
+            raise IndexError_(f"{path} is a symlink; not using it")
+        if self.writable:
+            _create(path)
+        db = sqlite3.connect(_uri(path, "rw" if self.writable else "ro"), uri=True,
+                             timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
+        try:
+            db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            if self.writable:
+                self._db = db
+                self._prepare()
+        except BaseException:
+            db.close()
+            raise
+        return db
 
     def _prepare(self) -> None:
         if self._version() == SCHEMA_VERSION:
@@ -206,7 +249,9 @@ class SegmentIndex:
         self.close()
 
     def close(self) -> None:
-        self._db.close()
+        """Closing may checkpoint and remove ``-wal`` and ``-shm``: with the owner's rights too."""
+        with self._acting():
+            self._db.close()
 
     def put(self, camera: str, rows: Iterable[Row], root: str = MIRROR) -> None:
         """Insert or replace rows, all in one transaction."""
@@ -215,9 +260,10 @@ class SegmentIndex:
         if not data:
             return
         try:
-            self._db.execute("PRAGMA synchronous = NORMAL")
-            with self._transaction():
-                self._db.executemany("INSERT OR REPLACE INTO segments VALUES (?,?,?,?,?,?,?,?,?)", data)
+            with self._acting():
+                self._db.execute("PRAGMA synchronous = NORMAL")
+                with self._transaction():
+                    self._db.executemany("INSERT OR REPLACE INTO segments VALUES (?,?,?,?,?,?,?,?,?)", data)
         except sqlite3.Error as exc:
             raise IndexError_(f"cannot write the segment index: {exc}") from None
 
@@ -227,7 +273,7 @@ class SegmentIndex:
         if not data:
             return
         try:
-            with self._transaction():
+            with self._acting(), self._transaction():
                 self._db.executemany("DELETE FROM segments WHERE root = ? AND camera = ? AND name = ?", data)
         except sqlite3.Error as exc:
             raise IndexError_(f"cannot write the segment index: {exc}") from None
@@ -235,10 +281,11 @@ class SegmentIndex:
     def rows(self, camera: str, low: str, high: str, root: str = MIRROR) -> dict[str, Row]:
         """The rows of ``camera`` whose names sort in ``[low, high)``."""
         try:
-            cursor = self._db.execute(
-                "SELECT name, start, duration, size, mtime_ns, playable, problem FROM segments "
-                "WHERE root = ? AND camera = ? AND name >= ? AND name < ?", (root, camera, low, high))
-            return {r[0]: Row(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6]) for r in cursor}
+            with self._acting():
+                cursor = self._db.execute(
+                    "SELECT name, start, duration, size, mtime_ns, playable, problem FROM segments "
+                    "WHERE root = ? AND camera = ? AND name >= ? AND name < ?", (root, camera, low, high))
+                return {r[0]: Row(r[0], r[1], r[2], r[3], r[4], bool(r[5]), r[6]) for r in cursor}
         except sqlite3.Error as exc:
             raise IndexError_(f"cannot read the segment index: {exc}") from None
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import datetime
 import logging
 import os
+import pathlib
+import shutil
 import stat
+import tempfile
 import threading
 
 import pytest
@@ -149,11 +152,45 @@ def test_only_workers_create_the_index_directory(tmp_path):
     assert not index.index_dir(tmp_path).exists()
 
 
+@pytest.fixture
+def shared_tmp():
+    """A directory other users can traverse (pytest's tmp_path is private to root)."""
+    path = pathlib.Path(tempfile.mkdtemp(prefix="ms-index-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create a file for another user")
-def test_root_gives_a_new_index_file_to_the_directory_owner(tmp_path):
-    directory = index.make_index_dir(tmp_path)
+def test_root_creates_a_new_index_file_as_the_directory_owner(shared_tmp):
+    directory = index.make_index_dir(shared_tmp)
     os.chown(directory, 65534, 65534)
-    with index.SegmentIndex(tmp_path) as db:
+    with index.SegmentIndex(shared_tmp) as db:
         db.put("cam", [index.Row("20261125_100000.mp4", 1.0, 2.0, 3, 4, True, None)])
     owners = {p.name: (p.stat().st_uid, p.stat().st_gid) for p in directory.iterdir()}
     assert owners and set(owners.values()) == {(65534, 65534)}, owners
+    assert os.geteuid() == 0 and os.getegid() == 0  # root again afterwards
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+@pytest.mark.parametrize("mode", [0o775, 0o777])
+def test_root_refuses_an_index_whose_mirror_dir_others_may_change(shared_tmp, mode):
+    """Whoever may rename entries of the mirror dir could swap the index directory itself."""
+    directory = index.make_index_dir(shared_tmp)
+    os.chown(directory, 65534, 65534)
+    shared_tmp.chmod(mode)
+    with pytest.raises(index.IndexError_, match="writable by group or others"):
+        index.SegmentIndex(shared_tmp)
+    shared_tmp.chmod(mode | stat.S_ISVTX)  # sticky: only an entry's owner may rename it
+    with index.SegmentIndex(shared_tmp) as db:
+        db.put("cam", [index.Row("20261125_100000.mp4", 1.0, 2.0, 3, 4, True, None)])
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+def test_root_refuses_an_index_dir_that_a_third_user_could_swap(shared_tmp):
+    mirror = shared_tmp / "mirror"
+    mirror.mkdir(mode=0o755)
+    os.chown(index.make_index_dir(mirror), 65534, 65534)
+    os.chown(mirror, 54321, 54321)
+    with pytest.raises(index.IndexError_, match="belongs to uid 54321"):
+        index.SegmentIndex(mirror)
