@@ -162,6 +162,34 @@ def _uri(path: Path, mode: str) -> str:
     return f"file:{urllib.parse.quote(str(path))}?mode={mode}"
 
 
+def _open(uri: str) -> sqlite3.Connection:
+    db = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                         check_same_thread=False)
+    db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    return db
+
+
+def _readable(db: sqlite3.Connection, path: Path) -> sqlite3.Connection:
+    """``db`` (read-only) once it has read the schema, else the file opened ``immutable``.
+
+    A reader who may not write the directory (the operator's account in the workers' group)
+    cannot create ``-shm``, and a WAL database cannot be read without it; between segments no
+    worker holds a connection, and the last one to close removed ``-wal`` and ``-shm``, so a plain
+    read-only open fails then. Everything is in the main file at that point; ``immutable`` reads
+    it without the shared memory and without locks. A worker may write meanwhile: that reader
+    then misses the newest rows (their files are parsed) or, if a checkpoint overlaps its read, gets an
+    error (every file is parsed); rows are used only while size and mtime match the file's.
+    """
+    try:
+        db.execute("PRAGMA schema_version").fetchone()
+        return db
+    except sqlite3.OperationalError as exc:
+        if exc.sqlite_errorcode & 0xFF not in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN):
+            raise
+    db.close()
+    return _open(_uri(path, "ro") + "&immutable=1")
+
+
 class SegmentIndex:
     """One open connection to the index; use as a context manager, keep it short.
 
@@ -197,13 +225,13 @@ class SegmentIndex:
             raise IndexError_(f"{path} is a symlink; not using it")
         if self.writable:
             _create(path)
-        db = sqlite3.connect(_uri(path, "rw" if self.writable else "ro"), uri=True,
-                             timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
+        db = _open(_uri(path, "rw" if self.writable else "ro"))
         try:
-            db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             if self.writable:
                 self._db = db
                 self._prepare()
+            else:
+                db = _readable(db, path)
         except BaseException:
             db.close()
             raise

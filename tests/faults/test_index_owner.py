@@ -159,3 +159,62 @@ def test_root_is_never_steered_by_a_swapped_index_directory(shared_tmp):
         failed = _root_uses_the_index(mirror)
     assert _fingerprint(victims) == before, f"root changed the victim ({failed} of {OPENS} opens failed)"
     print(f"{failed} of {OPENS} opens failed while the index directory was being swapped")
+
+
+def _as_other(uid: int, gid: int, groups: list[int], work) -> str:
+    """``work()`` in a forked child with those ids; returns its repr (or the exception's)."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(read_end)
+            os.setgroups(groups)
+            os.setgid(gid)
+            os.setuid(uid)
+            try:
+                text = repr(work())
+            except Exception as exc:  # noqa: BLE001 - reported to the test
+                text = f"{type(exc).__name__}: {exc}"
+            os.write(write_end, text.encode()[:60000])
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        text = pipe.read().decode()
+    os.waitpid(pid, 0)
+    return text
+
+
+def test_a_member_of_the_workers_group_reads_the_index_without_writing_it(shared_tmp):
+    """``status`` and ``coverage`` run by the operator's account in the workers' group: the index
+    (0640 in a 0750 directory) can be read, but not written, nor can SQLite create its ``-shm``
+    there. Between segments no connection is open and the workers' last close removed ``-wal``
+    and ``-shm``: a plain read-only open then failed ("attempt to write a readonly database")
+    and every file was parsed again."""
+    user = unprivileged()
+    mirror = shared_tmp / "mirror"
+    mirror.mkdir(mode=0o755)
+    os.chown(mirror, user.pw_uid, user.pw_gid)
+
+    def worker_writes() -> list[str]:
+        with SegmentIndex(mirror, make_dir=True) as db:
+            db.put("cam", [ROW])
+        return sorted(p.name for p in index_dir(mirror).iterdir())
+
+    assert _as_other(user.pw_uid, user.pw_gid, [], worker_writes) == repr([index.INDEX_NAME])
+    before = _fingerprint(index_dir(mirror))
+
+    def member_reads() -> list[str]:
+        with SegmentIndex(mirror, write=False) as db:
+            return sorted(db.rows("cam", "", "~"))
+
+    member = (54321, 54321, [user.pw_gid])
+    assert _as_other(*member, member_reads) == repr([ROW.name])
+
+    def member_writes() -> str:
+        with SegmentIndex(mirror) as db:
+            db.put("cam", [ROW])
+        return "written"
+
+    assert "only reads it" in _as_other(*member, member_writes)
+    assert _fingerprint(index_dir(mirror)) == before
