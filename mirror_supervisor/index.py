@@ -6,20 +6,24 @@ survives reboots with the files and never names another volume's. The directory 
 with ``--user`` the mirror dir may stay root's, so a worker, before it gives up root, creates
 ``.mirror-supervisor`` and gives it to that user (:mod:`privileges`), as it does its camera
 directory. Only workers create the directory; anyone else (``coverage``, ``status``, the pruner)
-writes into it only when it exists, and a new database file made by root is given to the
-directory's owner (SQLite does the same for its ``-wal`` and ``-shm``), so root running
-``coverage`` never takes the index away from the workers. It can be deleted at any time:
-``coverage`` re-reads any segment whose row is missing or whose size or mtime differ from the
-file's (:mod:`coverage`), and fills the row in. The pruner never reads it; it only removes the
-rows of the files it deleted. It is not the NVR's database and never touches it.
+writes into it only when it exists. Root uses it with the owner's rights only (:mod:`owner`):
+the owner can swap any name in it at any instant, and SQLite opens the database, ``-wal``,
+``-shm`` and journals by name whenever it likes, so a check before the open could always be
+raced; with the owner's rights a swapped name leads to nothing the owner could not change anyway,
+and every file root makes there is the workers'. Another user (the operator's account in the
+workers' group) only reads it, ``immutable`` when SQLite cannot make its ``-shm`` there. It can be
+deleted at any time: ``coverage`` re-reads any segment whose row is missing or whose size or
+mtime differ from the file's (:mod:`coverage`), and fills the row in. The pruner never reads it;
+it only removes the rows of the files it deleted. It is not the NVR's database and never touches it.
 
 Writers: every worker, when ffmpeg moves on to a new segment or ends, indexes the segment it just
-finished (:class:`Indexer`): the file's boxes are parsed (:mod:`mp4`, a few small reads), then one
-short transaction. Hundreds of workers may write at once, so the database is in WAL mode
-(readers never block writers) with a short busy timeout, ``synchronous=NORMAL`` (no fsync per
-commit; a crash can lose the last rows, which are rebuilt from the files), and no connection is
-held between segments (nothing stays open on the mirror volume). A write that fails is logged
-once and recording goes on: the index must never stop footage.
+finished (:mod:`index_writer`, in a thread of its own: the worker's loop never waits on the index):
+the file's boxes are parsed (:mod:`mp4`, a few small reads), then one short transaction. Hundreds
+of workers may write at once, so the database is in WAL mode (readers never block writers) with a
+short busy timeout, ``synchronous=NORMAL`` (no fsync per commit; a crash can lose the last rows,
+which are rebuilt from the files), and no connection is held between segments (nothing stays open
+on the mirror volume). A write that fails is logged once and recording goes on: the index must
+never stop footage.
 
 Schema (``user_version`` 1)::
 
@@ -35,7 +39,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import logging
 import os
 import sqlite3
 import time
@@ -46,7 +49,7 @@ from pathlib import Path
 
 from . import mp4, owner
 from .files import STATUS_MODE
-from .segments import SEGMENT_OR_MOVED, name_epoch, parse_name, segment_names
+from .segments import SEGMENT_OR_MOVED, name_epoch
 
 INDEX_DIR = ".mirror-supervisor"  # not a camera id: ids never start with a dot
 INDEX_NAME = "index.sqlite3"
@@ -333,54 +336,6 @@ class _Transaction:
 
     def __exit__(self, kind: object, *rest: object) -> None:
         self._db.execute("COMMIT" if kind is None else "ROLLBACK")
-
-
-class Indexer:
-    """A worker's hook: index each segment ffmpeg has finished; never raises, logs a failure once.
-
-    ``done`` is called when ffmpeg moved on from a segment (the next one has started) and when
-    ffmpeg ended. The worker may block on the mirror volume; the master never calls this.
-    """
-
-    def __init__(self, directory: Path, camera: str, log: logging.Logger | logging.LoggerAdapter) -> None:
-        self.directory = Path(directory)
-        self.camera = camera
-        self.log = log
-        self.failing = False
-        self.last: str | None = None
-
-    def done(self, name: str | None) -> None:
-        if not name or name == self.last or start_of(name) is None:
-            return
-        self.last = name
-        try:
-            info = mp4.probe(self.directory / name)
-            row = row_from(name, info)
-            if row is None or (info.problem or "").startswith("unreadable: No such file"):
-                return  # moved aside or pruned meanwhile
-            with SegmentIndex(self.directory.parent, make_dir=True) as index:
-                index.put(self.camera, [row])
-        except Exception as exc:  # noqa: BLE001 - whatever it is, recording goes on
-            if not self.failing:
-                self.log.warning("cannot index segment %s: %s; recording goes on (logged once)", name, exc)
-            self.failing = True
-            return
-        if self.failing:
-            self.log.info("segment index written again")
-        self.failing = False
-
-
-    def ended(self, current: str | None, started: float) -> None:
-        """ffmpeg ended: index the segment it was known to write and any it opened after that
-        (the worker checks once a second, so a segment opened just before the end is unseen)."""
-        self.done(current)
-        try:
-            later = sorted(n for n in segment_names(self.directory)
-                           if (current is None or n > current) and (parse_name(n) or 0) >= started - 2)
-        except OSError:
-            return
-        for name in later:
-            self.done(name)
 
 
 def forget_pruned(mirror_dir: Path, deleted: Mapping[str, list[str]]) -> str | None:
