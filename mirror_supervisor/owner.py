@@ -34,6 +34,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import lifeline
+
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _OTHERS_WRITE = stat.S_IWGRP | stat.S_IWOTH
 
@@ -107,7 +109,12 @@ def acting_as(who: Identity) -> contextlib.AbstractContextManager[None]:
 def _switched(who: Identity) -> Iterator[None]:
     """Supplementary groups first (root's may open what the owner's group cannot), then the gid,
     then the uid; given back in the reverse order (the uid first: only a euid of 0 may change the
-    others). A failure to switch back leaves the process with the owner's rights, never more."""
+    others). A failure to switch back leaves the process with the owner's rights, never more.
+
+    The kernel clears the parent-death signal at a change of effective ids: a helper of the master
+    (the pruner, the coverage child) would outlive it. It is asked for again once root is back,
+    and delivered at once if the parent died meanwhile."""
+    death, parent = lifeline.parent_death_signal(), os.getppid()
     groups, egid = os.getgroups(), os.getegid()
     os.setgroups([])
     try:
@@ -122,3 +129,5 @@ def _switched(who: Identity) -> Iterator[None]:
             os.setegid(egid)
     finally:
         os.setgroups(groups)
+        if death:
+            lifeline.die_with_parent(parent, death)

@@ -19,13 +19,15 @@ import shutil
 import signal
 import sqlite3
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support import procs
 from support.users import unprivileged
 
-from mirror_supervisor import index
+from mirror_supervisor import index, lifeline
 from mirror_supervisor.index import INDEX_DIR, Row, SegmentIndex, forget_pruned, index_dir, index_path
 
 RENAME_EXCHANGE = 2
@@ -218,3 +220,41 @@ def test_a_member_of_the_workers_group_reads_the_index_without_writing_it(shared
 
     assert "only reads it" in _as_other(*member, member_writes)
     assert _fingerprint(index_dir(mirror)) == before
+
+
+def test_a_helper_that_used_the_index_as_its_owner_still_dies_with_the_master(shared_tmp):
+    """The kernel clears the parent-death signal when the effective ids change: the pruner or the
+    coverage child, after using the index with the workers' rights, outlived a dead master
+    (invariant 7). It is asked for again once root is back."""
+    user = unprivileged()
+    mirror = shared_tmp / "mirror"
+    mirror.mkdir(mode=0o755)
+    _index_of(mirror, user.pw_uid, user.pw_gid)
+    read_end, write_end = os.pipe()  # helper -> test: its pid and its parent-death signal
+    hold_r, hold_w = os.pipe()  # test -> master: closed when the master may die
+    parent = os.fork()
+    if parent == 0:  # the master
+        try:
+            os.close(read_end)
+            os.close(hold_w)
+            helper = os.fork()
+            if helper == 0:  # the pruner
+                try:
+                    lifeline.die_with_parent(os.getppid(), signal.SIGKILL)
+                    forget_pruned(mirror, {"cam": ["20261125_090000.mp4"]})
+                    os.write(write_end, f"{os.getpid()} {lifeline.parent_death_signal()}\n".encode())
+                    time.sleep(60)
+                finally:
+                    os._exit(0)
+            os.read(hold_r, 1)
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    os.close(hold_r)
+    with os.fdopen(read_end, "rb") as pipe:
+        line = pipe.readline().decode().split()
+    os.close(hold_w)  # the master dies now
+    os.waitpid(parent, 0)
+    helper = int(line[0])
+    assert line[1] == str(int(signal.SIGKILL)), line
+    procs.wait_for("the helper to die with its parent", lambda: not procs.alive(helper), 30)
