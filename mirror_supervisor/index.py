@@ -216,6 +216,7 @@ class SegmentIndex:
             raise IndexError_(f"segment index {path}: {exc.strerror or exc}") from None
 
     def _acting(self) -> contextlib.AbstractContextManager[None]:
+        """The owner's rights for one use; refused (``IndexError_``) where they cannot be taken safely."""
         try:
             return owner.acting_as(self._owner)
         except owner.Unsafe as exc:

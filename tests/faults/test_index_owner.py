@@ -5,8 +5,8 @@
 real flipper process, running as that user, exchanges the index with a symlink to a victim
 database (``renameat2(RENAME_EXCHANGE)``: the name is always there, one or the other) while root
 opens, writes and prunes the index hundreds of times; the victim must never change. Before the
-fix root followed the swapped name within a few opens (switched the victim to WAL, created
-``segments`` in it, dropped the victim's own ``segments``).
+fix root followed the swapped name within 3 to 211 opens: it switched the victim to WAL, dropped
+the victim's own ``segments`` and laid out the index's table in it, with a row.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from mirror_supervisor import index, lifeline
 from mirror_supervisor.index import INDEX_DIR, Row, SegmentIndex, forget_pruned, index_dir, index_path
 
 RENAME_EXCHANGE = 2
-OPENS = 300  # the old code was steered within 3-10 opens here
+OPENS = 1000  # the old code was steered within 3 to 211 opens (11 runs of a similar loop)
 ROW = Row("20261125_100000.mp4", 1.0, 2.0, 3, 4, True, None)
 PR_SET_PDEATHSIG = 1
 
