@@ -79,6 +79,10 @@ def test_a_hung_index_never_holds_up_the_workers_supervision(rtsp, nvr, mirror_d
     try:
         procs.wait_for("the stall noticed while the index hangs",
                        lambda: "stalled: ffmpeg wrote nothing" in sup.log()[hung_at:], 60)
+    except AssertionError:
+        for views in sup.workers().values():
+            print(f"worker {views[0].pid} threads: {kernel_waits(views[0].pid)}")
+        raise
     finally:
         rtsp.resume()
     stalled_at = sup.log().index("stalled: ffmpeg wrote nothing", hung_at)

@@ -34,6 +34,7 @@ RENAME_EXCHANGE = 2
 OPENS = 1000  # the old code was steered within 3 to 211 opens (11 runs of a similar loop)
 ROW = Row("20261125_100000.mp4", 1.0, 2.0, 3, 4, True, None)
 PR_SET_PDEATHSIG = 1
+PR_GET_PDEATHSIG = 2
 
 
 @pytest.fixture
@@ -222,6 +223,12 @@ def test_a_member_of_the_workers_group_reads_the_index_without_writing_it(shared
     assert _fingerprint(index_dir(mirror)) == before
 
 
+def _parent_death_signal() -> int:
+    value = ctypes.c_int(0)
+    ctypes.CDLL(None, use_errno=True).prctl(PR_GET_PDEATHSIG, ctypes.byref(value), 0, 0, 0)
+    return value.value
+
+
 def test_a_helper_that_used_the_index_as_its_owner_still_dies_with_the_master(shared_tmp):
     """The kernel clears the parent-death signal when the effective ids change: the pruner or the
     coverage child, after using the index with the workers' rights, outlived a dead master
@@ -242,10 +249,11 @@ def test_a_helper_that_used_the_index_as_its_owner_still_dies_with_the_master(sh
                 try:
                     lifeline.die_with_parent(os.getppid(), signal.SIGKILL)
                     forget_pruned(mirror, {"cam": ["20261125_090000.mp4"]})
-                    os.write(write_end, f"{os.getpid()} {lifeline.parent_death_signal()}\n".encode())
+                    os.write(write_end, f"{os.getpid()} {_parent_death_signal()}\n".encode())
                     time.sleep(60)
                 finally:
                     os._exit(0)
+            os.close(write_end)  # a helper that fails gives the test EOF, not a hang
             os.read(hold_r, 1)
         finally:
             os._exit(0)
@@ -255,6 +263,7 @@ def test_a_helper_that_used_the_index_as_its_owner_still_dies_with_the_master(sh
         line = pipe.readline().decode().split()
     os.close(hold_w)  # the master dies now
     os.waitpid(parent, 0)
+    assert len(line) == 2, "the helper failed"
     helper = int(line[0])
     assert line[1] == str(int(signal.SIGKILL)), line
     procs.wait_for("the helper to die with its parent", lambda: not procs.alive(helper), 30)
