@@ -164,6 +164,26 @@ def test_root_is_never_steered_by_a_swapped_index_directory(shared_tmp):
     print(f"{failed} of {OPENS} opens failed while the index directory was being swapped")
 
 
+def test_links_planted_as_the_indexs_companion_files_lead_root_nowhere(shared_tmp):
+    """SQLite opens ``-wal``, ``-shm`` and ``-journal`` by name next to the database, whenever it
+    needs them. Links to root's files planted there by the directory's owner must not be written
+    through (SQLite opens them with ``O_NOFOLLOW``; root acts as the owner anyway)."""
+    user = unprivileged()
+    mirror = shared_tmp / "mirror"
+    mirror.mkdir(mode=0o755)
+    _index_of(mirror, user.pw_uid, user.pw_gid)
+    victims = shared_tmp / "root-only"
+    victims.mkdir(mode=0o755)
+    for suffix in ("-wal", "-shm", "-journal"):
+        (victims / f"target{suffix}").write_bytes(b"root's" * 100)
+        link = index_dir(mirror) / f"{index.INDEX_NAME}{suffix}"
+        link.symlink_to(victims / f"target{suffix}")
+        os.lchown(link, user.pw_uid, user.pw_gid)
+    before = _fingerprint(victims)
+    failed = _root_uses_the_index(mirror)
+    assert _fingerprint(victims) == before, f"root wrote through a link ({failed} of {OPENS} opens failed)"
+
+
 def _as_other(uid: int, gid: int, groups: list[int], work) -> str:
     """``work()`` in a forked child with those ids; returns its repr (or the exception's)."""
     read_end, write_end = os.pipe()
