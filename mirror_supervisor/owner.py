@@ -13,8 +13,8 @@ So root does not use such a directory as root. For the length of each use it tak
 file-system identity (effective uid and gid, no supplementary groups; :func:`acting_as`) and
 gives it back afterwards. Whatever a swapped name leads to is then opened with exactly the rights
 of the user who could swap it: nothing that user could not do already. The real and saved uid
-stay 0, so root can switch back; meanwhile the owner cannot signal the process (its real uid is
-root's), and the kernel makes it non-dumpable, so the owner cannot ptrace it or read its memory.
+stay 0, so root can switch back; meanwhile the owner can neither signal the process nor ptrace
+it or read its memory (the kernel checks those against the real and saved uid as well).
 
 The identity is read from descriptors opened without following links (:func:`owner_of`), and it
 is only the right one if nobody else can swap the directory: root refuses (:class:`Unsafe`) when
