@@ -196,6 +196,7 @@ def _take_locks(settings: Settings) -> tuple[int, int]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from .ffmpeg import remove_old_layout
     from .master import Master
 
     settings = _settings(args)
@@ -220,6 +221,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if ready_fd is None:
             print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
+    remove_old_layout(settings.user, logs.master())  # before any worker writes a script
     pid = os.getpid()
     reloader = _Reloader(args, settings, mirror_lock_fd)
 

@@ -27,6 +27,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import pwd
+import re
 import secrets
 import stat
 import tempfile
@@ -42,6 +44,7 @@ SOCKET_TIMEOUT_US = 15_000_000
 INPUT_SUFFIX = ".ffconcat"
 INPUT_MODE = 0o600
 INPUT_DIR_MODE = 0o700
+_OLD_INPUT = re.compile(r".+\.[0-9a-f]{20}" + re.escape(INPUT_SUFFIX))  # <camera_id>.<digest>.ffconcat
 
 # Per scheme: the protocols the camera's input may open, and the demuxers it may use.
 _RTSP = ("rtsp,tcp", "rtsp")
@@ -114,15 +117,16 @@ def concat_script(url: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def input_dir(scope: Path | None = None) -> Path:
+def input_dir(scope: Path | None = None, uid: int | None = None) -> Path:
     """The private directory of this user's ffconcat scripts (ffmpeg's working directory).
 
     Under the temporary directory (a private /tmp under systemd's ``PrivateTmp``), named after
-    the user: :func:`prepare_input_dir` refuses one another user made or can write. With a
-    ``scope`` (the mirror dir), a subdirectory of its own: two masters on one host (two mirror
-    volumes) may record cameras of the same id, and a worker removes its camera's stale scripts.
+    the user (``uid``, by default ours): :func:`prepare_input_dir` refuses one another user made
+    or can write. With a ``scope`` (the mirror dir), a subdirectory of its own: two masters on one
+    host (two mirror volumes) may record cameras of the same id, and a worker removes its camera's
+    stale scripts.
     """
-    base = Path(tempfile.gettempdir()) / f"mirror-supervisor-{os.geteuid()}-inputs"
+    base = Path(tempfile.gettempdir()) / f"mirror-supervisor-{os.geteuid() if uid is None else uid}-inputs"
     if scope is None:
         return base
     return base / hashlib.sha256(os.fsencode(str(scope))).hexdigest()[:16]
@@ -186,6 +190,62 @@ def remove_stale_inputs(directory: Path, camera_id: str, keep: str | None = None
         if name != keep and name.startswith(camera_id + ".") and name.endswith(INPUT_SUFFIX) \
                 and name.count(".") == camera_id.count(".") + 2:
             remove_input(Path(directory) / name)
+
+
+def remove_old_layout_inputs(uid: int) -> int:
+    """Remove the scripts that workers of releases before the per-mirror-dir subdirectories left in
+    ``uid``'s :func:`input_dir` itself (a killed worker's, with a camera password in them): nothing
+    looks there any more. Returns how many; called by the master at start, as root or as ``uid``.
+
+    Only in a directory that is ``uid``'s and private (a look-alike someone else made is left
+    alone), only regular files of ``uid`` with our names, through a descriptor of that directory
+    opened without following links: nothing outside it is reached, whatever its owner swaps in.
+    A worker of an older master elsewhere on the host may still use one for the seconds before its
+    ffmpeg reads it; that ffmpeg then fails once and its worker writes it again.
+    """
+    try:
+        fd = os.open(input_dir(uid=uid), os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return 0
+    removed = 0
+    try:
+        info = os.fstat(fd)
+        if info.st_uid != uid or info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            return 0
+        for name in os.listdir(fd):
+            if _OLD_INPUT.fullmatch(name) and _remove_own_file(fd, name, uid):
+                removed += 1
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+    return removed
+
+
+def remove_old_layout(user: str | None, log: Any) -> None:
+    """At the master's start: :func:`remove_old_layout_inputs` for our own uid and, with ``--user``,
+    for the workers' (an unknown user is the workers' error to report)."""
+    uids = {os.geteuid()}
+    if user:
+        try:
+            uids.add(pwd.getpwnam(user).pw_uid)
+        except KeyError:
+            pass
+    for uid in sorted(uids):
+        removed = remove_old_layout_inputs(uid)
+        if removed:
+            log.info("removed %d ffmpeg input scripts left in %s by an older release", removed, input_dir(uid=uid))
+
+
+def _remove_own_file(dir_fd: int, name: str, uid: int) -> bool:
+    try:
+        info = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != uid:
+            return False
+        os.unlink(name, dir_fd=dir_fd)
+    except OSError:
+        return False
+    return True
 
 
 def remove_input(path: Path | None) -> None:

@@ -6,20 +6,24 @@ survives reboots with the files and never names another volume's. The directory 
 with ``--user`` the mirror dir may stay root's, so a worker, before it gives up root, creates
 ``.mirror-supervisor`` and gives it to that user (:mod:`privileges`), as it does its camera
 directory. Only workers create the directory; anyone else (``coverage``, ``status``, the pruner)
-writes into it only when it exists, and a new database file made by root is given to the
-directory's owner (SQLite does the same for its ``-wal`` and ``-shm``), so root running
-``coverage`` never takes the index away from the workers. It can be deleted at any time:
-``coverage`` re-reads any segment whose row is missing or whose size or mtime differ from the
-file's (:mod:`coverage`), and fills the row in. The pruner never reads it; it only removes the
-rows of the files it deleted. It is not the NVR's database and never touches it.
+writes into it only when it exists. Root uses it with the owner's rights only (:mod:`owner`):
+the owner can swap any name in it at any instant, and SQLite opens the database, ``-wal``,
+``-shm`` and journals by name whenever it likes, so a check before the open could always be
+raced; with the owner's rights a swapped name leads to nothing the owner could not change anyway,
+and every file root makes there is the workers'. Another user (the operator's account in the
+workers' group) only reads it, ``immutable`` when SQLite cannot make its ``-shm`` there. It can be
+deleted at any time: ``coverage`` re-reads any segment whose row is missing or whose size or
+mtime differ from the file's (:mod:`coverage`), and fills the row in. The pruner never reads it;
+it only removes the rows of the files it deleted. It is not the NVR's database and never touches it.
 
 Writers: every worker, when ffmpeg moves on to a new segment or ends, indexes the segment it just
-finished (:class:`Indexer`): the file's boxes are parsed (:mod:`mp4`, a few small reads), then one
-short transaction. Hundreds of workers may write at once, so the database is in WAL mode
-(readers never block writers) with a short busy timeout, ``synchronous=NORMAL`` (no fsync per
-commit; a crash can lose the last rows, which are rebuilt from the files), and no connection is
-held between segments (nothing stays open on the mirror volume). A write that fails is logged
-once and recording goes on: the index must never stop footage.
+finished (:mod:`index_writer`, in a thread of its own: the worker's loop never waits on the index):
+the file's boxes are parsed (:mod:`mp4`, a few small reads), then one short transaction. Hundreds
+of workers may write at once, so the database is in WAL mode (readers never block writers) with a
+short busy timeout, ``synchronous=NORMAL`` (no fsync per commit; a crash can lose the last rows,
+which are rebuilt from the files), and no connection is held between segments (nothing stays open
+on the mirror volume). A write that fails is logged once and recording goes on: the index must
+never stop footage.
 
 Schema (``user_version`` 1)::
 
@@ -33,18 +37,20 @@ under the primary directory's absolute path. ``start`` is the UTC second in the 
 
 from __future__ import annotations
 
-import logging
+import contextlib
+import errno
 import os
 import sqlite3
 import time
+import urllib.parse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import mp4
+from . import mp4, owner
 from .files import STATUS_MODE
-from .segments import SEGMENT_OR_MOVED, name_epoch, parse_name, segment_names
+from .segments import SEGMENT_OR_MOVED, name_epoch
 
 INDEX_DIR = ".mirror-supervisor"  # not a camera id: ids never start with a dot
 INDEX_NAME = "index.sqlite3"
@@ -109,17 +115,14 @@ def row_from(name: str, info: mp4.SegmentInfo) -> Row | None:
 
 def _create(path: Path) -> None:
     """Create the database file with exactly ``INDEX_MODE`` (never through a symlink), so SQLite's
-    ``-wal`` and ``-shm``, which copy the main file's mode, are no more open either. Root gives a
-    new file to the directory's owner: the workers must go on writing it."""
+    ``-wal`` and ``-shm``, which copy the main file's mode, are no more open either. Called with
+    the directory owner's rights (:mod:`owner`), so a new file is the workers' whoever made it."""
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, INDEX_MODE)
     except FileExistsError:
         return
     try:
         os.fchmod(fd, INDEX_MODE)
-        if os.geteuid() == 0:
-            owner = os.stat(path.parent, follow_symlinks=False)
-            os.fchown(fd, owner.st_uid, owner.st_gid)
     finally:
         os.close(fd)
 
@@ -137,35 +140,107 @@ def make_index_dir(mirror_dir: Path) -> Path:
     return directory
 
 
+def index_owner(mirror_dir: Path, write: bool) -> owner.Identity:
+    """Whose rights the index is used with: its directory's owner (:mod:`owner`). Root takes them
+    for each use; another user only reads a directory that is not its own."""
+    directory = index_dir(mirror_dir)
+    try:
+        who = owner.owner_of(Path(mirror_dir), INDEX_DIR)
+    except FileNotFoundError:
+        raise IndexError_(f"no segment index yet in {mirror_dir} (the workers create it)") from None
+    except owner.Unsafe as exc:
+        raise IndexError_(f"not using the segment index: {exc}") from None
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise IndexError_(f"{directory} is not a directory (a symlink?); not using it") from None
+        raise
+    if write and os.geteuid() not in (0, who.uid):
+        raise IndexError_(f"{directory} belongs to uid {who.uid}: uid {os.geteuid()} only reads it")
+    return who
+
+
+def _uri(path: Path, mode: str) -> str:
+    """SQLite's URI for ``path`` (quoted: a ``?`` or ``#`` in the mirror dir's name is no parameter).
+    No ``nofollow``: SQLite 3.40 ignores that as a URI parameter (it is an open flag, which
+    Python's ``sqlite3`` cannot pass), and it would only be a check before the open anyway."""
+    return f"file:{urllib.parse.quote(str(path))}?mode={mode}"
+
+
+def _open(uri: str) -> sqlite3.Connection:
+    db = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                         check_same_thread=False)
+    db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    return db
+
+
+def _readable(db: sqlite3.Connection, path: Path) -> sqlite3.Connection:
+    """``db`` (read-only) once it has read the schema, else the file opened ``immutable``.
+
+    A reader who may not write the directory (the operator's account in the workers' group)
+    cannot create ``-shm``, and a WAL database cannot be read without it; between segments no
+    worker holds a connection, and the last one to close removed ``-wal`` and ``-shm``, so a plain
+    read-only open fails then. Everything is in the main file at that point; ``immutable`` reads
+    it without the shared memory and without locks. A worker may write meanwhile: that reader
+    then misses the newest rows (their files are parsed) or, if a checkpoint overlaps its read, gets an
+    error (every file is parsed); rows are used only while size and mtime match the file's.
+    """
+    try:
+        db.execute("PRAGMA schema_version").fetchone()
+        return db
+    except sqlite3.OperationalError as exc:
+        if exc.sqlite_errorcode & 0xFF not in (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN):
+            raise
+    db.close()
+    return _open(_uri(path, "ro") + "&immutable=1")
+
+
 class SegmentIndex:
-    """One open connection to the index; use as a context manager, keep it short."""
+    """One open connection to the index; use as a context manager, keep it short.
+
+    Every call that may open a file (connect, each statement, close: SQLite opens and removes
+    ``-wal``, ``-shm`` and journals whenever it needs them) runs with the index directory owner's
+    rights (:func:`owner.acting_as`), so root is never steered into another file.
+    """
 
     def __init__(self, mirror_dir: Path, write: bool = True, make_dir: bool = False) -> None:
         path = index_path(mirror_dir)
         self.writable = write
         try:
-            if write:
-                if make_dir:
-                    make_index_dir(mirror_dir)
-                if index_dir(mirror_dir).is_symlink():
-                    raise IndexError_(f"{index_dir(mirror_dir)} is a symlink; not using it")
-                if os.path.islink(path):
-                    raise IndexError_(f"{path} is a symlink; not using it")
-                if not path.parent.is_dir():
-                    raise IndexError_(f"no segment index yet in {mirror_dir} (the workers create it)")
-                _create(path)
-                self._db = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=BUSY_TIMEOUT_MS / 1000,
-                                           isolation_level=None, check_same_thread=False)
-            else:
-                self._db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=BUSY_TIMEOUT_MS / 1000,
-                                           isolation_level=None, check_same_thread=False)
-            self._db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            if write:
-                self._prepare()
+            if write and make_dir:
+                make_index_dir(mirror_dir)
+            self._owner = index_owner(mirror_dir, write)
+            with self._acting():
+                self._db = self._connect(path)
         except sqlite3.Error as exc:
             raise IndexError_(f"segment index {path}: {exc}") from None
         except OSError as exc:
             raise IndexError_(f"segment index {path}: {exc.strerror or exc}") from None
+
+    def _acting(self) -> contextlib.AbstractContextManager[None]:
+        """The owner's rights for one use; refused (``IndexError_``) where they cannot be taken safely."""
+        try:
+            return owner.acting_as(self._owner)
+        except owner.Unsafe as exc:
+            raise IndexError_(f"not using the segment index: {exc}") from None
+
+    def _connect(self, path: Path) -> sqlite3.Connection:
+        """A link planted in the index's place is refused here; one swapped in after this check
+        is followed with the owner's rights only (see the class text)."""
+        if os.path.islink(path):
+            raise IndexError_(f"{path} is a symlink; not using it")
+        if self.writable:
+            _create(path)
+        db = _open(_uri(path, "rw" if self.writable else "ro"))
+        try:
+            if self.writable:
+                self._db = db
+                self._prepare()
+            else:
+                db = _readable(db, path)
+        except BaseException:
+            db.close()
+            raise
+        return db
 
     def _prepare(self) -> None:
         if self._version() == SCHEMA_VERSION:
@@ -207,7 +282,9 @@ class SegmentIndex:
         self.close()
 
     def close(self) -> None:
-        self._db.close()
+        """Closing may checkpoint and remove ``-wal`` and ``-shm``: with the owner's rights too."""
+        with self._acting():
+            self._db.close()
 
     def put(self, camera: str, rows: Iterable[Row], root: str = MIRROR) -> None:
         """Insert or replace rows, all in one transaction."""
@@ -216,9 +293,10 @@ class SegmentIndex:
         if not data:
             return
         try:
-            self._db.execute("PRAGMA synchronous = NORMAL")
-            with self._transaction():
-                self._db.executemany("INSERT OR REPLACE INTO segments VALUES (?,?,?,?,?,?,?,?,?)", data)
+            with self._acting():
+                self._db.execute("PRAGMA synchronous = NORMAL")
+                with self._transaction():
+                    self._db.executemany("INSERT OR REPLACE INTO segments VALUES (?,?,?,?,?,?,?,?,?)", data)
         except sqlite3.Error as exc:
             raise IndexError_(f"cannot write the segment index: {exc}") from None
 
@@ -228,7 +306,7 @@ class SegmentIndex:
         if not data:
             return
         try:
-            with self._transaction():
+            with self._acting(), self._transaction():
                 self._db.executemany("DELETE FROM segments WHERE root = ? AND camera = ? AND name = ?", data)
         except sqlite3.Error as exc:
             raise IndexError_(f"cannot write the segment index: {exc}") from None
@@ -236,8 +314,9 @@ class SegmentIndex:
     def rows(self, camera: str, low: str, high: str, root: str = MIRROR) -> dict[str, Row]:
         """The rows of ``camera`` whose names sort in ``[low, high)``."""
         try:
-            cursor = self._db.execute(_SELECT + "AND name >= ? AND name < ?", (root, camera, low, high))
-            return {r[0]: _row(r) for r in cursor}
+            with self._acting():
+                cursor = self._db.execute(_SELECT + "AND name >= ? AND name < ?", (root, camera, low, high))
+                return {r[0]: _row(r) for r in cursor}
         except sqlite3.Error as exc:
             raise IndexError_(f"cannot read the segment index: {exc}") from None
 
@@ -245,8 +324,9 @@ class SegmentIndex:
         """The row of ``camera`` with the greatest name in ``[low, high)``, or None: the segment that
         runs into a window, found without reading the camera's older rows."""
         try:
-            found = self._db.execute(_SELECT + "AND name >= ? AND name < ? ORDER BY name DESC LIMIT 1",
-                                     (root, camera, low, high)).fetchone()
+            with self._acting():
+                found = self._db.execute(_SELECT + "AND name >= ? AND name < ? ORDER BY name DESC LIMIT 1",
+                                         (root, camera, low, high)).fetchone()
         except sqlite3.Error as exc:
             raise IndexError_(f"cannot read the segment index: {exc}") from None
         return None if found is None else _row(found)
@@ -275,54 +355,6 @@ class _Transaction:
 
     def __exit__(self, kind: object, *rest: object) -> None:
         self._db.execute("COMMIT" if kind is None else "ROLLBACK")
-
-
-class Indexer:
-    """A worker's hook: index each segment ffmpeg has finished; never raises, logs a failure once.
-
-    ``done`` is called when ffmpeg moved on from a segment (the next one has started) and when
-    ffmpeg ended. The worker may block on the mirror volume; the master never calls this.
-    """
-
-    def __init__(self, directory: Path, camera: str, log: logging.Logger | logging.LoggerAdapter) -> None:
-        self.directory = Path(directory)
-        self.camera = camera
-        self.log = log
-        self.failing = False
-        self.last: str | None = None
-
-    def done(self, name: str | None) -> None:
-        if not name or name == self.last or start_of(name) is None:
-            return
-        self.last = name
-        try:
-            info = mp4.probe(self.directory / name)
-            row = row_from(name, info)
-            if row is None or (info.problem or "").startswith("unreadable: No such file"):
-                return  # moved aside or pruned meanwhile
-            with SegmentIndex(self.directory.parent, make_dir=True) as index:
-                index.put(self.camera, [row])
-        except Exception as exc:  # noqa: BLE001 - whatever it is, recording goes on
-            if not self.failing:
-                self.log.warning("cannot index segment %s: %s; recording goes on (logged once)", name, exc)
-            self.failing = True
-            return
-        if self.failing:
-            self.log.info("segment index written again")
-        self.failing = False
-
-
-    def ended(self, current: str | None, started: float) -> None:
-        """ffmpeg ended: index the segment it was known to write and any it opened after that
-        (the worker checks once a second, so a segment opened just before the end is unseen)."""
-        self.done(current)
-        try:
-            later = sorted(n for n in segment_names(self.directory)
-                           if (current is None or n > current) and (parse_name(n) or 0) >= started - 2)
-        except OSError:
-            return
-        for name in later:
-            self.done(name)
 
 
 def forget_pruned(mirror_dir: Path, deleted: Mapping[str, list[str]]) -> str | None:

@@ -25,6 +25,7 @@ from . import wakeup
 from .logs import LOGGER_NAME
 
 PR_SET_PDEATHSIG = 1
+PR_GET_PDEATHSIG = 2
 PR_SET_CHILD_SUBREAPER = 36
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
@@ -41,6 +42,15 @@ def die_with_parent(expected_parent: int, sig: int = signal.SIGTERM) -> None:
     _prctl(PR_SET_PDEATHSIG, sig)
     if os.getppid() != expected_parent:
         os.kill(os.getpid(), sig)
+
+
+def parent_death_signal() -> int:
+    """The signal asked for with :func:`die_with_parent`, or 0. A change of effective ids clears
+    it, so code that switches ids (:mod:`owner`) asks for it again afterwards."""
+    value = ctypes.c_int(0)
+    if _libc.prctl(PR_GET_PDEATHSIG, ctypes.byref(value), 0, 0, 0) != 0:
+        return 0
+    return value.value
 
 
 def become_subreaper() -> bool:

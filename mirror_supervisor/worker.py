@@ -30,7 +30,7 @@ from . import backoff, ffmpeg, lifeline, logs, privileges, reachability, titles,
 from .camera import Camera
 from .ffmpeg import environment
 from .ffmpeg_stderr import StderrTail, summarize_tail
-from .index import Indexer
+from .index_writer import Indexer
 from .progress import ClockWatch, NameGuard, OpenSegment, Progress
 from .report import encode_report
 
@@ -79,7 +79,7 @@ class Worker:
         self._probe = reachability.PortProbe(target) if target is not None else None
         self._input: Path | None = None  # ffmpeg's input script while it exists
         self._input_dir: Path | None = None  # the private directory it is written in
-        self._indexer = Indexer(spec.directory, spec.camera.id, self.log)  # complete segments -> index
+        self._indexer = Indexer(spec.directory, spec.camera.id, self.log)  # complete segments -> index, queued
 
     # -- set-up -------------------------------------------------------------------------------
 
@@ -117,6 +117,7 @@ class Worker:
             else:
                 self.log.info("retrying in %.0fs, or as soon as the camera's port accepts again", wait)
                 self._wait_for_camera(probe, wait)
+        self._indexer.close()  # a moment for the last rows, never longer (a hung index waits alone)
         self._set_state("stopped")
         self.log.info("worker stopped gen=%d", self.spec.generation)
         return 0
@@ -166,8 +167,7 @@ class Worker:
         tail.join(timeout=2.0)
         proc.stderr.close()
         ran = time.monotonic() - started
-        self.ffmpeg_pid = None
-        self.ffmpeg_started = None
+        self.ffmpeg_pid = self.ffmpeg_started = None
         self._log_exit(proc.returncode, ran, tail.text(), stalled)
         self._indexer.ended(self.names.segment, wall_started)  # ffmpeg ended: its last segments are complete
         return ran

@@ -207,3 +207,28 @@ def test_nothing_the_daemon_creates_is_world_readable(rtsp, nvr, mirror_dir, sit
     assert mode(site["state"] / "mirror-supervisor.pid") == 0o644  # a pid is no secret; the dir is 0750
     leftovers = [p.name for p in site["state"].iterdir() if p.name.endswith(".tmp")]
     assert leftovers == []
+
+
+def test_input_scripts_of_the_old_layout_are_removed_when_the_master_starts(rtsp, nvr, mirror_dir, supervisor, tmp_path):
+    """Releases before the per-mirror-dir subdirectories (git e987702) wrote ffmpeg's input script,
+    with the camera's password, into the input dir itself; one left by a killed worker stayed there
+    for good, as nothing looks there any more. The master removes them at start."""
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    base = temp / f"mirror-supervisor-{os.geteuid()}-inputs"
+    base.mkdir(mode=0o700)
+    left = base / f"cam.{'a1' * 10}.ffconcat"
+    left.write_text("ffconcat version 1.0\nfile 'rtsp://admin:old-secret@127.0.0.1/'\n")
+    left.chmod(0o600)
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    (base / f"gone.{'b2' * 10}.ffconcat").symlink_to(victim)
+    nvr.add_mirrored("cam", rtsp.url("/live"))
+    sup = supervisor("--poll-interval", "1", env={"TMPDIR": str(temp)})
+    sup.wait_one_each({"cam"})
+    sup.wait_log("recording segment=")
+    assert not left.exists()
+    assert "removed 1 ffmpeg input scripts left in" in sup.log()
+    assert victim.read_text() == "keep" and (base / f"gone.{'b2' * 10}.ffconcat").is_symlink()
+    assert [p.name for p in base.iterdir() if p.is_dir()], "the current layout: a subdirectory per mirror dir"
+    assert sup.stop() == 0

@@ -143,3 +143,51 @@ def test_two_masters_keep_their_scripts_apart(tmp_path, monkeypatch, caplog):
         assert stat.S_IMODE(path.stat().st_mode) == 0o700
     again, script_c = ffmpeg.open_input(None, second, None, scope=tmp_path / "mirror-a")
     assert again == dir_a and script_c.exists() and not script_a.exists(), "a stale script of its own goes"
+
+
+def test_scripts_of_the_old_layout_are_removed_and_nothing_else(tmp_path, monkeypatch):
+    """Before the per-mirror-dir subdirectories, scripts lay in the input dir itself; nothing looks
+    there now, so the master removes them at start: only regular files of ours with our names,
+    never through a link, never in a look-alike directory of someone else's."""
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    uid = os.geteuid()
+    base = ffmpeg.input_dir(uid=uid)
+    ffmpeg.prepare_input_dir(base)
+    old = [base / f"cam.{'a1' * 10}.ffconcat", base / f"cam.1.{'0f' * 10}.ffconcat"]
+    for path in old:
+        path.write_text("ffconcat version 1.0\nfile 'rtsp://admin:secret@cam/'\n")
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    link = base / f"link.{'b2' * 10}.ffconcat"
+    link.symlink_to(victim)
+    scope = ffmpeg.input_dir(tmp_path / "mirror")
+    ffmpeg.prepare_input_dir(scope)
+    current = scope / f"cam.{'c3' * 10}.ffconcat"
+    current.write_text("in use")
+    other = base / "notes.txt"
+    other.write_text("not ours")
+    assert ffmpeg.remove_old_layout_inputs(uid) == 2
+    assert not any(p.exists() for p in old)
+    assert link.is_symlink() and victim.read_text() == "keep" and current.exists() and other.exists()
+    assert ffmpeg.remove_old_layout_inputs(uid) == 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to make files of other users")
+def test_root_removes_old_scripts_only_from_that_users_private_directory(tmp_path, monkeypatch):
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    base = ffmpeg.input_dir(uid=65534)
+    base.mkdir(mode=0o700)
+    os.chown(base, 65534, 65534)
+    planted = base / f"cam.{'d4' * 10}.ffconcat"
+    planted.write_text("a file of root's, in that user's directory")  # not the user's: kept
+    script = base / f"cam.{'e5' * 10}.ffconcat"
+    script.write_text("left by a killed worker")
+    os.chown(script, 65534, 65534)
+    assert ffmpeg.remove_old_layout_inputs(65534) == 1
+    assert planted.exists() and not script.exists()
+    os.chown(planted, 65534, 65534)  # a candidate now, but:
+    os.chown(base, 54321, 54321)  # someone else made the name first: not the user's to clean
+    assert ffmpeg.remove_old_layout_inputs(65534) == 0 and planted.exists()
+    os.chown(base, 65534, 65534)
+    base.chmod(0o755)  # not private: not a directory of ours either
+    assert ffmpeg.remove_old_layout_inputs(65534) == 0 and planted.exists()

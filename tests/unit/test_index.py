@@ -5,20 +5,27 @@ from __future__ import annotations
 import datetime
 import logging
 import os
+import pathlib
+import shutil
+import sqlite3
 import stat
+import tempfile
 import threading
+import time
 
 import pytest
 from support import fmp4
 
-from mirror_supervisor import index
+from mirror_supervisor import index, index_writer
 from mirror_supervisor.prune import prune_pass
 
 
 def test_indexer_records_a_finished_segment(tmp_path):
     cam = tmp_path / "cam"
     fmp4.write_segment(cam / "20261125_100000.mp4", 60.0)
-    index.Indexer(cam, "cam", logging.getLogger("t")).done("20261125_100000.mp4")
+    indexer = index_writer.Indexer(cam, "cam", logging.getLogger("t"))
+    indexer.done("20261125_100000.mp4")
+    assert indexer.close(timeout=60)
     with index.SegmentIndex(tmp_path, write=False) as db:
         rows = db.rows("cam", "", "~")
     row = rows["20261125_100000.mp4"]
@@ -54,10 +61,11 @@ def test_a_write_failure_is_logged_once_and_never_raised(tmp_path, caplog):
     for second in range(3):
         fmp4.write_segment(cam / f"20261125_10000{second}.mp4", 1.0)
     index.index_path(tmp_path).mkdir(parents=True)  # not a database: every write fails
-    indexer = index.Indexer(cam, "cam", logging.getLogger("t"))
+    indexer = index_writer.Indexer(cam, "cam", logging.getLogger("t"))
     with caplog.at_level(logging.WARNING):
         for second in range(3):
             indexer.done(f"20261125_10000{second}.mp4")
+        assert indexer.close(timeout=60)
     assert sum("cannot index segment" in r.getMessage() for r in caplog.records) == 1
 
 
@@ -149,11 +157,74 @@ def test_only_workers_create_the_index_directory(tmp_path):
     assert not index.index_dir(tmp_path).exists()
 
 
+@pytest.fixture
+def shared_tmp():
+    """A directory other users can traverse (pytest's tmp_path is private to root)."""
+    path = pathlib.Path(tempfile.mkdtemp(prefix="ms-index-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create a file for another user")
-def test_root_gives_a_new_index_file_to_the_directory_owner(tmp_path):
-    directory = index.make_index_dir(tmp_path)
+def test_root_creates_a_new_index_file_as_the_directory_owner(shared_tmp):
+    directory = index.make_index_dir(shared_tmp)
     os.chown(directory, 65534, 65534)
-    with index.SegmentIndex(tmp_path) as db:
+    with index.SegmentIndex(shared_tmp) as db:
         db.put("cam", [index.Row("20261125_100000.mp4", 1.0, 2.0, 3, 4, True, None)])
     owners = {p.name: (p.stat().st_uid, p.stat().st_gid) for p in directory.iterdir()}
     assert owners and set(owners.values()) == {(65534, 65534)}, owners
+    assert os.geteuid() == 0 and os.getegid() == 0  # root again afterwards
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+@pytest.mark.parametrize("mode", [0o775, 0o777])
+def test_root_refuses_an_index_whose_mirror_dir_others_may_change(shared_tmp, mode):
+    """Whoever may rename entries of the mirror dir could swap the index directory itself."""
+    directory = index.make_index_dir(shared_tmp)
+    os.chown(directory, 65534, 65534)
+    shared_tmp.chmod(mode)
+    with pytest.raises(index.IndexError_, match="writable by group or others"):
+        index.SegmentIndex(shared_tmp)
+    shared_tmp.chmod(mode | stat.S_ISVTX)  # sticky: only an entry's owner may rename it
+    with index.SegmentIndex(shared_tmp) as db:
+        db.put("cam", [index.Row("20261125_100000.mp4", 1.0, 2.0, 3, 4, True, None)])
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+def test_root_refuses_an_index_dir_that_a_third_user_could_swap(shared_tmp):
+    mirror = shared_tmp / "mirror"
+    mirror.mkdir(mode=0o755)
+    os.chown(index.make_index_dir(mirror), 65534, 65534)
+    os.chown(mirror, 54321, 54321)
+    with pytest.raises(index.IndexError_, match="belongs to uid 54321"):
+        index.SegmentIndex(mirror)
+
+
+def test_the_workers_loop_only_queues_and_a_stuck_index_drops_names_with_one_warning(tmp_path, caplog):
+    """The loop never waits on the index (index_writer.py): a writer stuck on the index (here: an
+    exclusive lock held by another connection, and a busy timeout per try) leaves ``done`` to
+    return at once; past the queue's bound names are dropped, logged once."""
+    cam = tmp_path / "cam"
+    fmp4.write_segment(cam / "20261125_100000.mp4", 1.0)
+    index.make_index_dir(tmp_path)
+    with index.SegmentIndex(tmp_path) as db:
+        db.put("cam", [])
+    holder = sqlite3.connect(index.index_path(tmp_path), isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    indexer = index_writer.Indexer(cam, "cam", logging.getLogger("t"))
+    names = [f"20261125_10{n // 60:02d}{n % 60:02d}.mp4" for n in range(index_writer.QUEUE_LIMIT + 10)]
+    with caplog.at_level(logging.INFO):
+        for name in names:
+            indexer.done(name)  # returns at once: the thread waits on the lock, not the loop
+        assert sum("writes are stuck" in r.getMessage() for r in caplog.records) == 1
+        holder.execute("ROLLBACK")
+        holder.close()
+        for _ in range(1200):  # what was queued is written (or given up on) once the lock is free
+            if indexer._queue.qsize() == 0:  # noqa: SLF001
+                break
+            time.sleep(0.1)
+        indexer.done("20261125_110000.mp4")
+        assert any("move again" in r.getMessage() for r in caplog.records)
+        assert indexer.close(timeout=120)
+    assert indexer.last == "20261125_110000.mp4"  # the thread went on after the lock was gone
