@@ -11,7 +11,6 @@ when a thousand older files are added.
 from __future__ import annotations
 
 import datetime
-import logging
 import os
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ from pathlib import Path
 import pytest
 from support import fmp4
 
-from mirror_supervisor import coverage, index
+from mirror_supervisor import coverage, index, mp4
 
 T0 = datetime.datetime(2026, 11, 25, 10, tzinfo=datetime.UTC).timestamp()
 NOW = T0 + 3600 + 10  # the newest segment (T0 + 3600) is being written
@@ -42,10 +41,15 @@ def recorded(tmp_path: Path, start: float = T0 - 60, end: float = NOW, indexed: 
     directory = tmp_path / "cam"
     names = [write(directory, at, min(60.0, end - at)) for at in range(int(start), int(end), 60)]
     if indexed:
-        indexer = index.Indexer(directory, "cam", logging.getLogger("test"))
-        for finished in names[:-1]:
-            indexer.done(finished)
+        index_rows(directory, names[:-1])
     return directory
+
+
+def index_rows(directory: Path, names: list[str]) -> None:
+    """The rows a worker's indexer writes for finished segments (written here at once: the worker's
+    indexer queues at most a few dozen names for its thread)."""
+    with index.SegmentIndex(directory.parent, make_dir=True) as db:
+        db.put(directory.name, [index.row_from(name, mp4.probe(directory / name)) for name in names])
 
 
 def add_history(directory: Path, files: int) -> None:
@@ -182,9 +186,8 @@ def test_a_day_without_the_index_is_listed_and_says_so(tmp_path):
 def test_a_file_between_two_close_gaps_is_counted_once(tmp_path, monkeypatch):
     """The stretches looked up around two gaps a few seconds apart overlap."""
     directory = tmp_path / "cam"
-    indexer = index.Indexer(directory, "cam", logging.getLogger("test"))
-    for start, seconds in ((T0 - 60, 660.0), (T0 + 700, 4.0), (T0 + 800, 2810.0)):
-        indexer.done(write(directory, start, seconds))
+    index_rows(directory, [write(directory, start, seconds) for start, seconds in ((T0 - 60, 660.0), (T0 + 700, 4.0),
+                                                                                  (T0 + 800, 2810.0))])
     between = write(directory, T0 + 699, 1.0)  # not indexed, inside both stretches
     report, _ = last_hour(tmp_path, monkeypatch)
     cam = report.cameras[0]
