@@ -15,15 +15,15 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from . import camera_cache
-from .database import DatabaseError, read_cameras, require_answer
-from .prune import prune_pass
-from .prune_report import format_bytes
-from .reconcile import wanted
-from .retention import parse_retention
+from .cameras import cache as camera_cache
+from .cameras.database import DatabaseError, read_cameras, require_answer
+from .master.reconcile import wanted
+from .plumbing.volume import START_TIMEOUT, answers_within, folds_case
+from .retention.prune import prune_pass
+from .retention.prune_report import format_bytes
+from .retention.rules import parse_retention
 from .settings import Settings
 from .status import duration
-from .volume import START_TIMEOUT, answers_within, folds_case
 
 
 def mirror_dir_findings(settings: Settings) -> list[str]:

@@ -19,7 +19,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from . import __version__, coverage_command, daemon, files, logs
+from . import __version__, coverage_command
+from .plumbing import daemon, files, logs
 from .settings import (
     CONFIG,
     FLAGS,
@@ -196,8 +197,8 @@ def _take_locks(settings: Settings) -> tuple[int, int]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .ffmpeg import remove_old_layout
-    from .master import Master
+    from .master.master import Master
+    from .worker.ffmpeg import remove_old_layout
 
     settings = _settings(args)
     check_mirror_dir(settings)
@@ -271,8 +272,8 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from .plumbing.status_file import read_status
     from .status import render, with_coverage, with_segments
-    from .status_file import read_status
 
     settings = _settings(args, need_mirror_dir=False)
     pid = daemon.read_pid(settings.state_dir)
@@ -304,7 +305,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_prune(args: argparse.Namespace) -> int:
     """Exit 0 after a pass; 1 when it was skipped (database unreadable, columns missing, clock
     untrustworthy) or files could not go."""
-    from .prune import run_pass
+    from .retention.prune import run_pass
 
     settings = _settings(args)
     check_mirror_dir(settings)
@@ -318,7 +319,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
     """Exit 0 after the copy; 1 when the database could not be read or the copy not written."""
-    from . import snapshot
+    from .cameras import snapshot
 
     settings = _settings(args, need_mirror_dir=False)
     return snapshot.run(settings.db, absolute(args.out, getattr(args, "cwd", None), "--out"), sys.stderr)

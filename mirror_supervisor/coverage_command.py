@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Any, NoReturn
 
-from .camera import is_safe_id
+from .cameras.camera import is_safe_id
 from .settings import SettingsError, absolute, check_mirror_dir
 
 STOPPING_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -85,7 +85,8 @@ def _exit_now(code: int) -> NoReturn:
 
 def run(args: argparse.Namespace, load_settings: Callable[[argparse.Namespace], Any], prog: str) -> int:
     """The command; ``load_settings`` reads the usual settings (flags, environment, config file)."""
-    from . import coverage, coverage_report, timeargs
+    from . import timeargs
+    from .footage import coverage, coverage_report
 
     now = time.time()
     start, end = timeargs.window(args.since, args.from_, args.to, now)

@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from . import setting_values as values
-from . import volume
-from .camera_cache import default_cache_dir
+from .cameras.cache import default_cache_dir
+from .plumbing import volume
 
 
 class SettingsError(Exception):

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import segments
+from .footage import segments
 
 SEGMENT_CHECK_TIMEOUT = 2.0
 NOT_RESPONDING = "volume not responding"
@@ -86,7 +86,7 @@ def with_coverage(data: dict[str, Any], now: float | None = None, timeout: float
     footage on when that is younger), from the segment index and the files (:mod:`coverage`), in
     a daemon thread given ``timeout`` seconds: on a volume that does not answer the rows say None
     and ``status`` still answers."""
-    from . import coverage
+    from .footage import coverage
 
     now = time.time() if now is None else now
     mirror_dir = data.get("master", {}).get("mirror_dir")

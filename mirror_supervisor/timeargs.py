@@ -53,13 +53,6 @@ def parse_time(text: str) -> float:
     return epoch
 
 
-def rfc3339(epoch: float) -> str:
-    moment = datetime.datetime.fromtimestamp(epoch, datetime.UTC)
-    if moment.microsecond:
-        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _option(option: str, parse: Callable[[str], float], text: str) -> float:
     try:
         return parse(text)

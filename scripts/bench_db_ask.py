@@ -28,9 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from benchlib.nvr import Nvr  # noqa: E402
 
-from mirror_supervisor import volume  # noqa: E402
+from mirror_supervisor.master.wanted import CameraSource  # noqa: E402
+from mirror_supervisor.plumbing import volume  # noqa: E402
 from mirror_supervisor.settings import Settings  # noqa: E402
-from mirror_supervisor.wanted import CameraSource  # noqa: E402
 
 
 def measure(step: Callable[[], object], polls: int) -> dict[str, float]:

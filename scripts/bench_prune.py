@@ -22,8 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from mirror_supervisor.camera import Camera  # noqa: E402
-from mirror_supervisor.prune import prune_pass  # noqa: E402
+from mirror_supervisor.cameras.camera import Camera  # noqa: E402
+from mirror_supervisor.retention.prune import prune_pass  # noqa: E402
 
 CAMERAS = 100
 FILES = 1440

@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from support.nvr import NvrDatabase  # noqa: E402
 from support.nvr_writer import consistent  # noqa: E402
 
-from mirror_supervisor import snapshot  # noqa: E402
+from mirror_supervisor.cameras import snapshot  # noqa: E402
 
 WRITER = ROOT / "tests" / "support" / "nvr_writer.py"
 

@@ -14,8 +14,9 @@ from typing import Any
 
 import psutil
 
-from mirror_supervisor import database, reconcile
-from mirror_supervisor.ffmpeg import build_command
+from mirror_supervisor.cameras import database
+from mirror_supervisor.master import reconcile
+from mirror_supervisor.worker.ffmpeg import build_command
 
 from .common import mono
 from .session import Session

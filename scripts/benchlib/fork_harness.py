@@ -22,8 +22,9 @@ from pathlib import Path
 import psutil
 import setproctitle
 
-import mirror_supervisor.master  # noqa: F401  (everything the master imports)
-from mirror_supervisor import logs, segments, wakeup
+import mirror_supervisor.master.master  # noqa: F401  (everything the master imports)
+from mirror_supervisor.footage import segments
+from mirror_supervisor.plumbing import logs, wakeup
 
 STEPS = ("title", "log", "pipe", "popen", "thread", "json", "scan")
 

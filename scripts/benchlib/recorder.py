@@ -2,7 +2,7 @@
 
 The stand-in and scale suites run hundreds of cameras without hundreds of RTSP sources: the
 supervisors are given this program as their ffmpeg. It takes the exact argv
-``mirror_supervisor.ffmpeg`` builds, ignores everything but ``-segment_time N`` and the last
+``mirror_supervisor.worker.ffmpeg`` builds, ignores everything but ``-segment_time N`` and the last
 argument (the strftime output pattern), and then does what a supervisor can observe of ffmpeg:
 
 - opens ``strftime(pattern, UTC now)`` and keeps the descriptor open, so ``/proc/<pid>/fd``

@@ -1,7 +1,7 @@
 """Coverage: ``mirror-supervisor coverage`` over N cameras x M segments (default 100 x 1,440, a day
 of 60 s segments), cold (no index: every file's boxes are parsed and the index filled) and warm
 (the index is used; every file is still listed and stat'ed); and the cost of reading one
-segment's playable duration with ffprobe against the box parser (``mirror_supervisor.mp4``).
+segment's playable duration with ffprobe against the box parser (``mirror_supervisor.footage.mp4``).
 
 The segments are written here, box by box, the way ffmpeg lays them out (ftyp, an empty moov,
 then one moof + mdat per keyframe, 1 s keyframes at 25 fps, and the mfra trailer ffmpeg writes
@@ -118,7 +118,7 @@ def _rfc(epoch: float) -> str:
 
 def per_file_costs(work: Path, repeats: int) -> dict[str, Any]:
     """ffprobe (a process per file, as a script would do it) against the box parser, one real file."""
-    from mirror_supervisor import mp4
+    from mirror_supervisor.footage import mp4
 
     path = work / "real.mp4"
     subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i",
@@ -177,14 +177,14 @@ def _timed(compute: Any, parsed: int) -> float:
 
 
 def _drop_index(mirror: Path) -> None:
-    from mirror_supervisor import index
+    from mirror_supervisor.footage import index
 
     for suffix in ("", "-wal", "-shm"):
         index.index_path(mirror).with_name(index.INDEX_NAME + suffix).unlink(missing_ok=True)
 
 
 def run(ctx: Context) -> dict[str, Any]:
-    from mirror_supervisor import coverage, index
+    from mirror_supervisor.footage import coverage, index
 
     o = ctx.opts
     cameras, segments = o.coverage_cameras, o.coverage_segments

@@ -9,7 +9,7 @@ everything; one run first to fill both), as ``status`` calls it (``pool=False``)
 time and wall time per run. Twice: the camera recording up to the window's end, and the camera
 down for the last two hours (the hour is one gap). "Before" runs the package as it was at
 ``--coverage-hour-before`` (default: the parent of the commit that added
-``mirror_supervisor/coverage_files.py``), exported with ``git archive`` and put first on
+``mirror_supervisor/footage/coverage_files.py``), exported with ``git archive`` and put first on
 PYTHONPATH; "after" the working tree. The figure that matters is how the cost grows with N.
 """
 
@@ -64,9 +64,9 @@ def baseline_commit(rev: str | None) -> str:
     """``rev``, or the parent of the commit that added coverage_files.py (the window read by name)."""
     if rev:
         return _git("rev-parse", rev)
-    first = _git("log", "--diff-filter=A", "--format=%H", "--", "mirror_supervisor/coverage_files.py").split()
+    first = _git("log", "--diff-filter=A", "--format=%H", "--", "mirror_supervisor/footage/coverage_files.py").split()
     if not first:
-        raise SystemExit("no commit adds mirror_supervisor/coverage_files.py; pass --coverage-hour-before")
+        raise SystemExit("no commit adds mirror_supervisor/footage/coverage_files.py; pass --coverage-hour-before")
     return _git("rev-parse", first[-1] + "^")
 
 
@@ -80,7 +80,7 @@ def export(commit: str, into: Path) -> Path:
 
 def index_like_workers(mirror: Path) -> None:
     """Every segment's row, from its boxes, as each worker writes it when the segment is done."""
-    from mirror_supervisor import index, mp4
+    from mirror_supervisor.footage import index, mp4
 
     directory = mirror / CAMERA
     rows = [index.row_from(name, mp4.probe(directory / name)) for name in sorted(os.listdir(directory))]

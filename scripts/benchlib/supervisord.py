@@ -10,8 +10,9 @@ import time
 import xmlrpc.client
 from typing import Any
 
-from mirror_supervisor import database, reconcile
-from mirror_supervisor.ffmpeg import build_command
+from mirror_supervisor.cameras import database
+from mirror_supervisor.master import reconcile
+from mirror_supervisor.worker.ffmpeg import build_command
 
 from .common import VENV_BIN, log, mono
 from .systems import System

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from support import procs
 
-from mirror_supervisor.segments import parse_name
+from mirror_supervisor.footage.segments import parse_name
 
 FFMPEG_NAME = re.compile(r"\d{8}_\d{6}\.mp4")
 MOVED_NAME = re.compile(r"(\d{8}_\d{6})~\d+\.mp4")

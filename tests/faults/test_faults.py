@@ -25,10 +25,10 @@ from support.recordings import segments, wait_growth
 from support.rtsp import RtspServer
 from support.supervisor import Supervisor
 
-from mirror_supervisor.camera import parse_row
-from mirror_supervisor.ffmpeg import build_command, environment, write_input
-from mirror_supervisor.index import INDEX_DIR
-from mirror_supervisor.segments import parse_name
+from mirror_supervisor.cameras.camera import parse_row
+from mirror_supervisor.footage.index import INDEX_DIR
+from mirror_supervisor.footage.segments import parse_name
+from mirror_supervisor.worker.ffmpeg import build_command, environment, write_input
 
 
 def named_at(segment: Path) -> float:

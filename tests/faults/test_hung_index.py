@@ -21,7 +21,7 @@ import pytest
 from support import procs
 from support.hangfs import HangFs, unavailable_reason
 
-from mirror_supervisor.index import INDEX_DIR, INDEX_NAME
+from mirror_supervisor.footage.index import INDEX_DIR, INDEX_NAME
 
 pytestmark = pytest.mark.skipif(unavailable_reason() is not None, reason=f"FUSE: {unavailable_reason()}")
 

@@ -27,8 +27,9 @@ import pytest
 from support import procs
 from support.users import unprivileged
 
-from mirror_supervisor import index, lifeline
-from mirror_supervisor.index import INDEX_DIR, Row, SegmentIndex, forget_pruned, index_dir, index_path
+from mirror_supervisor.footage import index
+from mirror_supervisor.footage.index import INDEX_DIR, Row, SegmentIndex, forget_pruned, index_dir, index_path
+from mirror_supervisor.plumbing import lifeline
 
 RENAME_EXCHANGE = 2
 OPENS = 1000  # the old code was steered within 3 to 211 opens (11 runs of a similar loop)

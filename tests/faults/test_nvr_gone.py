@@ -23,7 +23,7 @@ import pytest
 from support import procs
 from support.recordings import old_segments
 
-from mirror_supervisor.camera_cache import cache_path, load
+from mirror_supervisor.cameras.cache import cache_path, load
 
 CLI = [sys.executable, "-m", "mirror_supervisor"]
 DAY, HOUR = 86400, 3600

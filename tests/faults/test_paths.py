@@ -19,7 +19,7 @@ import pytest
 from support import procs
 from support.recordings import wait_growth
 
-from mirror_supervisor.index import index_dir, index_path
+from mirror_supervisor.footage.index import index_dir, index_path
 
 CLI = [sys.executable, "-m", "mirror_supervisor"]
 SETTINGS_ENV = ("MIRROR_SUPERVISOR_", "HELDAR_")

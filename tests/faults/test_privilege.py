@@ -29,7 +29,7 @@ from support.nvr import NvrDatabase
 from support.rtsp import RtspServer
 from support.users import UserPython, as_user, shared_tmpdir, unprivileged
 
-from mirror_supervisor.index import SegmentIndex, index_path
+from mirror_supervisor.footage.index import SegmentIndex, index_path
 
 RUN_AS = "nobody"
 SNOOPER_UID = 54321  # no passwd entry needed: setpriv takes numbers

@@ -19,7 +19,7 @@ import pytest
 from support import procs
 from support.rtsp import RtspServer
 
-from mirror_supervisor.segments import parse_name
+from mirror_supervisor.footage.segments import parse_name
 
 SEGMENT = re.compile(r"\d{8}_\d{6}\.mp4")
 

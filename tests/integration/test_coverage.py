@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 from support import busy_coverage, fmp4, procs
 
-from mirror_supervisor import coverage, index, mp4, timeargs
-from mirror_supervisor.segments import parse_name
+from mirror_supervisor import timeargs
+from mirror_supervisor.footage import coverage, coverage_report, index, mp4
+from mirror_supervisor.footage.segments import parse_name
 
 SEGMENT_SECONDS = 3
 
@@ -37,7 +38,7 @@ def run_coverage(mirror_dir: Path, tmp_path: Path, *args: str) -> tuple[int, dic
 
 
 def rfc(epoch: float) -> str:
-    return timeargs.rfc3339(float(int(epoch)))
+    return coverage_report.rfc3339(float(int(epoch)))
 
 
 def test_outage_garbage_and_primary_hole(rtsp, nvr, mirror_dir, supervisor, tmp_path):

@@ -29,8 +29,9 @@ import pytest
 from support import recordings
 from support.users import unprivileged
 
-from mirror_supervisor import cli, coverage, coverage_report  # noqa: F401 - imported before a fork uses them
-from mirror_supervisor.timeargs import rfc3339
+from mirror_supervisor import cli
+from mirror_supervisor.footage import coverage, coverage_report  # noqa: F401 - imported before a fork uses them
+from mirror_supervisor.footage.coverage_report import rfc3339
 
 NVR_UID = 54321  # the NVR's user owns its recordings; no passwd entry needed
 SEGMENTS, SECONDS = 3, 3

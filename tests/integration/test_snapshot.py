@@ -21,8 +21,8 @@ from support.nvr import NvrDatabase
 from support.nvr_writer import consistent
 from support.supervisor import Supervisor
 
-from mirror_supervisor.camera import COLUMNS
-from mirror_supervisor.snapshot import APPLICATION_ID
+from mirror_supervisor.cameras.camera import COLUMNS
+from mirror_supervisor.cameras.snapshot import APPLICATION_ID
 
 CLI = [sys.executable, "-m", "mirror_supervisor"]
 WRITER = Path(__file__).resolve().parents[1] / "support" / "nvr_writer.py"

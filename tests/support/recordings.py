@@ -46,7 +46,7 @@ def ffmpeg_segments(directory: Path, start: int, count: int, seconds: int = 3) -
     options (fragments, trailer), named as the worker's ffmpeg names them from ``start`` on (UTC)."""
     import subprocess
 
-    from mirror_supervisor.ffmpeg import MOVFLAGS
+    from mirror_supervisor.worker.ffmpeg import MOVFLAGS
 
     directory.mkdir(parents=True, exist_ok=True)
     work = directory / ".ffmpeg"

@@ -1,6 +1,6 @@
 """Back-off rules (docs/design.md, "Worker loop" and "Master rules")."""
 
-from mirror_supervisor.backoff import ffmpeg_delay, worker_respawn_delay
+from mirror_supervisor.worker.backoff import ffmpeg_delay, worker_respawn_delay
 
 
 def test_ffmpeg_backoff_doubles_to_cap_and_resets():
@@ -30,8 +30,8 @@ def test_worker_respawn():
 
 # -- the probed wait (docs/design.md, "Worker loop") ----------------------------------------------
 
-from mirror_supervisor.backoff import ProbedWait  # noqa: E402
-from mirror_supervisor.reachability import ACCEPTS, INTERRUPTED, NO_ANSWER, REFUSES  # noqa: E402
+from mirror_supervisor.worker.backoff import ProbedWait  # noqa: E402
+from mirror_supervisor.worker.reachability import ACCEPTS, INTERRUPTED, NO_ANSWER, REFUSES  # noqa: E402
 
 
 def test_a_port_seen_down_then_accepting_ends_the_wait_early():

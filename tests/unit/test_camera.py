@@ -4,8 +4,8 @@ from urllib.parse import quote, unquote
 
 import pytest
 
-from mirror_supervisor.camera import build_url, check_url, is_safe_id, parse_row
-from mirror_supervisor.masking import mask, url_secrets
+from mirror_supervisor.cameras.camera import build_url, check_url, is_safe_id, parse_row
+from mirror_supervisor.plumbing.masking import mask, url_secrets
 
 MIRRORED = {"enabled": 1, "record_enabled": 1, "mirror_enabled": 1}
 

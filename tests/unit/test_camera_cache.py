@@ -3,7 +3,7 @@ SQLite files written by another connection and a real cache directory.
 
 The end-to-end behaviour (real master, ffmpeg, camera) is tests/faults/test_nvr_gone.py's; here
 each rule is checked on its own: what the file holds and refuses, when it is written, and when
-:class:`~mirror_supervisor.wanted.CameraSource` records from it.
+:class:`~mirror_supervisor.master.wanted.CameraSource` records from it.
 """
 
 from __future__ import annotations
@@ -15,11 +15,12 @@ import stat
 import pytest
 from support.nvr import NvrDatabase
 
-from mirror_supervisor import camera_cache, check
-from mirror_supervisor.camera_cache import CacheError, CameraCache, cache_path, dump, load
-from mirror_supervisor.database import RawTable
+from mirror_supervisor import check
+from mirror_supervisor.cameras import cache as camera_cache
+from mirror_supervisor.cameras.cache import CacheError, CameraCache, cache_path, dump, load
+from mirror_supervisor.cameras.database import RawTable
+from mirror_supervisor.master.wanted import CameraSource
 from mirror_supervisor.settings import Settings
-from mirror_supervisor.wanted import CameraSource
 
 ODD_ROW = ("odd", b"\xffname", None, 1.5, float("nan"), -7, "pässwörd")
 
@@ -239,7 +240,7 @@ def test_a_failed_read_never_writes_the_cache(site):
 def test_status_metrics_and_systemd_say_the_cameras_come_from_the_cache(tmp_path):
     from prometheus_client.parser import text_string_to_metric_families
 
-    from mirror_supervisor import metrics
+    from mirror_supervisor.metrics import metrics
     from mirror_supervisor.status import render
 
     confirmed = 1.8e9

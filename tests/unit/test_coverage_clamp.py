@@ -16,7 +16,9 @@ import time
 import pytest
 from support import fmp4
 
-from mirror_supervisor import cli, coverage, index, metrics_children, status
+from mirror_supervisor import cli, status
+from mirror_supervisor.footage import coverage, index
+from mirror_supervisor.metrics import children as metrics_children
 
 T0 = datetime.datetime(2026, 11, 25, 10, tzinfo=datetime.UTC).timestamp()
 LIE = 21093.6  # the leap: 2.4 s of video claim 21,096 s, as seen with real ffmpeg 5.1
@@ -101,7 +103,7 @@ def test_the_next_segment_bounds_a_file_whose_mtime_says_nothing(tmp_path):
 
 
 def test_no_segment_is_longer_than_a_segment_can_be(tmp_path):
-    from mirror_supervisor import timing  # new with the clamp: imported here so the others run on older code
+    from mirror_supervisor.footage import timing  # new with the clamp: imported here so the others run on older code
 
     directory = tmp_path / "cam"
     write(directory, T0, 30, written=T0 - 86400, jump=LIE)  # no usable mtime, no next segment

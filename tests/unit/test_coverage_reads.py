@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from support import fmp4
 
-from mirror_supervisor import coverage, index, mp4
+from mirror_supervisor.footage import coverage, index, mp4
 
 T0 = datetime.datetime(2026, 11, 25, 10, tzinfo=datetime.UTC).timestamp()
 NOW = T0 + 3600 + 10  # the newest segment (T0 + 3600) is being written

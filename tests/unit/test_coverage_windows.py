@@ -10,7 +10,8 @@ import time
 import pytest
 from support import fmp4
 
-from mirror_supervisor import cli, coverage, index, intervals, status
+from mirror_supervisor import cli, status
+from mirror_supervisor.footage import coverage, index, intervals
 
 T0 = datetime.datetime(2026, 11, 25, 10, tzinfo=datetime.UTC).timestamp()
 

@@ -11,10 +11,10 @@ import sqlite3
 import pytest
 from support.nvr import NvrDatabase
 
-from mirror_supervisor import volume
-from mirror_supervisor.database import DatabaseError, decode_text, describe, probe, read_table
+from mirror_supervisor.cameras.database import DatabaseError, decode_text, describe, probe, read_table
+from mirror_supervisor.master.wanted import CameraSource
+from mirror_supervisor.plumbing import volume
 from mirror_supervisor.settings import Settings
-from mirror_supervisor.wanted import CameraSource
 
 PASSWORD_BYTES = "ff" + b"hunter22".hex()  # \xff then "hunter22": not UTF-8
 BASE = {"mirror_enabled": "1", "vendor": "'hikvision'", "address": "'10.0.0.9'"}

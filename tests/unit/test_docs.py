@@ -62,7 +62,7 @@ def test_the_help_comes_from_the_definition():
 
 
 DESIGN_SECTIONS = ("Database", "Recorded URL", "ffmpeg command", "Worker loop", "Master rules", "Settings",
-                   "Commands", "Process titles", "Failure rules", "Retention", "Status", "Invariants")
+                   "Commands", "Process titles", "Failure rules", "Retention", "Status", "Invariants", "Package map")
 
 
 def test_design_document_has_the_sections_code_and_tests_cite():
@@ -77,7 +77,7 @@ def test_design_document_refers_to_nothing_outside_the_repository():
 
 
 def test_design_document_states_the_exact_ffmpeg_options():
-    from mirror_supervisor import ffmpeg
+    from mirror_supervisor.worker import ffmpeg
 
     text = (ROOT / "docs" / "design.md").read_text(encoding="utf-8")
     assert ffmpeg.MOVFLAGS in text and ffmpeg.SEGMENT_PATTERN in text and str(ffmpeg.SOCKET_TIMEOUT_US) in text

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from mirror_supervisor import ffmpeg
-from mirror_supervisor.camera import parse_row
-from mirror_supervisor.ffmpeg import build_command, environment
+from mirror_supervisor.cameras.camera import parse_row
+from mirror_supervisor.worker import ffmpeg
+from mirror_supervisor.worker.ffmpeg import build_command, environment
 
 BASE = {"id": "cam1", "enabled": 1, "record_enabled": 1, "mirror_enabled": 1, "vendor": "hikvision", "address": "h"}
 

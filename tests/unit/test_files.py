@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from mirror_supervisor import cli, daemon, logs
-from mirror_supervisor.files import write_atomically
+from mirror_supervisor import cli
+from mirror_supervisor.plumbing import daemon, logs
+from mirror_supervisor.plumbing.files import write_atomically
 from mirror_supervisor.settings import Settings, SettingsError
 
 OTHER_UID = 54321

@@ -15,8 +15,8 @@ import socket
 
 import pytest
 
-from mirror_supervisor import http_listener
-from mirror_supervisor.http_listener import FileRoute, Listener, Response, respond
+from mirror_supervisor.plumbing import http_listener
+from mirror_supervisor.plumbing.http_listener import FileRoute, Listener, Response, respond
 
 
 def routes(body: bytes = b"up 1\n") -> dict:

@@ -16,8 +16,8 @@ import time
 import pytest
 from support import fmp4
 
-from mirror_supervisor import index, index_writer
-from mirror_supervisor.prune import prune_pass
+from mirror_supervisor.footage import index, index_writer
+from mirror_supervisor.retention.prune import prune_pass
 
 
 def test_indexer_records_a_finished_segment(tmp_path):
@@ -120,7 +120,7 @@ def test_workers_opening_a_new_index_together_all_get_in(tmp_path):
 
 
 def test_pruned_files_leave_the_index(tmp_path):
-    from mirror_supervisor.camera import Camera
+    from mirror_supervisor.cameras.camera import Camera
 
     cam = tmp_path / "cam"
     base = datetime.datetime(2026, 11, 25, 10, tzinfo=datetime.UTC).timestamp()

@@ -2,7 +2,7 @@
 
 The real master runs against real processes in tests/integration and tests/faults; here the
 rules of its loop (docs/design.md, "Master rules") are driven step by step through
-:class:`~mirror_supervisor.system.System`'s seam: respawn back-off, stop deadlines, leftover
+:class:`~mirror_supervisor.master.system.System`'s seam: respawn back-off, stop deadlines, leftover
 process groups, shutdown with stuck workers, a burst of SIGHUPs, a stale exit, and the rule that
 every deadline the loop sleeps towards is one some step acts on (never a zero timeout).
 """
@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from mirror_supervisor import master as master_module
-from mirror_supervisor.camera import Camera
-from mirror_supervisor.master import Master
-from mirror_supervisor.prune_schedule import PRUNE_TIMEOUT, PruneSchedule
+from mirror_supervisor.cameras.camera import Camera
+from mirror_supervisor.master import master as master_module
+from mirror_supervisor.master.master import Master
+from mirror_supervisor.master.prune_schedule import PRUNE_TIMEOUT, PruneSchedule
+from mirror_supervisor.master.slot import SlotState
+from mirror_supervisor.master.wanted import Wanted
 from mirror_supervisor.settings import Settings
-from mirror_supervisor.slot import SlotState
-from mirror_supervisor.wanted import Wanted
 
 STOP_TIMEOUT = 8.0
 

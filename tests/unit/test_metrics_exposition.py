@@ -11,10 +11,12 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 from test_master_loop import loop  # noqa: F401 - the fixture
 
-from mirror_supervisor import __version__, metrics, metrics_children
-from mirror_supervisor.camera import Camera
+from mirror_supervisor import __version__
+from mirror_supervisor.cameras.camera import Camera
+from mirror_supervisor.master.slot import CameraSlot, SlotState, Worker
+from mirror_supervisor.metrics import children as metrics_children
+from mirror_supervisor.metrics import metrics
 from mirror_supervisor.settings import Settings
-from mirror_supervisor.slot import CameraSlot, SlotState, Worker
 
 
 def settings(tmp_path: Path, **changes) -> Settings:

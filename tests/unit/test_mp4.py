@@ -12,7 +12,7 @@ import tracemalloc
 import pytest
 from support import fmp4
 
-from mirror_supervisor import coverage, mp4
+from mirror_supervisor.footage import coverage, mp4
 
 
 def test_duration_of_a_complete_fragmented_segment(tmp_path):
@@ -183,7 +183,7 @@ def test_a_real_ffmpeg_segment_has_the_same_duration_either_way(tmp_path):
     import shutil
     import subprocess
 
-    from mirror_supervisor.ffmpeg import MOVFLAGS
+    from mirror_supervisor.worker.ffmpeg import MOVFLAGS
 
     if shutil.which("ffmpeg") is None:
         pytest.skip("ffmpeg not installed")

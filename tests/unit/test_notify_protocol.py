@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from test_master_loop import loop, random_event  # noqa: F401 - the fixture
 
-from mirror_supervisor import master as master_module
-from mirror_supervisor import notify
+from mirror_supervisor.master import master as master_module
+from mirror_supervisor.master import notify
 
 
 @pytest.fixture
@@ -226,7 +226,7 @@ def test_no_sequence_of_events_makes_the_loop_spin_with_watchdog_and_metrics(loo
     import dataclasses
     import random
 
-    from mirror_supervisor import metrics
+    from mirror_supervisor.metrics import metrics
 
     master, system, source = loop
     with_notifier(master, interval=3.0)

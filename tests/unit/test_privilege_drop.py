@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from mirror_supervisor import check, privileges
-from mirror_supervisor.camera import Camera
+from mirror_supervisor import check
+from mirror_supervisor.cameras.camera import Camera
 from mirror_supervisor.settings import Settings
-from mirror_supervisor.worker import Worker, WorkerSpec
+from mirror_supervisor.worker import privileges
+from mirror_supervisor.worker.worker import Worker, WorkerSpec
 
 
 def settings(tmp_path: Path, user: str | None) -> Settings:
@@ -80,7 +81,7 @@ def test_the_camera_directory_is_made_the_users_through_no_link(tmp_path):
 
 
 def test_an_input_dir_taken_by_someone_else_is_replaced_by_a_random_one(tmp_path, monkeypatch):
-    from mirror_supervisor import ffmpeg
+    from mirror_supervisor.worker import ffmpeg
     monkeypatch.setattr("setproctitle.setproctitle", lambda title: None)
     taken = tmp_path / "taken"
     taken.symlink_to(tmp_path)  # not a directory of ours

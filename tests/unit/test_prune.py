@@ -20,12 +20,13 @@ from pathlib import Path
 
 import pytest
 
-from mirror_supervisor import daemon, logs, prune
-from mirror_supervisor.camera import Camera
-from mirror_supervisor.prune import child_main, prune_pass, run_pass, run_pass_for
-from mirror_supervisor.prune_report import PassReport, format_bytes, log_report
-from mirror_supervisor.recorders import recording_now
-from mirror_supervisor.retention import parse_retention
+from mirror_supervisor.cameras.camera import Camera
+from mirror_supervisor.plumbing import daemon, logs
+from mirror_supervisor.retention import prune
+from mirror_supervisor.retention.prune import child_main, prune_pass, run_pass, run_pass_for
+from mirror_supervisor.retention.prune_report import PassReport, format_bytes, log_report
+from mirror_supervisor.retention.recorders import recording_now
+from mirror_supervisor.retention.rules import parse_retention
 
 NOW = 1_800_000_000.0
 HOUR = 3600.0
@@ -841,7 +842,7 @@ class TestClockRules:
 
 def test_a_young_mirror_logs_no_empty_prune_warning(mirror, caplog):
     """Little footage behind the clock is no sign of a clock jump while nothing is held back."""
-    from mirror_supervisor.prune_report import log_report
+    from mirror_supervisor.retention.prune_report import log_report
 
     segment(mirror / "cam", "20270115_075000.mp4", age_hours=0.1)  # ten minutes of a new camera
     report = prune_pass(mirror, [cam("cam", 1, segment_seconds=60)], set(), NOW)

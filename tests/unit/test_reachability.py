@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from mirror_supervisor.reachability import (
+from mirror_supervisor.worker.reachability import (
     ACCEPTS,
     ANSWERED,
     INTERRUPTED,

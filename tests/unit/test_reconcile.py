@@ -1,7 +1,7 @@
 """The choice of wanted cameras (docs/design.md, "Master rules")."""
 
-from mirror_supervisor.camera import parse_row
-from mirror_supervisor.reconcile import wanted
+from mirror_supervisor.cameras.camera import parse_row
+from mirror_supervisor.master.reconcile import wanted
 
 
 def cam(camera_id, **columns):

@@ -3,8 +3,8 @@
 import calendar
 import os
 
-from mirror_supervisor import segments as module
-from mirror_supervisor.segments import (
+from mirror_supervisor.footage import segments as module
+from mirror_supervisor.footage.segments import (
     SEGMENT_NAME,
     SEGMENT_OR_MOVED,
     NewestCache,

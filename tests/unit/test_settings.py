@@ -7,7 +7,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from mirror_supervisor import cli, daemon, volume
+from mirror_supervisor import cli
+from mirror_supervisor.plumbing import daemon, volume
 from mirror_supervisor.setting_values import parse_bool
 from mirror_supervisor.settings import Settings, SettingsError, absolute, check_mirror_dir, check_reload, load
 

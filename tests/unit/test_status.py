@@ -10,8 +10,8 @@ import time
 import pytest
 
 from mirror_supervisor import status
-from mirror_supervisor.report import decode_reports, encode_report
 from mirror_supervisor.status import NOT_RESPONDING, render, with_segments
+from mirror_supervisor.worker.report import decode_reports, encode_report
 
 PIPE_BUF = 4096
 

@@ -8,7 +8,7 @@ import signal
 
 import pytest
 
-from mirror_supervisor import wakeup
+from mirror_supervisor.plumbing import wakeup
 
 HIGH_FD = 1500  # beyond select()'s FD_SETSIZE (1024), reached by a master with hundreds of workers
 

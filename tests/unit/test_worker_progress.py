@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from mirror_supervisor import worker as worker_module
-from mirror_supervisor.camera import Camera
-from mirror_supervisor.progress import ClockWatch, OpenSegment, Progress, describe_moves
-from mirror_supervisor.report import decode_reports
-from mirror_supervisor.worker import Worker, WorkerSpec
+from mirror_supervisor.cameras.camera import Camera
+from mirror_supervisor.worker import worker as worker_module
+from mirror_supervisor.worker.progress import ClockWatch, OpenSegment, Progress, describe_moves
+from mirror_supervisor.worker.report import decode_reports
+from mirror_supervisor.worker.worker import Worker, WorkerSpec
 
 REPO = Path(__file__).resolve().parents[2]
 
