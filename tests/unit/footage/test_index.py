@@ -15,6 +15,7 @@ import time
 
 import pytest
 from support import fmp4
+from support.forked import in_fork
 
 from mirror_supervisor.footage import index, index_writer
 from mirror_supervisor.retention.prune import prune_pass
@@ -168,13 +169,18 @@ def shared_tmp():
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create a file for another user")
 def test_root_creates_a_new_index_file_as_the_directory_owner(shared_tmp):
+    """In a fork: root acts as the owner only where no other thread runs (support/forked.py)."""
     directory = index.make_index_dir(shared_tmp)
     os.chown(directory, 65534, 65534)
-    with index.SegmentIndex(shared_tmp) as db:
-        db.put("cam", [index.Row("20261125_100000.mp4", 1.0, 2.0, 3, 4, True, None)])
-    owners = {p.name: (p.stat().st_uid, p.stat().st_gid) for p in directory.iterdir()}
-    assert owners and set(owners.values()) == {(65534, 65534)}, owners
-    assert os.geteuid() == 0 and os.getegid() == 0  # root again afterwards
+
+    def body() -> None:
+        with index.SegmentIndex(shared_tmp) as db:
+            db.put("cam", [index.Row("20261125_100000.mp4", 1.0, 2.0, 3, 4, True, None)])
+        owners = {p.name: (p.stat().st_uid, p.stat().st_gid) for p in directory.iterdir()}
+        assert owners and set(owners.values()) == {(65534, 65534)}, owners
+        assert os.geteuid() == 0 and os.getegid() == 0  # root again afterwards
+
+    in_fork(body)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
@@ -187,8 +193,12 @@ def test_root_refuses_an_index_whose_mirror_dir_others_may_change(shared_tmp, mo
     with pytest.raises(index.IndexError_, match="writable by group or others"):
         index.SegmentIndex(shared_tmp)
     shared_tmp.chmod(mode | stat.S_ISVTX)  # sticky: only an entry's owner may rename it
-    with index.SegmentIndex(shared_tmp) as db:
-        db.put("cam", [index.Row("20261125_100000.mp4", 1.0, 2.0, 3, 4, True, None)])
+
+    def body() -> None:  # in a fork: root acts as the owner only where no other thread runs
+        with index.SegmentIndex(shared_tmp) as db:
+            db.put("cam", [index.Row("20261125_100000.mp4", 1.0, 2.0, 3, 4, True, None)])
+
+    in_fork(body)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root")

@@ -18,7 +18,7 @@ from mirror_supervisor.worker.progress import ClockWatch, OpenSegment, Progress,
 from mirror_supervisor.worker.report import decode_reports
 from mirror_supervisor.worker.worker import Worker, WorkerSpec
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def name_at(epoch: float) -> str:
