@@ -37,7 +37,10 @@ WINDOWS = {"recording": 0.0, "down for 2 h": 7200.0}  # the window's end after t
 _MEASURE = """
 import json, sys, time
 from pathlib import Path
-from mirror_supervisor import coverage
+try:
+    from mirror_supervisor.footage import coverage
+except ImportError:  # a commit from before the package was grouped into subpackages
+    from mirror_supervisor import coverage
 mirror, end, repeats = Path(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
 def once():
     return coverage.compute(mirror, end - 3600, end, cameras=["cam000"], now=end, pool=False)
@@ -64,9 +67,10 @@ def baseline_commit(rev: str | None) -> str:
     """``rev``, or the parent of the commit that added coverage_files.py (the window read by name)."""
     if rev:
         return _git("rev-parse", rev)
-    first = _git("log", "--diff-filter=A", "--format=%H", "--", "mirror_supervisor/footage/coverage_files.py").split()
+    # The path before the package was grouped into subpackages (where it was added).
+    first = _git("log", "--diff-filter=A", "--format=%H", "--", "mirror_supervisor/coverage_files.py").split()
     if not first:
-        raise SystemExit("no commit adds mirror_supervisor/footage/coverage_files.py; pass --coverage-hour-before")
+        raise SystemExit("no commit adds mirror_supervisor/coverage_files.py; pass --coverage-hour-before")
     return _git("rev-parse", first[-1] + "^")
 
 

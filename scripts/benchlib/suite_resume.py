@@ -49,9 +49,9 @@ def baseline_commit(rev: str | None) -> str:
     """``rev``, or the parent of the commit that introduced the probe."""
     if rev:
         return _git("rev-parse", rev)
-    first = _git("log", "--diff-filter=A", "--format=%H", "--", "mirror_supervisor/worker/reachability.py").split()
+    first = _git("log", "--diff-filter=A", "--format=%H", "--", "mirror_supervisor/reachability.py").split()
     if not first:
-        raise SystemExit("no commit adds mirror_supervisor/worker/reachability.py; pass --resume-before")
+        raise SystemExit("no commit adds mirror_supervisor/reachability.py; pass --resume-before")  # the path before the grouping
     return _git("rev-parse", first[-1] + "^")
 
 

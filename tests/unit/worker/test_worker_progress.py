@@ -238,7 +238,7 @@ def test_ffmpeg_is_never_started_for_a_worker_that_is_already_gone():
     swallow the 'parent already died' signal (simulated with a pid that is not the parent)."""
     script = textwrap.dedent("""
         import functools, subprocess, sys
-        from mirror_supervisor import lifeline, wakeup
+        from mirror_supervisor.plumbing import lifeline, wakeup
         wakeup.SignalPipe()  # the worker's handlers, as in a real worker
         gone = 2 ** 22 + 1   # never this child's parent
         proc = subprocess.Popen([sys.executable, "-c", "print('ffmpeg ran')"], stdout=subprocess.PIPE,
