@@ -24,6 +24,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from .commits import before_adding, export
 from .common import ROOT, log, mono
 from .context import Context
 from .machine import machine_info
@@ -59,27 +60,9 @@ print(json.dumps({"cpu_s": cpu, "wall_s": wall, "gaps": len(cam.gaps), "coverage
 """
 
 
-def _git(*args: str) -> str:
-    return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=True).stdout.strip()
-
-
 def baseline_commit(rev: str | None) -> str:
     """``rev``, or the parent of the commit that added coverage_files.py (the window read by name)."""
-    if rev:
-        return _git("rev-parse", rev)
-    # The path before the package was grouped into subpackages (where it was added).
-    first = _git("log", "--diff-filter=A", "--format=%H", "--", "mirror_supervisor/coverage_files.py").split()
-    if not first:
-        raise SystemExit("no commit adds mirror_supervisor/coverage_files.py; pass --coverage-hour-before")
-    return _git("rev-parse", first[-1] + "^")
-
-
-def export(commit: str, into: Path) -> Path:
-    into.mkdir(parents=True)
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "mirror_supervisor"],
-                             capture_output=True, check=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
-    return into
+    return before_adding("mirror_supervisor/coverage_files.py", rev, "--coverage-hour-before")
 
 
 def index_like_workers(mirror: Path) -> None:

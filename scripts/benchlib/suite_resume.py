@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from . import procs
-from .common import ROOT, VENV_BIN, log, mono
+from .commits import before_adding, export
+from .common import VENV_BIN, log, mono
 from .context import Context
 from .machine import machine_info
 from .nvr import Nvr
@@ -47,24 +48,7 @@ RECOVER_TIMEOUT = 120.0
 
 def baseline_commit(rev: str | None) -> str:
     """``rev``, or the parent of the commit that introduced the probe."""
-    if rev:
-        return _git("rev-parse", rev)
-    first = _git("log", "--diff-filter=A", "--format=%H", "--", "mirror_supervisor/reachability.py").split()
-    if not first:
-        raise SystemExit("no commit adds mirror_supervisor/reachability.py; pass --resume-before")  # the path before the grouping
-    return _git("rev-parse", first[-1] + "^")
-
-
-def _git(*args: str) -> str:
-    return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=True).stdout.strip()
-
-
-def export(commit: str, into: Path) -> Path:
-    into.mkdir(parents=True)
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", commit, "mirror_supervisor"],
-                             capture_output=True, check=True).stdout
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
-    return into
+    return before_adding("mirror_supervisor/reachability.py", rev, "--resume-before")
 
 
 class Master:
