@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import TextIO
 
 from . import camera_cache
+from .cluster import options as cluster_options
+from .cluster.present import check_verdict
 from .database import DatabaseError, read_cameras, require_answer
 from .prune import prune_pass
 from .prune_report import format_bytes
@@ -92,6 +94,8 @@ def run_check(settings: Settings, out: TextIO) -> int:
     print(f"settings: db={settings.db} mirror_dir={settings.mirror_dir} ffmpeg={settings.ffmpeg} "
           f"poll_interval={settings.poll_interval:g}s stop_timeout={settings.stop_timeout:g}s "
           f"state_dir={settings.state_dir} recorder_enabled={str(settings.recorder_enabled).lower()}", file=out)
+    if (line := cluster_options.describe(settings)) is not None:
+        print(line, file=out)
     assert settings.mirror_dir is not None
     answers = answers_within(settings.mirror_dir, START_TIMEOUT)
     if answers:
@@ -122,7 +126,8 @@ def run_check(settings: Settings, out: TextIO) -> int:
     for camera in cameras:
         if camera.id in good:
             audio = "copy" if camera.record_audio else "off"
-            verdict = f"mirrored: {camera.masked_url} segment={camera.segment_seconds}s audio={audio}"
+            where = check_verdict(settings, camera.id) or "mirrored"  # with --shard: which hosts record it
+            verdict = f"{where}: {camera.masked_url} segment={camera.segment_seconds}s audio={audio}"
             if camera.warnings:
                 verdict += " (" + "; ".join(camera.warnings) + ")"
         elif camera.id in bad:

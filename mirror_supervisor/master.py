@@ -19,6 +19,7 @@ from pathlib import Path
 import setproctitle
 
 from . import camera_cache, lifeline, logs, metrics, notify, prune, publish, recorders, status_file, titles, volume
+from .cluster.node import Node as ClusterNode
 from .ffmpeg import camera_dir
 from .prune_schedule import PRUNE_TIMEOUT, PruneSchedule
 from .report import decode_reports
@@ -53,6 +54,7 @@ class Master:
         self.next_generation = 1
         now = self.system.monotonic()
         self.started = self.system.time()
+        self.cluster = self.metrics.cluster = ClusterNode(settings, self.system, self.slots)  # --shard: this host's share
         self.next_poll = 0.0
         self.pruner = PruneSchedule(settings.prune_interval, now)
         self.probe = volume.VolumeProbe(now)
@@ -77,6 +79,7 @@ class Master:
             self._start()
             while not self.shutting_down:
                 healthy = self._guarded(self._one_pass)
+                self.cluster.pass_ended(healthy)
                 self.notify.beat(self.system.monotonic(), healthy)  # WATCHDOG=1 only after a good pass
         finally:
             self._shutdown()  # also when something above raised: never leave workers behind
@@ -112,11 +115,12 @@ class Master:
         changed = self._reap() if reap else False
         if self.shutting_down:
             return
+        share_moved = self.cluster.tick(self._inherited_fds())  # peers up or down, a camera handed back
         if self._reload_requested:
             self._reload_requested = False
             self._reload()
             changed = True
-        elif self.system.monotonic() >= self.next_poll:
+        elif self.system.monotonic() >= self.next_poll or share_moved:
             self._refresh()
             changed = True
         # slots change only on these events and at their own deadlines, not on a report's wake
@@ -176,10 +180,11 @@ class Master:
                 time.sleep(0.2)
         status_file.remove(self.settings.state_dir)
         self.metrics.remove_files()
+        self.cluster.remove_files()
         self.log.info("all workers stopped; master exiting")
 
     def _helpers(self) -> set[int]:
-        return {pid for pid in (self.pruner.pid, self.probe.pid) if pid is not None} | self.metrics.pids()
+        return {pid for pid in (self.pruner.pid, self.probe.pid) if pid is not None} | self.metrics.pids() | self.cluster.pids()
 
     def _children_left(self) -> bool:
         return bool(self.by_pid or any(s.leftover for s in self.slots.values()) or self._helpers())
@@ -214,7 +219,7 @@ class Master:
             if self.probe.pid is None:
                 moments.append(self.probe.next_at)
             helpers = (self.pruner.next_moment(self.settings.prune_interval), self.notify.next_beat,
-                       self.metrics.next_deadline())
+                       self.metrics.next_deadline(), self.cluster.next_deadline())
             moments += [d for d in helpers if d is not None and d < float("inf")]
         timeout = max(0.0, min(moments, default=now + self.settings.poll_interval) - now)
         self._zero_timeouts = 0 if timeout > 0 else self._zero_timeouts + 1
@@ -247,7 +252,7 @@ class Master:
         """Ask for the wanted set; no news keeps the last one (a fault is never 'no cameras')."""
         self.next_poll = self.system.monotonic() + self.settings.poll_interval
         error, held = self.source.error, self.source.held
-        wanted = self.source.read(self.settings, self.system.monotonic(), force, running=len(self.by_pid))
+        wanted = self.cluster.select(self.source.read(self.settings, self.system.monotonic(), force, running=len(self.by_pid)))
         if (error, held) != (self.source.error, self.source.held):
             self.pacing.changed(urgent=True)
         if wanted is not None and wanted is not self.wanted:
@@ -319,7 +324,7 @@ class Master:
                 self.pruner.ended()
                 if code != 0:
                     self.log.warning("prune pass ended with %s", code)
-            elif not self.source.reaped(pid):  # a metrics child, or an adopted ffmpeg of a dead worker
+            elif not self.source.reaped(pid) and not self.cluster.reaped(pid, code):  # metrics, or a dead worker's ffmpeg
                 self.metrics.reaped(pid, code, self.system.monotonic())
         return workers
 
@@ -372,6 +377,7 @@ class Master:
             slot = self.slots.get(report["camera"])
             before = slot.worker.report if slot is not None and slot.worker is not None else {}
             if slot is not None and slot.take_report(report):
+                self.cluster.took_report(report)  # which cameras have a complete segment
                 self.pacing.changed(urgent=publish.urgent(before, report))
 
     def _publish(self) -> None:
@@ -389,5 +395,6 @@ class Master:
         self.notify.status(notify.summary(len(self.wanted.cameras), states["recording"], **trouble)
                            + camera_cache.note(self.source.table))
         self.metrics.observe(now, rows, self.slots, database_up=not self.source.error, table=self.source.table)
+        snapshot.update(self.cluster.status())  # with --shard: "cluster"
         status_file.write(Path(self.settings.state_dir) / STATUS_FILE, snapshot, self.log)
 
