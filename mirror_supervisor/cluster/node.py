@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .. import backoff, lifeline, logs
+from .. import backoff, logs
 from ..states import SlotState
 from ..wanted import Wanted
 from . import health, rules, watcher
@@ -174,7 +174,7 @@ class Node:
             moved = self.membership.watcher_now
             if now - max(self.watcher_started, moved or 0.0) > WATCHER_STALE:
                 self.log.error("peer watcher pid=%d has not reported for %.0fs; killing it", self.watcher_pid, WATCHER_STALE)
-                lifeline.signal_process(self.watcher_pid, signal.SIGKILL)
+                self.system.kill(self.watcher_pid, signal.SIGKILL)
                 self.watcher_started = now  # reaped later; not killed again meanwhile
             return
         if now < self.watcher_at or self.peers is None:
