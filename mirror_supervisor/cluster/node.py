@@ -52,6 +52,8 @@ class Node:
         self.membership = Membership(self.me, addresses, settings.peer_timeout, now, wall)
         self.ask_timeout = min(2.0, max(0.2, settings.peer_timeout / 3))
         self.health = health.HealthWriter(self.state_dir, self.me, self.hosts, self.copies) if self.peers else None
+        if self.health is not None:
+            self.health.remove()  # an earlier master's document, fresh enough to pass for ours: never served
         self.complete = CompleteSegments()
         self.full: Wanted | None = None  # the source's last answer
         self.picked: Wanted | None = None  # what this host records, as last handed to the master
