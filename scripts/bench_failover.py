@@ -11,8 +11,8 @@ share is back. Reported per round:
 - **below K**: seconds from the kill until every camera had K copies (recording) again, and the
   longest any one camera spent below K;
 - **none**: seconds during which any camera had no copy at all (the goal is 0);
-- **takeover**: seconds from the kill until the first and the last taken-over camera recorded on
-  its new host;
+- **takeover**: seconds from the kill until the last taken-over camera appeared in its new host's
+  status (the host decided to record it), and until the first and the last recorded there;
 - **hand-back overlap**: for each camera the returning host takes back, the seconds it was
   recorded three times (the returning host recording, the covering host not yet stopped):
   make-before-break costs this much extra recording, and nothing else;
@@ -93,6 +93,7 @@ def one_round(cluster: Cluster, victim: int, timeout: float) -> dict[str, float 
     new_owner = {cid: next(h for h in survivors if cid in cluster.share(h, frozenset(survivors)) and cid not in before[h])
                  for cid in taken}
     takeover = [first_at(cluster, killed, lambda s, cid=cid: cid in s.recording.get(new_owner[cid], ())) for cid in taken]
+    decided = [first_at(cluster, killed, lambda s, cid=cid: cid in s.wanted.get(new_owner[cid], ())) for cid in taken]
     below = below_spans(cluster, killed, back, 2)
     none = below_spans(cluster, killed, back, 1)
     restarted = time.monotonic()
@@ -112,6 +113,7 @@ def one_round(cluster: Cluster, victim: int, timeout: float) -> dict[str, float 
         "longest_camera_below_k_s": max(below.values()),
         "cameras_below_k": sum(1 for v in below.values() if v > 0),
         "seconds_with_no_copy": max(none.values()),
+        "decided_last_s": max(t for t in decided if t is not None) if any(t is not None for t in decided) else None,
         "takeover_first_s": min(t for t in takeover if t is not None) if any(t is not None for t in takeover) else None,
         "takeover_last_s": max(t for t in takeover if t is not None) if any(t is not None for t in takeover) else None,
         "handback_overlap_median_s": statistics.median(three) if three else None,

@@ -31,6 +31,7 @@ from .supervisor import Supervisor
 class Sample:
     at: float  # monotonic
     recording: dict[int, frozenset[str]]  # live host -> cameras in state "recording" in its status.json
+    wanted: dict[int, frozenset[str]] = field(default_factory=dict)  # live host -> every camera it has a row for
 
 
 @dataclass
@@ -94,7 +95,9 @@ class Cluster:
         host.sup.proc.wait(timeout=30)
         return at
 
-    def recording(self) -> dict[int, frozenset[str]]:
+    def recording(self, wanted: dict[int, frozenset[str]] | None = None) -> dict[int, frozenset[str]]:
+        """Live host -> the cameras its status.json shows recording (``wanted``, when given, gets
+        every camera it shows at all, whatever its state: the host has decided to record it)."""
         found = {}
         for host in self.members:
             if not host.alive:
@@ -105,6 +108,8 @@ class Cluster:
                 found[host.index] = frozenset()
                 continue
             found[host.index] = frozenset(row["id"] for row in data.get("cameras", []) if row.get("state") == "recording")
+            if wanted is not None:
+                wanted[host.index] = frozenset(row["id"] for row in data.get("cameras", []))
         return found
 
     def counts(self, recording: dict[int, frozenset[str]] | None = None) -> dict[str, int]:
@@ -114,7 +119,8 @@ class Cluster:
     def start_sampling(self, every: float = 0.2) -> None:
         def run() -> None:
             while not self._stop.is_set():
-                self.samples.append(Sample(time.monotonic(), self.recording()))
+                wanted: dict[int, frozenset[str]] = {}
+                self.samples.append(Sample(time.monotonic(), self.recording(wanted), wanted))
                 time.sleep(every)
         self._sampler = threading.Thread(target=run, daemon=True)
         self._sampler.start()
