@@ -65,9 +65,13 @@ def peers_say(master, system, tmp_path, good: dict[int, list[str] | None]):
                                                      "peers": peers}))
 
 
-def run_for(master, system, seconds: float):
+def run_for(master, system, seconds: float, tmp_path: Path | None = None, say: dict | None = None):
+    """Passes of the loop for ``seconds`` of fake time; with ``say``, the peers keep saying it
+    (the watcher's file is rewritten before every pass, as the real watcher does twice a second)."""
     end = system.now + seconds
     while system.now < end:
+        if say is not None:
+            peers_say(master, system, tmp_path, say)
         master._one_pass()
 
 
@@ -88,36 +92,34 @@ def test_failover_and_make_before_break_hand_back(node):
     master._one_pass()
     assert master.cluster.watcher_pid is not None, "the peer watcher child is forked at the first pass"
     assert set(workers(master)) == share(ME), "at start, unknown peers count as up: the ranking's share"
-    peers_say(master, system, tmp_path, {0: IDS[:0], 2: []})
-    run_for(master, system, 2)
+    run_for(master, system, 2, tmp_path, {0: [], 2: []})
     first = workers(master)
     assert set(first) == share(ME)
 
     # host 0 stops answering; nothing changes before --peer-timeout, then its cameras come here
-    peers_say(master, system, tmp_path, {0: None, 2: sorted(share(2))})
-    run_for(master, system, TIMEOUT - 3)
+    silent = {0: None, 2: sorted(share(2))}
+    run_for(master, system, TIMEOUT - 3, tmp_path, silent)
     assert workers(master) == first
-    run_for(master, system, 4)
+    run_for(master, system, 4, tmp_path, silent)
     covering = workers(master)
     assert set(covering) == share(ME, frozenset({1, 2}))
     assert {cid: covering[cid] for cid in first} == first, "no running worker was restarted or stopped"
     assert not stopped(system)
-    assert master.cluster.status()["cluster"]["peers"][0]["state"] == "down"
+    assert [p["state"] for p in master.cluster.status()["cluster"]["peers"]] == ["down", "up"]
 
     # host 0 answers again but reports nothing complete: every extra copy stays
-    peers_say(master, system, tmp_path, {0: [], 2: sorted(share(2))})
-    run_for(master, system, 5)
+    run_for(master, system, 5, tmp_path, {0: [], 2: sorted(share(2))})
     assert workers(master) == covering and not stopped(system)
     extras = set(covering) - share(ME)
     assert extras and all(master.cluster.plan.record[cid].extra for cid in extras)
 
     # host 0 reports its cameras complete: the extras go, and nothing else
-    peers_say(master, system, tmp_path, {0: sorted(share(0)), 2: sorted(share(2))})
-    run_for(master, system, 2)
+    confirmed = {0: sorted(share(0)), 2: sorted(share(2))}
+    run_for(master, system, 2, tmp_path, confirmed)
     assert stopped(system) == {covering[cid] for cid in extras}
     for pid in sorted(stopped(system)):
         system.exit(pid)
-    run_for(master, system, 2)
+    run_for(master, system, 2, tmp_path, confirmed)
     assert workers(master) == first, "the share is the ranking's again, with the same workers"
 
 
@@ -160,3 +162,44 @@ def test_shutdown_kills_the_watcher_and_removes_the_documents(node):
     master.cluster.remove_files()
     assert not (tmp_path / health.FILE).exists()
     assert master.cluster.watcher_pid in master._helpers()
+
+
+def test_status_and_metrics_say_who_records_what_and_which_peers_are_up(node):
+    from mirror_supervisor.cluster.present import status_lines
+
+    master, system, tmp_path = node
+    master._one_pass()
+    run_for(master, system, TIMEOUT + 2, tmp_path, {0: None, 2: sorted(share(2))})
+    section = master.cluster.status()["cluster"]
+    assert (section["host"], section["hosts"], section["copies"]) == (ME, HOSTS, COPIES)
+    assert [p["state"] for p in section["peers"]] == ["down", "up"]
+    lines = status_lines(json.loads(json.dumps(section)), now=system.time())
+    assert lines[0].startswith(f"cluster: host {ME} of {HOSTS} (0-based), {COPIES} copies; recording ")
+    assert lines[1].startswith("peer host 0 (127.0.0.1:1): down since ") and "connection refused" in lines[1]
+    assert lines[2].startswith("peer host 2 (127.0.0.1:3): up since ")
+    text = master.metrics.render(system.now).decode()
+    mine = share(ME, frozenset({1, 2}))
+    for cid in IDS:
+        assert f'mirror_supervisor_cluster_camera_recorded_here{{camera="{cid}"}} {1.0 if cid in mine else 0.0}' in text
+    first = next(cid for cid in sorted(mine) if [h for h in line(cid, HOSTS) if h != 0][0] == ME)
+    assert f'mirror_supervisor_cluster_camera_copy{{camera="{first}"}} 1.0' in text
+    assert 'mirror_supervisor_cluster_peer_up{address="127.0.0.1:1",peer="0"} 0.0' in text
+    assert 'mirror_supervisor_cluster_peer_up{address="127.0.0.1:3",peer="2"} 1.0' in text
+    assert f'mirror_supervisor_cluster_info{{copies="{COPIES}",host="{ME}",hosts="{HOSTS}"}} 1.0' in text
+    # nothing is complete here yet (no worker reported a closed segment): host 2's cameras have one copy
+    assert "mirror_supervisor_cluster_cameras_below_copies 12.0" in text
+
+
+def test_check_names_the_hosts_of_every_camera():
+    from mirror_supervisor.cluster.present import check_verdict
+
+    settings = Settings(db=Path("db"), mirror_dir=None, shard=(ME, HOSTS), copies=COPIES)
+    for cid in IDS:
+        owners = line(cid, HOSTS)[:COPIES]
+        said = check_verdict(settings, cid)
+        if ME in owners:
+            other = [h for h in owners if h != ME][0]
+            assert said == f"mirrored here, copy {owners.index(ME) + 1} of {COPIES} (also host {other})"
+        else:
+            assert said == f"mirrored by hosts {owners[0]} and {owners[1]}, not here"
+    assert check_verdict(Settings(db=Path("db"), mirror_dir=None), "cam00") is None
