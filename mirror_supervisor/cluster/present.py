@@ -41,9 +41,10 @@ def status_lines(section: dict[str, Any] | None, now: float | None = None) -> li
     if not isinstance(section, dict):
         return []
     now = time.time() if now is None else now
-    lines = [f"cluster: host {section.get('host')} of {section.get('hosts')} (0-based), {section.get('copies')} copies; "
+    copies = f"{section.get('copies')} cop{'y' if section.get('copies') == 1 else 'ies'}"
+    lines = [f"cluster: host {section.get('host')} of {section.get('hosts')} (0-based), {copies}; "
              f"recording {section.get('recording')} cameras here ({section.get('extra')} extra copies being handed back); "
-             f"cameras below {section.get('copies')} copies as seen here: {section.get('below_copies')}"]
+             f"cameras below {copies} as seen here: {section.get('below_copies')}"]
     if not section.get("failover"):
         lines.append("cluster: no --peers: fixed shares, no failover")
     for peer in section.get("peers") or []:

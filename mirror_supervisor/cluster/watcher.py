@@ -77,7 +77,7 @@ def _poll(peer: _Peer, hosts: int, copies: int, timeout: float, lock: threading.
         try:
             status, body = ask(peer.host, peer.port, timeout)
             found, why = judge(status, body, peer.index, hosts, copies)
-        except (OSError, ValueError) as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever a peer sends, this thread asks again
             found, why = None, (getattr(exc, "strerror", None) or str(exc) or type(exc).__name__)[:200]
         with lock:
             if found is not None:
