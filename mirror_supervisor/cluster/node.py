@@ -75,7 +75,7 @@ class Node:
         also while the source has no news and only the peers changed something."""
         if not self.enabled:
             return full
-        if full is not None:
+        if full is not None and full is not self.full:  # the peers' news is taken by tick()
             self.full = full
             self._replan(self.system.monotonic())
         return self.picked
@@ -111,18 +111,21 @@ class Node:
             self.log.info("cluster: handing back %d cameras, recorded with a complete segment by their hosts: %s",
                           len(plan.released), _some(sorted(plan.released)))
         for cid, role in plan.record.items():
-            if not role.extra:
-                self._extra_since.pop(cid, None)
-                continue
-            since = self._extra_since.setdefault(cid, now)
-            if now - since >= HANDBACK_WARN and cid not in self._warned:
+            if role.extra:
+                self._extra_since.setdefault(cid, now)
+        for cid in [cid for cid in self._extra_since if cid not in plan.record or not plan.record[cid].extra]:
+            del self._extra_since[cid]
+            self._warned.discard(cid)
+
+    def _warn_waits(self, now: float) -> None:
+        """An extra copy whose hosts have not confirmed it for :data:`HANDBACK_WARN`: named once."""
+        for cid, since in self._extra_since.items():
+            role = self.plan.record.get(cid)
+            if role is not None and now - since >= HANDBACK_WARN and cid not in self._warned:
                 self._warned.add(cid)
                 self.log.warning("cluster: camera %s: host(s) %s have not reported a complete segment in %.0fs; "
                                  "keeping this copy (an extra copy costs disk, a missing one loses footage)", cid,
                                  _hosts(role.waiting), now - since)
-        for cid in [cid for cid in self._extra_since if cid not in plan.record or not plan.record[cid].extra]:
-            del self._extra_since[cid]
-            self._warned.discard(cid)
 
     # -- every pass ----------------------------------------------------------------------------
 
@@ -145,6 +148,7 @@ class Node:
             if changed:
                 self._replan(now)
         if self.health is not None and (self.health.due(now) or changed):
+            self._warn_waits(now)
             current = {cid: slot.worker.report if slot.worker is not None and slot.state is SlotState.RUNNING else None
                        for cid, slot in self.slots.items()}
             self.mine = self.complete.cameras(current)

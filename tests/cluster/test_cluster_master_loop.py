@@ -203,3 +203,15 @@ def test_check_names_the_hosts_of_every_camera():
         else:
             assert said == f"mirrored by hosts {owners[0]} and {owners[1]}, not here"
     assert check_verdict(Settings(db=Path("db"), mirror_dir=None), "cam00") is None
+
+
+def test_an_extra_copy_never_confirmed_is_kept_and_named_once(node, caplog):
+    from mirror_supervisor.cluster.node import HANDBACK_WARN
+
+    master, system, tmp_path = node
+    run_for(master, system, TIMEOUT + 2, tmp_path, {0: None, 2: sorted(share(2))})
+    covering = workers(master)
+    run_for(master, system, HANDBACK_WARN + 5, tmp_path, {0: [], 2: sorted(share(2))})  # back, never complete
+    assert workers(master) == covering and not stopped(system)
+    named = [r for r in caplog.records if "have not reported a complete segment" in r.getMessage()]
+    assert len(named) == len(set(covering) - share(ME)) and "keeping this copy" in named[0].getMessage()
