@@ -17,6 +17,8 @@ from typing import TextIO
 
 from .cameras import cache as camera_cache
 from .cameras.database import DatabaseError, read_cameras, require_answer
+from .cluster import options as cluster_options
+from .cluster.present import check_verdict
 from .master.reconcile import wanted
 from .plumbing.volume import START_TIMEOUT, answers_within, folds_case
 from .retention.prune import prune_pass
@@ -92,6 +94,8 @@ def run_check(settings: Settings, out: TextIO) -> int:
     print(f"settings: db={settings.db} mirror_dir={settings.mirror_dir} ffmpeg={settings.ffmpeg} "
           f"poll_interval={settings.poll_interval:g}s stop_timeout={settings.stop_timeout:g}s "
           f"state_dir={settings.state_dir} recorder_enabled={str(settings.recorder_enabled).lower()}", file=out)
+    if (line := cluster_options.describe(settings)) is not None:
+        print(line, file=out)
     assert settings.mirror_dir is not None
     answers = answers_within(settings.mirror_dir, START_TIMEOUT)
     if answers:
@@ -122,7 +126,8 @@ def run_check(settings: Settings, out: TextIO) -> int:
     for camera in cameras:
         if camera.id in good:
             audio = "copy" if camera.record_audio else "off"
-            verdict = f"mirrored: {camera.masked_url} segment={camera.segment_seconds}s audio={audio}"
+            where = check_verdict(settings, camera.id) or "mirrored"  # with --shard: which hosts record it
+            verdict = f"{where}: {camera.masked_url} segment={camera.segment_seconds}s audio={audio}"
             if camera.warnings:
                 verdict += " (" + "; ".join(camera.warnings) + ")"
         elif camera.id in bad:

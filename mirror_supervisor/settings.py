@@ -34,6 +34,7 @@ from typing import Any
 
 from . import setting_values as values
 from .cameras.cache import default_cache_dir
+from .cluster import options as cluster
 from .plumbing import volume
 
 
@@ -70,6 +71,10 @@ class Settings:
     metrics_listen: tuple[str, int] | None = None  # (host, port) of the /metrics child
     cache_dir: Path | None = None  # the camera cache's directory; None: no cache (camera_cache.py)
     snapshot_max_age: float = 300.0  # a --db written by `snapshot` older than this is warned about
+    shard: tuple[int, int] | None = None  # (I, N): this host is number I of N (cluster/options.py)
+    copies: int = 1  # K: hosts that record each camera
+    peers: tuple[tuple[str, int], ...] | None = None  # every host's listener, in host order
+    peer_timeout: float = 15.0  # a peer silent this long is down
     config: Path | None = None
 
 
@@ -143,6 +148,17 @@ OPTIONS = (
     Option("snapshot_max_age", "--snapshot-max-age", ("MIRROR_SUPERVISOR_SNAPSHOT_MAX_AGE",), values.seconds, 300.0,
            "300", "when `--db` is a copy written by `snapshot`: warn once when it has not been replaced for this "
            "many seconds (the NVR down, or the transfer broken); recording goes on from it", "S"),
+    Option("shard", "--shard", ("MIRROR_SUPERVISOR_SHARD",), cluster.shard, lambda: None, "none: this host records "
+           "every camera", "this host is number I (0-based) of N mirror hosts; it records the cameras it ranks among the "
+           "first K for (README, \"Several mirror hosts\"); fixed until a restart", "I/N"),
+    Option("copies", "--copies", ("MIRROR_SUPERVISOR_COPIES",), cluster.copies, 1, "1",
+           "K: how many hosts record each camera (at most N); each copy is one more session the camera serves", "K"),
+    Option("peers", "--peers", ("MIRROR_SUPERVISOR_PEERS",), cluster.peers, lambda: None, "none: fixed shares, no "
+           "failover", "every host's `--metrics-listen` address, comma-separated in host order, this host's included: "
+           "where hosts read each other's health; fixed until a restart", "HOST:PORT,..."),
+    Option("peer_timeout", "--peer-timeout", ("MIRROR_SUPERVISOR_PEER_TIMEOUT",), values.seconds, 15.0, "15",
+           "a peer that has not answered well for this many seconds is down, and its cameras are recorded by the "
+           "next hosts in line", "S"),
 )
 
 # Read by :func:`load` before the others, because it says where the others may come from.
@@ -274,7 +290,11 @@ def load(
             option = dataclasses.replace(option, default=_no_mirror_dir)
         resolved[option.field] = _resolve(option, flags.get(option.field), environ, file_values, bases)
     resolved["config"] = config
-    return Settings(**resolved)
+    try:
+        cluster.check(settings := Settings(**resolved))
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
+    return settings
 
 
 def _resolve(option: Option, flag_value: str | None, environ: Mapping[str, str], file_values: Mapping[str, str],
@@ -340,6 +360,8 @@ def check_reload(old: Settings, new: Settings) -> None:
     if new.cache_dir != old.cache_dir:
         raise SettingsError(f"{FLAGS['cache_dir']}: cannot change from {str(old.cache_dir)!r} to "
                             f"{str(new.cache_dir)!r} while running; restart instead")
+    if (problem := cluster.reload_problem(old, new)) is not None:
+        raise SettingsError(problem)
     if new.user != old.user:
         raise SettingsError(f"{FLAGS['user']}: cannot change from {old.user!r} to {new.user!r} while running "
                             "(running workers would keep their user); restart instead")

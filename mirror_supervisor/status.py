@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .cluster.present import status_lines
 from .footage import segments
 
 SEGMENT_CHECK_TIMEOUT = 2.0
@@ -158,6 +159,7 @@ def render(data: dict[str, Any], now: float | None = None) -> str:
         lines.append(f"camera cache {cache['path']}: {text}" + (f" ({cache['problem']})" if cache.get("problem") else ""))
     if data.get("volume"):
         lines.append(f"mirror volume: {data['volume']}")
+    lines += status_lines(data.get("cluster"), now)  # with --shard: this host, N, K, its peers
     lines.append("")
     header = ("CAMERA", "STATE", "GEN", "WORKER", "FFMPEG", "UPTIME", "RESTARTS", "NEWEST SEGMENT", "AGE", "COV 1H",
               "LAST ERROR")

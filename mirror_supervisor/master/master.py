@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,6 +27,7 @@ from ..worker.ffmpeg import camera_dir
 from ..worker.report import decode_reports
 from ..worker.worker import WorkerSpec, default_stall_timeout, run_worker
 from . import notify, publish
+from .cluster_node import Node as ClusterNode
 from .prune_schedule import PRUNE_TIMEOUT, PruneSchedule
 from .slot import CameraSlot, SlotState, Worker, apply_wanted
 from .system import System
@@ -57,6 +57,7 @@ class Master:
         self.next_generation = 1
         now = self.system.monotonic()
         self.started = self.system.time()
+        self.cluster = self.metrics.cluster = ClusterNode(settings, self.system, self.slots)  # --shard: this host's share
         self.next_poll = 0.0
         self.pruner = PruneSchedule(settings.prune_interval, now)
         self.probe = volume.VolumeProbe(now)
@@ -81,6 +82,7 @@ class Master:
             self._start()
             while not self.shutting_down:
                 healthy = self._guarded(self._one_pass)
+                self.cluster.pass_ended(healthy)
                 self.notify.beat(self.system.monotonic(), healthy)  # WATCHDOG=1 only after a good pass
         finally:
             self._shutdown()  # also when something above raised: never leave workers behind
@@ -116,11 +118,12 @@ class Master:
         changed = self._reap() if reap else False
         if self.shutting_down:
             return
+        share_moved = self.cluster.tick(self._inherited_fds())  # peers up or down, a camera handed back
         if self._reload_requested:
             self._reload_requested = False
             self._reload()
             changed = True
-        elif self.system.monotonic() >= self.next_poll:
+        elif self.system.monotonic() >= self.next_poll or share_moved:
             self._refresh()
             changed = True
         # slots change only on these events and at their own deadlines, not on a report's wake
@@ -180,10 +183,11 @@ class Master:
                 time.sleep(0.2)
         status_file.remove(self.settings.state_dir)
         self.metrics.remove_files()
+        self.cluster.remove_files()
         self.log.info("all workers stopped; master exiting")
 
     def _helpers(self) -> set[int]:
-        return {pid for pid in (self.pruner.pid, self.probe.pid) if pid is not None} | self.metrics.pids()
+        return {pid for pid in (self.pruner.pid, self.probe.pid) if pid is not None} | self.metrics.pids() | self.cluster.pids()
 
     def _children_left(self) -> bool:
         return bool(self.by_pid or any(s.leftover for s in self.slots.values()) or self._helpers())
@@ -218,7 +222,7 @@ class Master:
             if self.probe.pid is None:
                 moments.append(self.probe.next_at)
             helpers = (self.pruner.next_moment(self.settings.prune_interval), self.notify.next_beat,
-                       self.metrics.next_deadline())
+                       self.metrics.next_deadline(), self.cluster.next_deadline())
             moments += [d for d in helpers if d is not None and d < float("inf")]
         timeout = max(0.0, min(moments, default=now + self.settings.poll_interval) - now)
         self._zero_timeouts = 0 if timeout > 0 else self._zero_timeouts + 1
@@ -251,7 +255,7 @@ class Master:
         """Ask for the wanted set; no news keeps the last one (a fault is never 'no cameras')."""
         self.next_poll = self.system.monotonic() + self.settings.poll_interval
         error, held = self.source.error, self.source.held
-        wanted = self.source.read(self.settings, self.system.monotonic(), force, running=len(self.by_pid))
+        wanted = self.cluster.select(self.source.read(self.settings, self.system.monotonic(), force, running=len(self.by_pid)))
         if (error, held) != (self.source.error, self.source.held):
             self.pacing.changed(urgent=True)
         if wanted is not None and wanted is not self.wanted:
@@ -323,7 +327,7 @@ class Master:
                 self.pruner.ended()
                 if code != 0:
                     self.log.warning("prune pass ended with %s", code)
-            elif not self.source.reaped(pid):  # a metrics child, or an adopted ffmpeg of a dead worker
+            elif not self.source.reaped(pid) and not self.cluster.reaped(pid, code):  # metrics, or a dead worker's ffmpeg
                 self.metrics.reaped(pid, code, self.system.monotonic())
         return workers
 
@@ -361,10 +365,7 @@ class Master:
             self.probe.next_at = now + volume.PROBE_INTERVAL
 
     def _volume_changed(self) -> None:
-        if self.probe.problem:
-            self.log.error("%s", self.probe.problem)
-        else:
-            self.log.info("mirror volume %s responds again", self.settings.mirror_dir)
+        self.log.log(*self.probe.change_line(self.settings.mirror_dir))
         self.pacing.changed(urgent=True)
 
     # -- reports and presentation -------------------------------------------------------------
@@ -376,6 +377,7 @@ class Master:
             slot = self.slots.get(report["camera"])
             before = slot.worker.report if slot is not None and slot.worker is not None else {}
             if slot is not None and slot.take_report(report):
+                self.cluster.took_report(report)  # which cameras have a complete segment
                 self.pacing.changed(urgent=publish.urgent(before, report))
 
     def _publish(self) -> None:
@@ -384,11 +386,10 @@ class Master:
         if not self.pacing.due(now):
             return
         rows = [self.slots[cid].status_row() for cid in sorted(self.slots)]
-        snapshot = publish.snapshot(publish.master_section(
-            self.started, self.settings, self.source, self.probe.problem, self.probe.since), rows, self.probe.problem)
-        states = Counter(row["state"] for row in rows if self.slots[row["id"]].wanted)
-        trouble = {"db_error": bool(self.source.error), "volume_hung": bool(self.probe.problem),
-                   "disabled": not self.settings.recorder_enabled}
+        snapshot = publish.snapshot(publish.master_section(self.started, self.settings, self.source, self.probe.problem,
+                                                          self.probe.since), rows, self.probe.problem, self.cluster.status())
+        states, trouble = publish.headline(rows, {cid: slot.wanted for cid, slot in self.slots.items()},
+                                           bool(self.source.error), self.probe.problem, self.settings.recorder_enabled)
         setproctitle.setproctitle(titles.master(len(self.wanted.cameras), states, **trouble))
         self.notify.status(notify.summary(len(self.wanted.cameras), states["recording"], **trouble)
                            + camera_cache.note(self.source.table))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -66,11 +67,21 @@ def master_section(started: float, settings: Any, source: Any, volume_problem: s
     }
 
 
-def snapshot(master: dict[str, Any], cameras: list[dict[str, Any]], volume_problem: str | None) -> dict[str, Any]:
-    """status.json: the master's header and one row per camera, as the master sees them now."""
+def snapshot(master: dict[str, Any], cameras: list[dict[str, Any]], volume_problem: str | None,
+             extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """status.json: the master's header and one row per camera, as the master sees them now, and
+    ``extra`` sections (the cluster's, with ``--shard``)."""
     if volume_problem:
         for row in cameras:
             if row["state"] == "recording":
                 # Its last word, but nothing reaches a volume that does not answer.
                 row.update(state="stalled", last_error=volume_problem)
-    return {"version": 1, "updated": time.time(), "master": master, "cameras": cameras}
+    return {"version": 1, "updated": time.time(), "master": master, "cameras": cameras, **(extra or {})}
+
+
+def headline(rows: list[dict[str, Any]], wanted: Mapping[str, bool], db_error: bool, volume_problem: str | None,
+             recorder_enabled: bool) -> tuple[Counter[str], dict[str, bool]]:
+    """What the master's title and systemd's ``STATUS=`` say: the states of the cameras it wants
+    recorded (``wanted`` by id), and its troubles."""
+    states = Counter(row["state"] for row in rows if wanted.get(row["id"]))
+    return states, {"db_error": db_error, "volume_hung": bool(volume_problem), "disabled": not recorder_enabled}

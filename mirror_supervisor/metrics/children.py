@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..cluster import health as cluster_health
 from ..plumbing import http_listener, lifeline, logs, titles, volume
 from ..plumbing.files import STATUS_MODE, write_atomically
 
@@ -116,6 +117,8 @@ def serve_main(host: str, port: int, path: str, inherited_fds: tuple[int, ...], 
         logging.getLogger(logs.LOGGER_NAME).error("metrics server cannot listen on %s:%d: %s",
                                                   host, port, exc.strerror or exc)
         return 1
-    routes = {"/metrics": http_listener.FileRoute(path, CONTENT_TYPE, missing="no metrics written yet")}
+    routes: dict[str, http_listener.Route] = {
+        "/metrics": http_listener.FileRoute(path, CONTENT_TYPE, missing="no metrics written yet"),
+        **cluster_health.routes(Path(path).parent)}  # /cluster/health: what a peer asks (cluster/health.py)
     http_listener.Listener(server, routes).serve_forever()
     return 0

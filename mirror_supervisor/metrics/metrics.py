@@ -182,6 +182,7 @@ class Exporter:
         self._probe_sequence = 0
         self._probe_final: dict[str, list[str]] = {}
         self.outputs = Outputs(self.log)
+        self.cluster: Any = None  # with --shard: the master's cluster node, whose families are added (cluster/)
 
     @property
     def enabled(self) -> bool:
@@ -375,6 +376,8 @@ class _Collector:
         yield from (up, segments, written, restarts, newest, coverage)
         yield _gauge("database_up", "1 while the NVR database reads fine, else 0", 1.0 if ex.database_up else 0.0)
         yield from camera_cache.metric_families(PREFIX, ex.table)
+        if ex.cluster is not None:
+            yield from ex.cluster.metric_families(PREFIX)
         if ex.free_bytes is not None:
             yield _gauge("mirror_free_bytes", "bytes free for us on the mirror volume (statvfs, by the volume probe)",
                          float(ex.free_bytes))

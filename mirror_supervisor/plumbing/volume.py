@@ -15,6 +15,7 @@ mirror every poll would then neither reap, nor answer SIGTERM, nor write its sta
 
 from __future__ import annotations
 
+import logging
 import os
 import select
 import signal
@@ -250,6 +251,12 @@ class VolumeProbe:
         """The probe exited; True when that changed what is known about the volume."""
         self.pid = None
         return self._set(None if code == 0 else f"mirror dir {mirror_dir} cannot be read (stat failed)", wall)
+
+    def change_line(self, mirror_dir: object) -> tuple[int, str]:
+        """The log level and line for a change :meth:`overdue` or :meth:`ended` just reported."""
+        if self.problem:
+            return logging.ERROR, self.problem
+        return logging.INFO, f"mirror volume {mirror_dir} responds again"
 
     def next_deadline(self) -> float | None:
         if self.pid is None:

@@ -18,7 +18,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("__init__", "plumbing"),
     ("cameras",),
     ("footage",),
-    ("settings", "setting_values"),
+    ("settings", "setting_values", "cluster"),
     ("worker",),
     ("retention",),
     ("metrics",),
