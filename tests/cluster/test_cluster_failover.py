@@ -19,6 +19,8 @@ from support import procs
 from support.cluster import Cluster, reference_recorders
 from support.rtsp import RtspServer
 
+pytestmark = pytest.mark.alone  # three masters and 24 ffmpegs: after the rest, alone (setup.cfg)
+
 CAMERAS = [f"cam{number:02d}" for number in range(12)]
 PEER_TIMEOUT = 5.0
 

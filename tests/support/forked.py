@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import os
 import pickle
+import select
+import signal
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -35,10 +38,18 @@ def in_fork(action: Callable[[], Any], timeout: float = 60.0) -> Any:
         finally:
             os._exit(code)
     os.close(write_end)
+    chunks, deadline = [], time.monotonic() + timeout
     with os.fdopen(read_end, "rb") as pipe:
-        data = pipe.read()
+        while select.select([pipe], [], [], max(0.0, deadline - time.monotonic()))[0]:
+            chunk = os.read(pipe.fileno(), 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        else:
+            os.kill(pid, signal.SIGKILL)
     _, status = os.waitpid(pid, 0)
-    assert data, f"the forked test body ended without an answer (status {status:#x})"
+    data = b"".join(chunks)
+    assert data, f"the forked test body ended without an answer within {timeout:g}s (status {status:#x})"
     ok, value = pickle.loads(data)
     if not ok:
         raise AssertionError(f"in the forked test body:\n{value}")
