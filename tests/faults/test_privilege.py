@@ -232,6 +232,16 @@ def _readable_by_snooper(paths: list[Path]) -> list[str]:
     return json.loads(run.stdout)
 
 
+def _ids_of(table: dict[str, procs.WorkerView]) -> dict[str, tuple[set[int], set[int], int]] | None:
+    """Per camera: its worker's uids and gids, its ffmpeg's, and that ffmpeg's real gid; None when
+    one of them ended meanwhile (read the table again)."""
+    try:
+        return {camera: (_uids(view.pid), _uids(view.ffmpeg_pids[0]), psutil.Process(view.ffmpeg_pids[0]).gids().real)
+                for camera, view in table.items()}
+    except psutil.NoSuchProcess:
+        return None
+
+
 def _uids(pid: int) -> set[int]:
     uids, gids = psutil.Process(pid).uids(), psutil.Process(pid).gids()
     return {*uids, *gids}
@@ -243,15 +253,18 @@ def test_no_password_readable_by_another_user_and_ffmpeg_runs_as_the_configured_
     user = unprivileged(RUN_AS)
     daemon, _ = _setup(shared_tmp, cameras, user, user_python if master_as_user else None)
     try:
-        table = daemon.one_each({"built", "explicit"})
+        daemon.one_each({"built", "explicit"})
         for camera in ("built", "explicit"):
             _recording(daemon, camera)
-        for view in table.values():
-            assert _uids(view.pid) == {user.pw_uid, user.pw_gid}, "worker keeps root"
-            (ffmpeg_pid,) = view.ffmpeg_pids
-            assert _uids(ffmpeg_pid) == {user.pw_uid, user.pw_gid}, "ffmpeg is not the configured user"
-            assert psutil.Process(ffmpeg_pid).gids().real == user.pw_gid
-            assert os.stat(daemon.mirror / view.camera).st_uid == user.pw_uid
+        # Read once recording began, and again when a process ends between listing and reading it
+        # (a worker restarts its ffmpeg after a refused first connection on a loaded machine).
+        ids = procs.wait_for("the ids of each worker and its ffmpeg", lambda: _ids_of(daemon.one_each({"built", "explicit"})),
+                             30)
+        for camera, (worker, ffmpeg, ffmpeg_real_gid) in ids.items():
+            assert worker == {user.pw_uid, user.pw_gid}, "worker keeps root"
+            assert ffmpeg == {user.pw_uid, user.pw_gid}, "ffmpeg is not the configured user"
+            assert ffmpeg_real_gid == user.pw_gid
+            assert os.stat(daemon.mirror / camera).st_uid == user.pw_uid
         seen = _snoop(daemon, cameras, user_python)
         assert seen["found"] == [], f"a password is readable by another local user in {seen['found']}"
         assert seen["ffmpegs"] >= 2 and seen["read"] > 50, f"the snooper saw too little to mean anything: {seen}"
