@@ -3,7 +3,7 @@
 
 ``scripts/bench --failover`` runs this. Three real masters (``python -m mirror_supervisor run``,
 each with its own state, cache and mirror dirs and its own listener on 127.0.0.1) over one real
-``cameras`` table of ``--cameras`` cameras, K=2, each camera on a test RTSP server of its own;
+``cameras`` table of ``--cameras`` cameras, K=2, each camera on a test RTSP server of its own (a pipeline per client);
 each live master's status.json is sampled every 0.1 s. Each round SIGKILLs one master (round r:
 host r mod 3), waits until every camera has two copies again, starts it again and waits until the
 share is back. Reported per round:
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -128,14 +129,16 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--peer-timeout", type=float, default=5.0)
     parser.add_argument("--json", help="write the figures here too")
+    parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, mirrors); kept anyway on failure")
     args = parser.parse_args()
     results: dict = {"cameras": args.cameras, "copies": 2, "hosts": 3, "peer_timeout": args.peer_timeout,
                      "ranking": ranking_cost(), "rounds": []}
     print(json.dumps(results["ranking"]), flush=True)
     cameras = [f"cam{number:02d}" for number in range(args.cameras)]
-    with tempfile.TemporaryDirectory(prefix="bench-failover-") as work:
-        root = Path(work)
-        servers = [RtspServer(bitrate_kbps=64, fps=5) for _ in cameras]
+    root = Path(tempfile.mkdtemp(prefix="bench-failover-"))
+    failed = True
+    try:
+        servers = [RtspServer(bitrate_kbps=64, fps=5, shared=False) for _ in cameras]
         cluster = None
         try:
             for server in servers:
@@ -156,12 +159,18 @@ def main() -> int:
                     found = one_round(cluster, number % 3, args.peer_timeout)
                     print(json.dumps(found), flush=True)
                     results["rounds"].append(found)
+            failed = False
         finally:
             if cluster is not None:
                 cluster.stop_sampling()
                 cluster.stop_all()
             for server in servers:
                 server.stop()
+    finally:
+        if failed or args.keep:
+            print(f"work directory kept: {root}", file=sys.stderr)
+        else:
+            shutil.rmtree(root, ignore_errors=True)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
     print(json.dumps(results, indent=1))

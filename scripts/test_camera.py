@@ -34,6 +34,8 @@ def main():
     ap.add_argument("--password")
     ap.add_argument("--bitrate", type=int, default=800, help="video kbit/s (<200 also drops AAC to 16 kbit/s)")
     ap.add_argument("--fps", type=int, default=15)
+    ap.add_argument("--unshared", action="store_true",
+                    help="a pipeline of its own for every client (no client can hold up another's stream)")
     args = ap.parse_args()
 
     Gst.init(None)
@@ -53,7 +55,7 @@ def main():
     )
     factory = GstRtspServer.RTSPMediaFactory()
     factory.set_launch(launch)
-    factory.set_shared(True)  # one pipeline, many concurrent clients
+    factory.set_shared(not args.unshared)  # by default one pipeline, many concurrent clients
 
     if args.user is not None:
         auth = GstRtspServer.RTSPAuth()

@@ -85,8 +85,10 @@ class HealthRoute:
                     if not isinstance(doc, dict):
                         raise ValueError("not an object")
                     self._doc, self._key = doc, key
+        except FileNotFoundError:  # without --peers (no cluster), or before the master's first write
+            return Response(404, b"no health document: this master runs without --peers, or has not written one yet\n")
         except (OSError, ValueError):
-            return Response(503, b'{"kind":"mirror-supervisor-health","loop":"starting"}\n', CONTENT_TYPE)
+            return Response(503, b'{"kind":"mirror-supervisor-health","loop":"unreadable"}\n', CONTENT_TYPE)
         doc = dict(self._doc)
         written, healthy = doc.pop("written", None), doc.pop("healthy", False)
         age = self.clock() - written if isinstance(written, int | float) else float("inf")

@@ -27,10 +27,11 @@ PEER_TIMEOUT = 5.0
 
 @pytest.fixture
 def cluster(tmp_path, nvr):
-    # 24 ffmpegs on two cores: low-bitrate cameras at 5 frames a second, one server per camera (the
-    # test server shares one pipeline among its clients: one client starved by a loaded machine can
-    # hold up every other client of that pipeline, so a camera's trouble stays that camera's)
-    servers = [RtspServer(bitrate_kbps=64, fps=5) for _ in CAMERAS]
+    # 24 ffmpegs on two cores: low-bitrate cameras at 5 frames a second, one test server per camera,
+    # and a pipeline of its own for every client: with one pipeline shared by its clients the test
+    # server sometimes stopped sending to all of them when another joined on a loaded machine
+    # (seen here: every copy of one camera stalled at once when a restarted master joined it)
+    servers = [RtspServer(bitrate_kbps=64, fps=5, shared=False) for _ in CAMERAS]
     try:
         for server in servers:
             server.start()

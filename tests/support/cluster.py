@@ -173,10 +173,10 @@ class Cluster:
 @contextlib.contextmanager
 def reference_recorders(servers: list[RtspServer], cameras: list[str], root: Path):
     """One more plain ffmpeg per camera, recording it into ``root/<camera>/`` as the mirrors do: what
-    the camera itself delivered. A stretch the camera did not send (the test server hiccups for a
-    few seconds when a client joins on a loaded machine) is missing from every copy alike, so the
-    mirrors' union is held to this reference, not to the wall clock. It also keeps each server's
-    shared pipeline prepared, so the masters join a running stream."""
+    the camera itself delivered. A stretch the camera did not send (a test server starved of CPU on
+    a loaded machine sends nothing for a few seconds) is missing from every copy alike, so the
+    mirrors' union is held to this reference, not to the wall clock. With a server that shares one
+    pipeline among its clients, it also keeps that pipeline prepared."""
     keepers = []
     for server, cid in zip(servers, cameras, strict=True):
         (root / cid).mkdir(parents=True)

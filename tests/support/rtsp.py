@@ -29,12 +29,14 @@ class RtspServer:
     """One RTSP server process on 127.0.0.1:port; restartable on the same port."""
 
     def __init__(self, port: int | None = None, user: str | None = None,
-                 password: str | None = None, bitrate_kbps: int | None = None, fps: int | None = None):
+                 password: str | None = None, bitrate_kbps: int | None = None, fps: int | None = None,
+                 shared: bool = True):
         self.port = port if port is not None else free_port()
         self.user = user
         self.password = password
         self.bitrate_kbps = bitrate_kbps
         self.fps = fps
+        self.shared = shared  # False: every client gets a pipeline of its own
         self._proc: subprocess.Popen | None = None
         self._stderr = None
 
@@ -49,6 +51,8 @@ class RtspServer:
             cmd += ["--bitrate", str(self.bitrate_kbps)]
         if self.fps is not None:
             cmd += ["--fps", str(self.fps)]
+        if not self.shared:
+            cmd.append("--unshared")
         # stderr goes to a file, not a pipe: nobody drains it while tests run.
         self._stderr = tempfile.TemporaryFile()
         self._proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
