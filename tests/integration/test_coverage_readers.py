@@ -14,19 +14,17 @@ import io
 import json
 import os
 import pwd
-import select
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from support import recordings
+from support.forked import in_fork
 from support.users import unprivileged
 
 from mirror_supervisor import cli
@@ -65,37 +63,15 @@ def coverage_argv(top: Path, start: int) -> list[str]:
 
 def in_child(action: Callable[[], str], user: pwd.struct_passwd | None) -> str:
     """``action()``'s text, run in a fork of this process that is ``user`` (no groups) when given."""
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: never back into pytest
-        code = 70
-        try:
-            os.close(read_end)
-            if user is not None:
-                os.setgroups([])
-                os.setresgid(user.pw_gid, user.pw_gid, user.pw_gid)
-                os.setresuid(user.pw_uid, user.pw_uid, user.pw_uid)
-            data = action().encode()
-            while data:
-                data = data[os.write(write_end, data):]
-            code = 0
-        except BaseException:
-            traceback.print_exc()
-        finally:
-            os._exit(code)
-    os.close(write_end)
-    chunks, deadline = [], time.monotonic() + CHILD_LIMIT
-    with os.fdopen(read_end, "rb") as pipe:
-        while select.select([pipe], [], [], max(0.0, deadline - time.monotonic()))[0]:
-            chunk = os.read(pipe.fileno(), 65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-        else:
-            os.kill(pid, signal.SIGKILL)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, f"the child ended with {status:#x} (see its traceback above)"
-    return b"".join(chunks).decode()
+
+    def as_user() -> str:
+        if user is not None:
+            os.setgroups([])
+            os.setresgid(user.pw_gid, user.pw_gid, user.pw_gid)
+            os.setresuid(user.pw_uid, user.pw_uid, user.pw_uid)
+        return action()
+
+    return in_fork(as_user, timeout=CHILD_LIMIT)
 
 
 def run_command(argv: list[str]) -> str:
