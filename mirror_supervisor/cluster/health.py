@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..plumbing.files import STATUS_MODE, write_atomically
-from ..plumbing.http_listener import Response, Route
+from ..plumbing.http_listener import FileVersion, Response, Route
 
 KIND = "mirror-supervisor-health"
 VERSION = 1
@@ -72,19 +72,18 @@ class HealthRoute:
 
     def __init__(self, path: Path, clock: Any = time.monotonic) -> None:
         self.path, self.clock = path, clock
-        self._key: tuple[int, int, int, int] | None = None
+        self._file = FileVersion(path)
         self._doc: dict[str, Any] | None = None
 
     def __call__(self) -> Response:
         try:
-            with open(self.path, "rb") as handle:
-                st = os.fstat(handle.fileno())
-                key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-                if key != self._key or self._doc is None:
-                    doc = json.loads(handle.read())
-                    if not isinstance(doc, dict):
-                        raise ValueError("not an object")
-                    self._doc, self._key = doc, key
+            content, changed = self._file.read()
+            if changed or self._doc is None:
+                self._doc = None
+                doc = json.loads(content)
+                if not isinstance(doc, dict):
+                    raise ValueError("not an object")
+                self._doc = doc
         except FileNotFoundError:  # without --peers (no cluster), or before the master's first write
             return Response(404, b"no health document: this master runs without --peers, or has not written one yet\n")
         except (OSError, ValueError):

@@ -56,24 +56,43 @@ def _error(status: int, text: str) -> Response:
     return Response(status, text.encode() + b"\n")
 
 
+class FileVersion:
+    """A file the master replaces atomically, read once per version of it (device, inode, size,
+    mtime), however many requests ask: the bytes of one version are shared by every response."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = path
+        self._key: tuple[int, int, int, int] | None = None
+        self._content: bytes | None = None
+
+    def read(self) -> tuple[bytes, bool]:
+        """The current content, and whether it is another version than the last read; OSError
+        when the file cannot be read."""
+        with open(self.path, "rb") as handle:
+            st = os.fstat(handle.fileno())
+            key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+            if key == self._key and self._content is not None:
+                return self._content, False
+            self._content, self._key = handle.read(), key
+        return self._content, True
+
+
 class FileRoute:
-    """A file's current content (one read per version of the file, shared by every response);
-    503 while it cannot be read, e.g. before the master wrote it."""
+    """A file's current content (:class:`FileVersion`); 503 while it cannot be read, e.g. before
+    the master wrote it."""
 
     def __init__(self, path: str, content_type: str, missing: str = "nothing written yet") -> None:
         self.path, self.content_type, self.missing = path, content_type, missing
-        self._key: tuple[int, int, int, int] | None = None
+        self._file = FileVersion(path)
         self._response: Response | None = None
 
     def __call__(self) -> Response:
         try:
-            with open(self.path, "rb") as handle:
-                st = os.fstat(handle.fileno())
-                key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-                if key != self._key or self._response is None:
-                    self._response, self._key = Response(200, handle.read(), self.content_type), key
+            content, changed = self._file.read()
         except OSError:
             return _error(503, self.missing)
+        if changed or self._response is None:
+            self._response = Response(200, content, self.content_type)
         return self._response
 
 
