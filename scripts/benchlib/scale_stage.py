@@ -79,20 +79,39 @@ def start_master(tmp: Path, recorder: Path, bytes_per_second: int, poll_interval
                                 stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def stop_master(master: subprocess.Popen) -> float | None:
-    """SIGTERM (the graceful path the init script uses); seconds until it exited, None if killed."""
+def stop_master(master: subprocess.Popen, seen: dict[int, float] | None = None) -> dict[str, float | None]:
+    """SIGTERM (the graceful path the init script uses): seconds until the master exited and
+    until every process seen under it (pid -> create time) was gone; None where it was killed."""
     if master.poll() is not None:
-        return 0.0
+        return {"exited_s": 0.0, "all_gone_s": None}
     t0 = time.monotonic()
     master.send_signal(signal.SIGTERM)
     try:
         master.wait(timeout=STOP_BUDGET)
-        return round(time.monotonic() - t0, 2)
     except subprocess.TimeoutExpired:
         log(f"the master ignored SIGTERM for {STOP_BUDGET:.0f}s; killing its group")
         os.killpg(master.pid, signal.SIGKILL)
         master.wait(timeout=10)
-        return None
+        return {"exited_s": None, "all_gone_s": None}
+    exited = round(time.monotonic() - t0, 3)
+    gone: float | None = None
+    while seen and time.monotonic() - t0 < STOP_BUDGET:
+        if not _any_alive(seen):
+            gone = round(time.monotonic() - t0, 3)
+            break
+        time.sleep(0.005)
+    return {"exited_s": exited, "all_gone_s": gone if seen else exited}
+
+
+def _any_alive(seen: dict[int, float]) -> bool:
+    for pid, created in seen.items():
+        try:
+            proc = psutil.Process(pid)
+            if abs(proc.create_time() - created) < 0.01 and proc.status() != psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.Error:
+            continue
+    return False
 
 
 def left_behind(seen: dict[int, float], tmp: Path) -> list[psutil.Process]:

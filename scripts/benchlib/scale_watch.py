@@ -79,18 +79,68 @@ def sample(tree: MasterTree, since: float) -> dict[str, Any]:
             "recorders_rss_mib": round(_sum_rss(recorders) / 2**20, 1)}
 
 
-def worker_memory(tree: MasterTree) -> dict[str, float]:
-    """PSS and USS of all workers, read once (smaps of every worker is not free)."""
-    pss = uss = 0
+def worker_memory(tree: MasterTree) -> dict[str, Any]:
+    """PSS and USS of all workers, read once (smaps of every worker is not free): totals, the
+    median and worst worker, and where the median worker's private pages lie (per mapping)."""
+    pss = 0
+    uss: list[tuple[int, int]] = []
     workers, _ = tree.split()
     for proc in workers:
         try:
             full = proc.memory_full_info()
         except psutil.Error:
             continue
-        pss, uss = pss + full.pss, uss + full.uss
-    return {"workers_pss_mib": round(pss / 2**20, 1), "workers_uss_mib": round(uss / 2**20, 1),
-            "per_worker_uss_kib": round(uss / 1024 / max(1, len(workers)))}
+        pss += full.pss
+        uss.append((full.uss, proc.pid))
+    uss.sort()
+    total = sum(value for value, _ in uss)
+    result: dict[str, Any] = {
+        "workers_pss_mib": round(pss / 2**20, 1), "workers_uss_mib": round(total / 2**20, 1),
+        "per_worker_uss_kib": round(total / 1024 / max(1, len(uss))),
+    }
+    if uss:
+        median_uss, median_pid = uss[len(uss) // 2]
+        result.update({
+            "worker_uss_median_kib": median_uss >> 10, "worker_uss_max_kib": uss[-1][0] >> 10,
+            "worker_uss_min_kib": uss[0][0] >> 10, "worker_uss_p90_kib": uss[int(len(uss) * 0.9)][0] >> 10,
+            "median_worker_mappings": private_by_mapping(median_pid),
+            "median_worker_rollup": rollup(median_pid),
+        })
+    return result
+
+
+def private_by_mapping(pid: int, top: int = 12) -> list[tuple[str, int]]:
+    """(mapping, private KiB) of ``pid``'s largest private mappings, from /proc/<pid>/smaps."""
+    sizes: dict[str, int] = {}
+    name = "?"
+    try:
+        with open(f"/proc/{pid}/smaps", encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                first = line.split(None, 1)[0]
+                if "-" in first and not first.endswith(":"):
+                    fields = line.split(None, 5)
+                    name = os.path.basename(fields[5].strip()) if len(fields) > 5 else "[anon]"
+                elif first in ("Private_Clean:", "Private_Dirty:"):
+                    sizes[name] = sizes.get(name, 0) + int(line.split()[1])
+    except OSError:
+        return []
+    ranked = sorted(((n, kib) for n, kib in sizes.items() if kib), key=lambda item: -item[1])
+    return ranked[:top]
+
+
+def rollup(pid: int) -> dict[str, int]:
+    """The private and anonymous totals of /proc/<pid>/smaps_rollup, in KiB."""
+    wanted = ("Rss", "Pss", "Private_Clean", "Private_Dirty", "Anonymous", "Shared_Clean", "Shared_Dirty")
+    found: dict[str, int] = {}
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", encoding="utf-8") as handle:
+            for line in handle:
+                key, _, rest = line.partition(":")
+                if key in wanted:
+                    found[key] = int(rest.split()[0])
+    except (OSError, ValueError, IndexError):
+        pass
+    return found
 
 
 def disk_truth(mirror: Path, states: dict[str, dict[str, Any]]) -> dict[str, Any]:

@@ -62,7 +62,9 @@ def run(ctx: Context) -> dict[str, Any]:
         raise
     finally:
         try:
-            result["shutdown_s"] = scale_stage.stop_master(master)
+            tree.split()  # every worker and recorder alive now is waited for
+            result["shutdown"] = scale_stage.stop_master(master, tree.seen)
+            result["shutdown_s"] = result["shutdown"]["exited_s"]
         finally:  # whatever happened above, nothing started here may outlive the run
             result["left_behind_killed"] = scale_stage.sweep(tree.seen, tmp)
             result["log"] = scale_stage.log_summary(tmp / "master.log")

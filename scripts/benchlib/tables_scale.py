@@ -69,15 +69,26 @@ def render(results: dict[str, Any]) -> list[str]:
         ("workers: PSS / USS total (end)", f"{_s(wm.get('workers_pss_mib'), ' MiB')} / "
                                            f"{_s(wm.get('workers_uss_mib'), ' MiB')} "
                                            f"({_s(wm.get('per_worker_uss_kib'), ' KiB')} USS each)"),
+        ("worker USS: median / p90 / worst (end)",
+         f"{_kib(wm['worker_uss_median_kib'])} / {_kib(wm['worker_uss_p90_kib'])} / {_kib(wm['worker_uss_max_kib'])}"
+         if "worker_uss_median_kib" in wm else "–"),
         ("recorders: RSS total (end)", f"{last['recorders_rss_mib']} MiB ({last['recorders']} recorders)"),
         ("`mirror-supervisor status` wall time, text / `--json` (median of 3)",
          f"{_s(get(status, 'text', 'median_s'))} / {_s(get(status, 'json', 'median_s'))}"),
         ("master shutdown (SIGTERM -> exited)", _s(r["shutdown_s"]) if r["shutdown_s"] is not None else "KILLED"),
+        ("shutdown: SIGTERM -> every worker and recorder gone", _s(get(r, "shutdown", "all_gone_s"), " s")),
         ("master log: warnings or errors", str(log.get("warnings_or_errors", "–"))),
         ("processes left after the master exited (killed) / after cleanup",
          f"{r['left_behind_killed']} / {r['leftovers']}"),
     ]
     lines += ["| metric | value |", "|---|---|"] + [f"| {name} | {value} |" for name, value in rows] + [""]
+    mappings = wm.get("median_worker_mappings") or []
+    if mappings:
+        roll = wm.get("median_worker_rollup") or {}
+        lines += ["The median worker's private pages by mapping (`/proc/<pid>/smaps`, Private_Clean + "
+                  "Private_Dirty; rollup: " + ", ".join(f"{k} {v} KiB" for k, v in roll.items()) + "):", "",
+                  "| mapping | private |", "|---|---|"]
+        lines += [f"| `{name}` | {kib} KiB |" for name, kib in mappings] + [""]
     lines += ["Samples (t from the master's start; CPU = the master's user + system time so far):", "",
               "| t | master CPU | master RSS | master USS | master fds | workers | recorders |",
               "|---|---|---|---|---|---|---|"]
