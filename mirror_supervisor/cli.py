@@ -198,6 +198,7 @@ def _take_locks(settings: Settings) -> tuple[int, int]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .master.master import Master
+    from .master.system import System
     from .worker.ffmpeg import remove_old_layout
 
     settings = _settings(args)
@@ -231,7 +232,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         daemon.report_ready(ready_fd)
 
     try:
-        return Master(settings, reload_settings=reloader, on_ready=ready).run()
+        system = System(locks=lambda: (lock_fd, reloader.mirror_lock))  # every worker inherits both
+        return Master(settings, reload_settings=reloader, on_ready=ready, system=system).run()
     finally:
         if os.getpid() == pid:  # never in a forked worker
             daemon.remove_pidfile(settings.state_dir, pid)

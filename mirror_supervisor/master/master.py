@@ -25,7 +25,7 @@ from ..retention import prune, recorders
 from ..settings import Settings, SettingsError
 from ..worker.ffmpeg import camera_dir
 from ..worker.report import decode_reports
-from ..worker.worker import WorkerSpec, default_stall_timeout, run_worker
+from ..worker.worker import WorkerSpec, default_stall_timeout
 from . import notify, publish
 from .cluster_node import Node as ClusterNode
 from .prune_schedule import PRUNE_TIMEOUT, PruneSchedule
@@ -92,6 +92,7 @@ class Master:
         if not self.system.install():
             self.log.warning("cannot become child subreaper; orphaned ffmpegs are polled instead")
         self._reports_r, self._reports_w = self.system.pipe()
+        self.system.prepare_workers(self._reports_w, self._inherited_fds())
         setproctitle.setproctitle(titles.master(0))
 
     def _start(self) -> None:
@@ -163,6 +164,7 @@ class Master:
         now = self.system.monotonic()
         for slot in self.slots.values():
             slot.stop(now, self, "shutdown")
+        self.system.close_workers()
         for pid in self._helpers():
             self.system.kill(pid, signal.SIGKILL if pid != self.pruner.pid else signal.SIGTERM)  # unlinks are atomic
         while self._children_left():
@@ -287,12 +289,12 @@ class Master:
         spec = WorkerSpec(
             camera=slot.camera, argv=slot.key, directory=camera_dir(self.settings.mirror_dir, slot.camera_id),
             generation=generation, stop_timeout=self.settings.stop_timeout, master_pid=os.getpid(),
-            status_fd=self._reports_w, run_as=self.settings.user,
+            status_fd=self._reports_w, run_as=self.settings.user, log=logs.destination(),
             stall_timeout=self.settings.stall_timeout or default_stall_timeout(slot.camera.segment_seconds),
         )
         fds = self._inherited_fds()
         try:
-            pid = self.system.fork(lambda: run_worker(spec, fds))
+            pid = self.system.fork_worker(spec, fds)
         except OSError as exc:
             self.log.error("cannot fork a worker for %s: %s", slot.camera_id, exc)
             return None

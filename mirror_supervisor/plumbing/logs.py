@@ -66,6 +66,14 @@ def setup(level: str = "INFO", stream: Any = None, path: str | None = None) -> l
     return logger
 
 
+def destination() -> tuple[str, str | None]:
+    """(level name, log file or None for stderr) as :func:`setup` configured them: what a worker
+    needs to write the same lines without this package (:mod:`line_log`)."""
+    logger = logging.getLogger(LOGGER_NAME)
+    path = next((h.baseFilename for h in logger.handlers if isinstance(h, logging.FileHandler)), None)
+    return logging.getLevelName(logger.getEffectiveLevel()), path
+
+
 def for_camera(camera_id: str) -> logging.LoggerAdapter:
     """A logger whose lines carry ``camera_id`` in the camera column."""
     return logging.LoggerAdapter(logging.getLogger(LOGGER_NAME), {"camera": camera_id})

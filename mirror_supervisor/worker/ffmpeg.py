@@ -145,20 +145,30 @@ def prepare_input_dir(directory: Path) -> None:
         os.chmod(directory, INPUT_DIR_MODE, follow_symlinks=False)
 
 
-def write_input(directory: Path, camera: Camera) -> Path:
-    """Write ``camera``'s ffconcat script (mode 0600) into ``directory``; returns its path.
+def input_of(argv: tuple[str, ...] | list[str], camera: Camera) -> str:
+    """The script name an argv of :func:`build_command` reads. A worker takes it from there, not
+    from :func:`input_name`: the key is the master's, and a worker forked by the zygote has another.
+    An argv without ``-i`` (a test's) gets :func:`input_name`."""
+    args = list(argv)
+    return args[args.index("-i") + 1] if "-i" in args[:-1] else input_name(camera)
+
+
+def write_input(directory: Path, camera: Camera, name: str | None = None) -> Path:
+    """Write ``camera``'s ffconcat script (mode 0600) into ``directory`` as ``name`` (by default
+    :func:`input_name`); returns its path.
 
     Written like every file of ours (``files.write_atomically``): a fresh random name created
     exclusively without following links, then renamed, so nothing planted is written through.
     """
     assert camera.url is not None
-    path = Path(directory) / input_name(camera)
+    path = Path(directory) / (name or input_name(camera))
     remove_stale_inputs(directory, camera.id, keep=path.name)
     files.write_atomically(path, concat_script(camera.url), mode=INPUT_MODE)
     return path
 
 
-def open_input(directory: Path | None, camera: Camera, log: Any, scope: Path | None = None) -> tuple[Path, Path]:
+def open_input(directory: Path | None, camera: Camera, log: Any, scope: Path | None = None,
+               name: str | None = None) -> tuple[Path, Path]:
     """Write ``camera``'s input script in ``directory`` (by default :func:`input_dir` of
     ``scope``); returns (the directory ffmpeg runs in, the script). Raises OSError when it
     cannot be written.
@@ -176,7 +186,7 @@ def open_input(directory: Path | None, camera: Camera, log: Any, scope: Path | N
         fallback = Path(tempfile.mkdtemp(prefix=f"mirror-supervisor-{camera.id}-"))
         log.warning("%s; using %s instead", exc, fallback)
         directory = fallback
-    return directory, write_input(directory, camera)
+    return directory, write_input(directory, camera, name)
 
 
 def remove_stale_inputs(directory: Path, camera_id: str, keep: str | None = None) -> None:

@@ -38,6 +38,7 @@ UNREACHABLE = "unreachable"
 LOST = "lost"
 
 DEFAULT_PORTS = {"rtsp": 554, "rtsps": 322, "http": 80, "https": 443}
+NAME_TTL = 60.0  # seconds a host name's addresses are used before it is looked up again
 CLASSIFIED_LINES = 6  # only the end of the tail: earlier lines are warnings from a run that went well
 
 _ANSWERED = re.compile(
@@ -120,12 +121,14 @@ class PortProbe:
     within ``timeout``.
     """
 
-    def __init__(self, target: Target) -> None:
+    def __init__(self, target: Target, monotonic=time.monotonic) -> None:
         self.target = target
+        self._monotonic = monotonic
         self._addresses: list[tuple] | None = None
+        self._resolved_at = -NAME_TTL
         self._lookup: _Lookup | None = None
         if target.literal:
-            self._addresses = self._resolve()
+            self._addresses = literal_addresses(target)
 
     def attempt(self, timeout: float, wake_fd: int) -> str:
         deadline = time.monotonic() + timeout
@@ -148,13 +151,19 @@ class PortProbe:
             self._lookup = None
 
     def _resolve(self) -> list[tuple]:
-        try:
-            infos = socket.getaddrinfo(self.target.host, self.target.port, type=socket.SOCK_STREAM)
+        host = self.target.host
+        try:  # an ASCII name as bytes: a str would load the IDNA codec in every worker that probes
+            infos = socket.getaddrinfo(host.encode("ascii") if host.isascii() else host, self.target.port,
+                                       type=socket.SOCK_STREAM)
         except (OSError, UnicodeError):
             return []
         return [(family, kind, proto, address) for family, kind, proto, _, address in infos]
 
     def _look_up(self, deadline: float, wake_fd: int) -> list[tuple] | str:
+        """The name's addresses: a look-up's answer is kept for :data:`NAME_TTL` (a camera that is
+        down is probed every second; its name need not be asked as often)."""
+        if self._addresses and self._monotonic() - self._resolved_at < NAME_TTL:
+            return self._addresses
         if self._lookup is None:
             self._lookup = _Lookup(self._resolve)
         lookup = self._lookup
@@ -162,7 +171,23 @@ class PortProbe:
         if outcome != _READY:
             return outcome  # still looking: the next attempt waits for the same look-up
         self._lookup = None
-        return lookup.result()
+        self._addresses, self._resolved_at = lookup.result(), self._monotonic()
+        return self._addresses
+
+
+def literal_addresses(target: Target) -> list[tuple]:
+    """The connect address of an IP literal, without ``getaddrinfo`` (which, given a str, loads the
+    IDNA codec and its tables: about 1 MiB in every worker). A zone (``fe80::1%eth0``) that names
+    no interface gives no address, as ``getaddrinfo`` would."""
+    text, _, zone = target.host.partition("%")
+    ip = ipaddress.ip_address(text)
+    if ip.version == 4:
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, (str(ip), target.port))]
+    try:
+        scope = int(zone) if zone.isdigit() else (socket.if_nametoindex(zone) if zone else 0)
+    except OSError:
+        return []
+    return [(socket.AF_INET6, socket.SOCK_STREAM, socket.IPPROTO_TCP, (str(ip), target.port, 0, scope))]
 
 
 class _Lookup:

@@ -29,6 +29,7 @@ import setproctitle
 from ..cameras.camera import Camera
 from ..footage.index_writer import Indexer
 from ..plumbing import lifeline, logs, titles, wakeup
+from ..plumbing.line_log import LineLog
 from . import backoff, ffmpeg, privileges, reachability
 from .ffmpeg_stderr import StderrTail, summarize_tail
 from .progress import ClockWatch, NameGuard, OpenSegment, Progress
@@ -58,13 +59,14 @@ class WorkerSpec:
     status_fd: int  # write end of the master's report pipe
     stall_timeout: float = 60.0
     run_as: str | None = None  # --user: the worker becomes this user before it starts ffmpeg
+    log: tuple[str, str | None] | None = None  # level and file (None: stderr), logs.destination(); None: logging
 
 
 class Worker:
     def __init__(self, spec: WorkerSpec) -> None:
         self.spec = spec
         self.camera = spec.camera
-        self.log = logs.for_camera(spec.camera.id)
+        self.log = LineLog(spec.camera.id, *spec.log) if spec.log else logs.for_camera(spec.camera.id)
         self.state = "starting"
         self.ffmpeg_pid: int | None = None
         self.ffmpeg_started: float | None = None
@@ -242,7 +244,7 @@ class Worker:
     def _log_exit(self, code: int | None, ran: float, stderr: str, stalled: bool) -> None:
         how = f"signal {-code}" if code is not None and code < 0 else f"status {code}"
         # ffmpeg names its input script where it used to name the URL: show the masked URL
-        tail = summarize_tail(stderr, self.camera.secrets).replace(ffmpeg.input_name(self.camera),
+        tail = summarize_tail(stderr, self.camera.secrets).replace(ffmpeg.input_of(self.spec.argv, self.camera),
                                                                     self.camera.masked_url)
         self._failure = reachability.classify(stderr, stalled)
         if self._stopping or stalled:
@@ -300,8 +302,9 @@ class Worker:
         """Write ffmpeg's input script (the camera URL, see ``ffmpeg``); returns the directory
         ffmpeg must run in, or None (state error) when it cannot be written."""
         try:
+            name = ffmpeg.input_of(self.spec.argv, self.camera)  # the master's name: its key, not ours
             self._input_dir, self._input = ffmpeg.open_input(self._input_dir, self.camera, self.log,
-                                                             scope=self.spec.directory.parent)
+                                                             self.spec.directory.parent, name)
         except OSError as exc:
             self.last_error = f"cannot write ffmpeg's input file: {exc.strerror or exc}"
             self.log.error("%s", self.last_error)
@@ -348,15 +351,9 @@ class Worker:
         """
         self._next_report = time.monotonic() + REPORT_REFRESH_SECONDS
         line = encode_report({
-            "camera": self.camera.id,
-            "generation": self.spec.generation,
-            "pid": os.getpid(),
-            "state": self.state,
-            "ffmpeg_pid": self.ffmpeg_pid,
-            "ffmpeg_started": self.ffmpeg_started,
-            "ffmpeg_starts": self.ffmpeg_starts,
-            "last_error": self.last_error,
-            "segment": self.names.segment,
+            "camera": self.camera.id, "generation": self.spec.generation, "pid": os.getpid(), "state": self.state,
+            "ffmpeg_pid": self.ffmpeg_pid, "ffmpeg_started": self.ffmpeg_started, "ffmpeg_starts": self.ffmpeg_starts,
+            "last_error": self.last_error, "segment": self.names.segment,
         })
         try:
             os.write(self.spec.status_fd, line)

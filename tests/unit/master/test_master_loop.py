@@ -65,6 +65,15 @@ class FakeSystem:
         self.alive_groups.add(pid)
         return pid
 
+    def prepare_workers(self, report_fd: int, close_in_child: tuple[int, ...]) -> None:
+        pass
+
+    def fork_worker(self, spec, inherited_fds: tuple[int, ...]) -> int:
+        return self.fork(None)
+
+    def close_workers(self) -> None:
+        pass
+
     def reap(self) -> tuple[int, int] | None:
         return self.exits.pop(0) if self.exits else None
 
