@@ -136,8 +136,7 @@ class Master:
         self.metrics.tick(now, self.system.fork, self._inherited_fds())
 
     def _guarded(self, step: Callable[[], None]) -> bool:
-        """Run one step; an unexpected error (a bug, EIO, ESTALE...) is logged once and the loop
-        carries on after a pause, so recording outlives it and a repeating failure cannot spin."""
+        """Run one step; an unexpected error is logged once and the loop carries on after a pause."""
         try:
             step()
         except Exception as exc:  # noqa: BLE001 - the point is to survive anything
@@ -281,6 +280,7 @@ class Master:
         now = self.system.monotonic()
         self._slots_due = min((d for slot in self.slots.values() if (d := slot.next_deadline(now, self)) is not None),
                               default=None)
+        self.source.settle()  # what a read left for later (the camera cache): after the forks, never before
 
     def spawn(self, slot: CameraSlot) -> Worker | None:
         """Fork a worker for ``slot`` (the slot asks, when one is due); None if fork failed."""

@@ -73,6 +73,7 @@ class CameraSource:
         self._stuck: int | None = None  # a child asking the database's volume that never came back
         self._ask_after = 0.0
         self.cache = CameraCache()  # the last good read on disk, for a start without a database
+        self._unkept: tuple | None = None  # a good read whose rows the cache has not taken yet (settle)
         self.from_cache = False  # this master started recording from the cache
         self.copy = CopyWatch()  # whether --db is a snapshot copy that stopped being replaced
 
@@ -113,8 +114,15 @@ class CameraSource:
             self.error = self.error_since = None
         self.columns, self._fingerprint, self._next_full_read = table.columns, mark, now + FULL_READ_EVERY
         self.last_read = time.time()
-        self.cache.keep(table, settings.db, settings.mirror_dir, self.last_read)
+        self._unkept = (table, settings.db, settings.mirror_dir, self.last_read)  # written by settle()
         return self._use(settings, parse_rows(table, self._rows))
+
+    def settle(self) -> None:
+        """Write the camera cache of the last good read (an fsynced file: milliseconds that a new
+        camera's worker need not wait for, so the master calls this after its forks)."""
+        if self._unkept is not None:
+            unkept, self._unkept = self._unkept, None
+            self.cache.keep(*unkept)
 
     def _use(self, settings: Settings, rows: list[Camera]) -> Wanted:
         good, bad = wanted(rows, True, fold_case=self.fold_case)

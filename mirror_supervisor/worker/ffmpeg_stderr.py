@@ -7,8 +7,8 @@ included).
 
 from __future__ import annotations
 
+import _thread
 import os
-import threading
 
 from ..plumbing.masking import mask
 
@@ -16,30 +16,53 @@ STDERR_TAIL_BYTES = 8192
 LOGGED_TAIL_CHARS = 800
 
 
-class StderrTail(threading.Thread):
-    """Drains ffmpeg's stderr so the pipe never fills and blocks ffmpeg; keeps the last bytes."""
+class StderrTail:
+    """Drains ffmpeg's stderr so the pipe never fills and blocks ffmpeg; keeps the last bytes.
+
+    One plain ``_thread``, not a ``threading.Thread``: starting it does not wait for the thread to
+    run (the worker logs ffmpeg's start and watches it at once), and a worker carries none of
+    ``threading``'s bookkeeping (events, conditions, the registry of threads) in its own pages.
+    """
 
     def __init__(self, fd: int, limit: int = STDERR_TAIL_BYTES) -> None:
-        super().__init__(name="stderr-tail", daemon=True)
         self._fd = fd
         self._limit = limit
         self._tail = bytearray()
-        self._lock = threading.Lock()
+        self._lock = _thread.allocate_lock()
+        self._running = _thread.allocate_lock()  # held by the thread from start to end
 
-    def run(self) -> None:
-        while True:
-            try:
-                chunk = os.read(self._fd, 4096)
-            except InterruptedError:
-                continue
-            except OSError:
-                return
-            if not chunk:
-                return
-            with self._lock:
-                self._tail += chunk
-                if len(self._tail) > self._limit:
-                    del self._tail[: len(self._tail) - self._limit]
+    def start(self) -> None:
+        self._running.acquire()
+        try:
+            _thread.start_new_thread(self._run, ())
+        except BaseException:
+            self._running.release()
+            raise
+
+    def join(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` for the thread to reach the end of stderr; True when it did."""
+        if self._running.acquire(timeout=max(0.0, timeout)):
+            self._running.release()
+            return True
+        return False
+
+    def _run(self) -> None:
+        try:
+            while True:
+                try:
+                    chunk = os.read(self._fd, 4096)
+                except InterruptedError:
+                    continue
+                except OSError:
+                    return
+                if not chunk:
+                    return
+                with self._lock:
+                    self._tail += chunk
+                    if len(self._tail) > self._limit:
+                        del self._tail[: len(self._tail) - self._limit]
+        finally:
+            self._running.release()
 
     def text(self) -> str:
         with self._lock:

@@ -132,16 +132,7 @@ class Worker:
         if input_dir is None:
             return None
         try:
-            proc = subprocess.Popen(
-                self.spec.argv,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                env=ffmpeg.environment(dict(os.environ)),
-                cwd=input_dir,
-                close_fds=True,
-                preexec_fn=functools.partial(lifeline.exec_child_dies_with, os.getpid()),
-            )
+            proc = self._popen(input_dir)
         except (OSError, subprocess.SubprocessError) as exc:
             self._remove_input()
             self.last_error = f"cannot start ffmpeg {self.spec.argv[0]!r}: {exc}"
@@ -149,19 +140,18 @@ class Worker:
             self._set_state("error")
             return None
         assert proc.stderr is not None
-        tail = StderrTail(proc.stderr.fileno())
-        tail.start()
-        started = time.monotonic()
-        wall_started = time.time()
-        self.ffmpeg_pid = proc.pid
-        self.ffmpeg_started = wall_started
-        self.ffmpeg_starts += 1
-        self._set_state("connecting")
-        self.log.info(
+        started, wall_started = time.monotonic(), time.time()
+        self.log.info(  # first: ffmpeg runs now; the reader thread and the report follow
             "ffmpeg started pid=%d gen=%d url=%s segment=%ds audio=%s dir=%s",
             proc.pid, self.spec.generation, self.camera.masked_url, self.camera.segment_seconds,
             "copy" if self.camera.record_audio else "off", self.spec.directory,
         )
+        tail = StderrTail(proc.stderr.fileno())
+        tail.start()
+        self.ffmpeg_pid = proc.pid
+        self.ffmpeg_started = wall_started
+        self.ffmpeg_starts += 1
+        self._set_state("connecting")
         stalled = self._watch(proc)
         if proc.poll() is None:
             self._end_ffmpeg(proc, "stalled" if stalled else "stopping")
@@ -173,6 +163,17 @@ class Worker:
         self._log_exit(proc.returncode, ran, tail.text(), stalled)
         self._indexer.ended(self.names.segment, wall_started)  # ffmpeg ended: its last segments are complete
         return ran
+
+    def _popen(self, input_dir: Path) -> subprocess.Popen:
+        """ffmpeg, made to get SIGTERM when this worker dies (``lifeline``); raises like Popen."""
+        argv = lifeline.dying_with_parent(self.spec.argv)
+        if argv is not None:  # started through setpriv: a missing ffmpeg is found here, as Popen would
+            ffmpeg.check_executable(self.spec.argv[0])
+        return subprocess.Popen(
+            argv or self.spec.argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            env=ffmpeg.environment(dict(os.environ)), cwd=input_dir, close_fds=True,
+            preexec_fn=None if argv else functools.partial(lifeline.exec_child_dies_with, os.getpid()),
+        )
 
     def _watch(self, proc: subprocess.Popen) -> bool:
         """Wait while ffmpeg runs; True when it stalled: alive, but its open segment did not grow

@@ -99,10 +99,17 @@ def main(argv: list[str]) -> int:
 
 
 def _preload() -> None:
-    """Everything a worker imports, now, so that no worker imports anything of its own."""
+    """Everything a worker imports, now, so that no worker imports anything of its own, and what
+    the modules set up on first use (the temporary directory, found by writing a file into it)."""
     import encodings.idna  # noqa: F401 - only if a camera names its host; cheap shared, dear per worker
+    import tempfile
 
     from . import worker  # noqa: F401 - and through it ffmpeg, progress, backoff, reachability, report
+
+    tempfile.gettempdir()
+    from ..plumbing import lifeline
+
+    lifeline.setpriv()  # looked up on PATH once, not in every worker
 
 
 def _wait_for(pid: int) -> None:
@@ -138,18 +145,25 @@ def _go_between(request_fd: int, reply_fd: int, master_pid: int) -> None:
 
 
 def _make_worker(request_fd: int, reply_fd: int, master_pid: int) -> int:
-    from ..plumbing import lifeline
+    from ..plumbing import wakeup
 
     (size,) = REQUEST.unpack(_read_exact(request_fd, REQUEST.size))
     spec = pickle.loads(_read_exact(request_fd, size))
     go_r, go_w = os.pipe2(os.O_CLOEXEC)
     me = os.getpid()
     zygote_fds = (request_fd, reply_fd)
+    wakeup.block_handled()  # the worker starts with them blocked, as run_worker expects
     try:
-        pid = lifeline.fork_child(lambda: _worker(spec, go_r, go_w, me, zygote_fds))
+        pid = os.fork()
     except OSError as exc:
         _write_all(reply_fd, REPLY.pack(spec.generation, -(exc.errno or 1)))
         return 0
+    if pid == 0:
+        code = 1
+        try:
+            code = _worker(spec, go_r, go_w, me, zygote_fds)
+        finally:
+            os._exit(code)
     os.close(go_r)
     try:
         os.setpgid(pid, pid)  # before the master hears of it: its group exists when it does

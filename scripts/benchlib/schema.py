@@ -5,7 +5,7 @@ Standalone on purpose (no imports): anything that needs a realistic ``cameras`` 
 """
 
 SCHEMA = """
-CREATE TABLE cameras (
+CREATE TABLE IF NOT EXISTS cameras (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL DEFAULT '',
     vendor TEXT NOT NULL DEFAULT 'generic',

@@ -25,12 +25,13 @@ from typing import Any
 
 import psutil
 
-from . import procs, recorder, scale_stage, scale_watch
+from . import procs, recorder, scale_reload, scale_stage, scale_watch
 from .common import log, mono
 from .context import Context
 from .machine import machine_info
 
 POLL_INTERVAL = 5.0  # the product default
+RELOAD_REPEATS = 20  # add a camera + SIGHUP, at N cameras
 
 
 def run(ctx: Context) -> dict[str, Any]:
@@ -57,6 +58,7 @@ def run(ctx: Context) -> dict[str, Any]:
     try:
         result.update(scale_watch.watch(master, tree, tmp, o.cameras, seconds))
         result["status_command"] = scale_watch.time_status_command(tmp)
+        result["reload"] = scale_reload.measure(master, tmp, RELOAD_REPEATS, o.scale_segment_seconds)
     except RuntimeError:
         log("master log tail:\n" + "\n".join(scale_stage.log_tail(tmp / "master.log")))
         raise

@@ -75,6 +75,7 @@ def render(results: dict[str, Any]) -> list[str]:
         ("recorders: RSS total (end)", f"{last['recorders_rss_mib']} MiB ({last['recorders']} recorders)"),
         ("`mirror-supervisor status` wall time, text / `--json` (median of 3)",
          f"{_s(get(status, 'text', 'median_s'))} / {_s(get(status, 'json', 'median_s'))}"),
+        *_reload_rows(r.get("reload") or {}),
         ("master shutdown (SIGTERM -> exited)", _s(r["shutdown_s"]) if r["shutdown_s"] is not None else "KILLED"),
         ("shutdown: SIGTERM -> every worker and recorder gone", _s(get(r, "shutdown", "all_gone_s"), " s")),
         ("master log: warnings or errors", str(log.get("warnings_or_errors", "–"))),
@@ -95,3 +96,17 @@ def render(results: dict[str, Any]) -> list[str]:
     lines += [f"| {s['t']:g} s | {s['cpu_s']:.2f} s | {_kib(s['master_rss_kib'])} | {_kib(s['master_uss_kib'])} "
               f"| {s['master_fds']} | {s['workers']} | {s['recorders']} |" for s in samples]
     return lines + [""]
+
+
+def _reload_rows(reload: dict[str, Any]) -> list[tuple[str, str]]:
+    """Add one camera + SIGHUP at N cameras, split by the master's and the worker's log stamps."""
+    def cell(key: str) -> str:
+        v = reload.get(key + "_ms")
+        return f"{v['p50']} / {v['p90']} / {v['max']} ms" if v else "–"
+    n = reload.get("repeats", 0)
+    return [] if not reload else [
+        (f"add a camera, SIGHUP -> its recorder started (worker's log), p50 / p90 / max of {n}", cell("total")),
+        ("  of which SIGHUP -> `reload requested`", cell("to_reload")),
+        ("  of which `reload requested` -> `worker started` (read, diff, fork)", cell("reload_to_fork")),
+        ("  of which `worker started` -> `ffmpeg started` (the worker's start, Popen)", cell("fork_to_ffmpeg")),
+    ]

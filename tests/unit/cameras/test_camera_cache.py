@@ -134,9 +134,12 @@ def move(src, dst) -> None:
             os.replace(f"{src}{suffix}", f"{dst}{suffix}")
 
 
-def read(settings: Settings, source: CameraSource | None = None):
+def read(settings: Settings, source: CameraSource | None = None, now: float = 1000.0):
+    """A read as the master makes it: the cache is written after the pass's forks (settle)."""
     source = source or CameraSource()
-    return source, source.read(settings, now=1000.0, force=True)
+    answer = source.read(settings, now=now, force=True)
+    source.settle()
+    return source, answer
 
 
 def test_a_start_without_a_database_records_from_the_cache_and_the_database_wins_when_it_reads(site, caplog):
@@ -153,18 +156,18 @@ def test_a_start_without_a_database_records_from_the_cache_and_the_database_wins
     assert fallback is not None and set(fallback.cameras) == {"a", "b"}, "recorded from the cache"
     assert fallback.keys == first.keys, "the same argv, so nothing restarts when the database returns"
     assert source.error and source.table["source"] == "cache"
-    assert source.read(site, now=1001.0, force=True) is None, "later failures are no news, as always"
+    assert read(site, source, 1001.0)[1] is None, "later failures are no news, as always"
 
     nvr.path = moved
     nvr.delete("b")
     move(moved, site.db)
-    back = source.read(site, now=1002.0, force=True)
+    back = read(site, source, 1002.0)[1]
     assert back is not None and set(back.cameras) == {"a"} and back.keys["a"] == first.keys["a"]
     assert source.error is None and source.table["source"] == "database"
     move(site.db, moved)
-    assert source.read(site, now=1003.0, force=True) is None, "an outage after that is no news: the cache is done"
+    assert read(site, source, 1003.0)[1] is None, "an outage after that is no news: the cache is done"
     move(moved, site.db)
-    assert source.read(site, now=1004.0, force=True) is not None
+    assert read(site, source, 1004.0)[1] is not None
     again = [r.getMessage() for r in caplog.records if r.getMessage().startswith("database readable again")]
     assert again == ["database readable again; the camera cache is no longer used", "database readable again"]
 
@@ -209,7 +212,7 @@ def test_a_master_that_read_the_database_never_falls_back_to_the_cache(site):
     nvr.add_mirrored("a", "rtsp://10.0.0.1/a")
     source, _ = read(site)
     site.db.unlink()
-    assert source.read(site, now=1001.0, force=True) is None, "no news: its own last read stays in force"
+    assert read(site, source, 1001.0)[1] is None, "no news: its own last read stays in force"
     assert source.table["source"] == "database"
 
 
@@ -231,7 +234,7 @@ def test_a_failed_read_never_writes_the_cache(site):
     path = cache_path(site.cache_dir, site.mirror_dir)
     before = path.read_bytes()
     nvr.execute("ALTER TABLE cameras RENAME TO cameras_old")
-    assert source.read(site, now=1001.0, force=True) is None
+    assert read(site, source, 1001.0)[1] is None
     assert path.read_bytes() == before
 
 

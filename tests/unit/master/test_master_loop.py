@@ -125,6 +125,9 @@ class FakeSource:
     def learn_volume(self, settings) -> None:
         pass
 
+    def settle(self) -> None:
+        pass
+
     def reaped(self, pid: int) -> bool:
         return False
 
