@@ -1,23 +1,26 @@
-"""The master's side of the zygote (:mod:`..worker.zygote`): start it, ask it for workers, replace it.
+"""The master's side of the zygote (:mod:`..worker.zygote`): start it, keep spares, replace it.
 
-Nothing here may wedge the master or lose a worker:
+Nothing here may wedge the master or start a worker the master does not know:
 
-- a request is answered within :data:`SPAWN_TIMEOUT` or the zygote is SIGKILLed with its
-  go-betweens (its process group), and the reply pipe read once more after they are gone: a
-  worker whose pid was written in time is taken, any other never got its "go" and has exited;
-- a zygote that cannot start, dies, or falls out of step is replaced at the next request, at most
-  once per :data:`RESTART_INTERVAL`; in between (and where the master is no child subreaper, so
-  a worker could not be re-parented to it) workers are forked from the master as before;
+- a spare only becomes a worker when the master writes a spec into its pipe, and the master knows
+  its pid before it does so; a spare that died meanwhile is found by that write (EPIPE) and the
+  next one is taken;
+- waiting for a spare (at most :data:`SPAWN_TIMEOUT`; only when none is ready) is the one wait,
+  and a zygote that does not answer within it is SIGKILLed with its go-betweens (its process
+  group) and replaced at the next request, at most once per :data:`RESTART_INTERVAL`; in
+  between (and where the master is no child subreaper, so a spare could not be re-parented to
+  it) workers are forked from the master as before;
 - the lock descriptors the workers must inherit are handed to the zygote when it starts; when
-  they change (a reload that moves the mirror lock), the zygote is replaced before the next
-  worker, so no worker ever holds a lock the master has let go.
+  they change (a reload that moves the mirror lock), the zygote and its spares are replaced
+  before the next worker, so no worker ever holds a lock the master has let go.
 """
 
 from __future__ import annotations
 
+import array
 import os
-import select
 import signal
+import socket
 import sys
 import time
 from collections.abc import Callable
@@ -26,7 +29,8 @@ from ..plumbing import lifeline, logs
 from ..worker import zygote
 from ..worker.worker import WorkerSpec
 
-SPAWN_TIMEOUT = 5.0  # a fork of a small process takes a millisecond; only a stopped zygote is slower
+SPARES = 2  # made ahead: a reload's new camera takes one at once, a start of hundreds keeps the zygote busy
+SPAWN_TIMEOUT = 5.0  # two forks of a small process take milliseconds; only a stopped zygote is slower
 BOOT_TIMEOUT = 20.0  # a fresh interpreter and the worker's imports, on a busy machine
 RESTART_INTERVAL = 10.0
 KILL_WAIT = 2.0
@@ -45,7 +49,9 @@ class ZygoteClient:
         self.monotonic = monotonic
         self.pid: int | None = None
         self.log = logs.master()
-        self._request_w = self._reply_r = -1
+        self._sock: socket.socket | None = None
+        self._spares: list[tuple[int, int]] = []  # (pid, write end of its spec pipe), oldest first
+        self._asked = 0  # spares asked for and not announced yet
         self._kept: tuple[tuple[int, int, int], ...] = ()  # (fd, dev, ino) handed to the running zygote
         self._ready = False
         self._last_start = -float("inf")
@@ -53,65 +59,91 @@ class ZygoteClient:
 
     @property
     def fds(self) -> tuple[int, ...]:
-        """The master's ends of the pipes, which no other child may hold (the zygote ends when the
-        request pipe's last writer closes it)."""
-        return tuple(fd for fd in (self._request_w, self._reply_r) if fd >= 0)
+        """The master's descriptors of the zygote and its spares, which no other child may hold (a
+        spare ends when its pipe's only writer closes it)."""
+        return ((self._sock.fileno(),) if self._sock is not None else ()) + tuple(fd for _, fd in self._spares)
 
-    # -- asking for a worker -------------------------------------------------------------------
+    # -- making a worker -----------------------------------------------------------------------
 
     def spawn(self, spec: WorkerSpec) -> int:
-        """The new worker's pid, its process group already made; :class:`ZygoteUnavailable` when
-        the zygote cannot make it now."""
+        """A spare turned into the worker of ``spec``: its pid (its process group already made);
+        :class:`ZygoteUnavailable` when there is none now."""
         if self._closed:
             raise ZygoteUnavailable("shutting down")
         self._ensure_running()
-        try:
-            zygote._write_all(self._request_w, zygote.encode_request(spec))
-        except OSError as exc:
-            self._abandon(f"cannot write to it: {exc.strerror or exc}")
-            raise ZygoteUnavailable("the zygote is gone") from None
-        pid = self._answer(spec.generation)
-        if pid is None:
-            raise ZygoteUnavailable("the zygote did not answer")
-        if pid < 0:
-            raise ZygoteUnavailable(f"the zygote could not fork: {os.strerror(-pid)}")
-        return pid
-
-    def _answer(self, generation: int) -> int | None:
-        deadline = self.monotonic() + SPAWN_TIMEOUT
-        while True:
-            reply = self._read_reply(deadline)
-            if reply is None:
-                return self._abandon(f"no answer within {SPAWN_TIMEOUT:.0f}s", generation)
-            got, pid = reply
-            if got == generation:
-                return pid
-            self._stray(got, pid)
-
-    def _read_reply(self, deadline: float) -> tuple[int, int] | None:
-        poller = select.poll()
-        poller.register(self._reply_r, select.POLLIN)
-        while True:
-            left = deadline - self.monotonic()
-            if left <= 0:
-                return None
+        request = zygote.encode_request(spec)
+        for _ in range(SPARES + 2):
+            pid, fd = self._take_spare()
             try:
-                if not poller.poll(left * 1000.0):
-                    return None
-                data = zygote._read_exact(self._reply_r, zygote.REPLY.size)
-            except InterruptedError:
-                continue
-            except (OSError, EOFError):
-                return None
-            generation, pid = zygote.REPLY.unpack(data)
-            return generation, pid
+                zygote.write_all(fd, request)
+            except OSError:
+                continue  # it died meanwhile (the master reaps it as an unknown child)
+            finally:
+                os.close(fd)
+                self._top_up()
+            return pid
+        raise ZygoteUnavailable("the spares died before they could be used")
 
-    def _stray(self, generation: int, pid: int) -> None:
-        """A worker the master is not waiting for (an answer that came after its request was given
-        up): it must not record beside the one that replaced it."""
-        if pid > 0 and generation != zygote.READY:
-            self.log.error("zygote answered for gen=%d pid=%d, which is not awaited; killing it", generation, pid)
-            lifeline.signal_group(pid, signal.SIGKILL)
+    def _take_spare(self) -> tuple[int, int]:
+        self._collect(wait=False)
+        if not self._spares:
+            self._top_up()
+            deadline = self.monotonic() + SPAWN_TIMEOUT
+            while not self._spares:
+                if not self._collect(wait=True, deadline=deadline):
+                    self._abandon(f"no spare within {SPAWN_TIMEOUT:.0f}s")
+                    raise ZygoteUnavailable("the zygote did not answer")
+        return self._spares.pop(0)
+
+    def _top_up(self) -> None:
+        """Ask for spares until SPARES are ready or on their way (never blocks: one byte each)."""
+        if self._sock is None:
+            return
+        try:
+            while len(self._spares) + self._asked < SPARES:
+                self._sock.send(zygote.ASK, socket.MSG_DONTWAIT)
+                self._asked += 1
+        except OSError:
+            pass  # full or gone: found out when a spare is needed
+
+    def _collect(self, wait: bool, deadline: float = 0.0) -> bool:
+        """Take the announcements that arrived (waiting for one until ``deadline`` if ``wait``);
+        False when none came."""
+        assert self._sock is not None
+        got = False
+        while True:
+            if wait and not got and not zygote.wait_readable(self._sock.fileno(), deadline - self.monotonic()):
+                return False
+            try:
+                data, ancillary, _, _ = self._sock.recvmsg(zygote.ANNOUNCE.size, socket.CMSG_SPACE(4),
+                                                           socket.MSG_DONTWAIT | socket.MSG_CMSG_CLOEXEC)
+            except (BlockingIOError, InterruptedError):
+                return got
+            except OSError:
+                return got
+            if len(data) < zygote.ANNOUNCE.size:
+                return got  # the zygote closed its end: its exit is reaped
+            kind, value = zygote.ANNOUNCE.unpack(data)
+            fds = array.array("i")
+            for level, kind_of, payload in ancillary:
+                if level == socket.SOL_SOCKET and kind_of == socket.SCM_RIGHTS:
+                    fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
+            got = self._announced(kind, value, list(fds)) or got
+
+    def _announced(self, kind: int, value: int, fds: list[int]) -> bool:
+        if kind == zygote.READY:
+            self._ready = True
+            return True
+        self._asked = max(0, self._asked - 1)
+        if kind == zygote.SPARE and fds:
+            self._spares.append((value, fds[0]))
+            for extra in fds[1:]:
+                os.close(extra)
+            return True
+        for fd in fds:
+            os.close(fd)
+        self.log.warning("zygote could not make a spare worker: %s", os.strerror(-value) if value < 0 else value)
+        return False
 
     # -- starting and replacing the zygote -----------------------------------------------------------
 
@@ -123,24 +155,25 @@ class ZygoteClient:
                 raise ZygoteUnavailable("the zygote was replaced less than 10s ago")
             self._start()
         if not self._ready:
-            reply = self._read_reply(self.monotonic() + BOOT_TIMEOUT)
-            if reply is None or reply[0] != zygote.READY:
-                self._abandon("it did not start")
-                raise ZygoteUnavailable("the zygote did not start")
-            self._ready = True
+            deadline = self.monotonic() + BOOT_TIMEOUT
+            while not self._ready:
+                if not self._collect(wait=True, deadline=deadline):
+                    self._abandon("it did not start")
+                    raise ZygoteUnavailable("the zygote did not start")
             self.log.info("zygote ready pid=%d", self.pid)
+            self._top_up()
 
     def _start(self) -> None:
         self._last_start = self.monotonic()
         keep = self.keep_fds()
-        request_r, self._request_w = os.pipe2(os.O_CLOEXEC)
-        self._reply_r, reply_w = os.pipe2(os.O_CLOEXEC)
-        argv = [sys.executable, "-m", "mirror_supervisor.worker.zygote", str(request_r), str(reply_w), str(os.getpid())]
-        inherit = (request_r, reply_w, self.report_fd, *keep)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)  # both close on exec
+        argv = [sys.executable, "-m", "mirror_supervisor.worker.zygote", str(theirs.fileno()), str(os.getpid())]
+        inherit = (theirs.fileno(), self.report_fd, *keep)
         master_pid = os.getpid()
+        close = (*self.close_in_child, *self.fds, ours.fileno())
 
         def child() -> int:
-            lifeline.become_helper(zygote.TITLE, (*self.close_in_child, self._request_w, self._reply_r), master_pid)
+            lifeline.become_helper(zygote.TITLE, close, master_pid)
             os.setpgid(0, 0)  # its own group: a terminal's ^C is the master's to handle
             for fd in inherit:
                 os.set_inheritable(fd, True)
@@ -150,12 +183,11 @@ class ZygoteClient:
         try:
             self.pid = lifeline.fork_child(child)
         except OSError as exc:
-            self._close_pipes()
+            ours.close()
             raise ZygoteUnavailable(f"cannot fork the zygote: {exc.strerror or exc}") from None
         finally:
-            os.close(request_r)
-            os.close(reply_w)
-        self._kept, self._ready = self._identify(keep), False
+            theirs.close()
+        self._sock, self._kept, self._ready, self._asked = ours, self._identify(keep), False, 0
 
     @staticmethod
     def _identify(fds: tuple[int, ...]) -> tuple[tuple[int, int, int], ...]:
@@ -168,28 +200,27 @@ class ZygoteClient:
             found.append((fd, st.st_dev, st.st_ino))
         return tuple(found)
 
-    def _abandon(self, why: str, generation: int | None = None, restart_now: bool = False) -> int | None:
-        """Kill the zygote and its go-betweens, then take the answer for ``generation`` if it was
-        written before they died (nothing can write after). Returns that pid, or None."""
+    def _abandon(self, why: str, restart_now: bool = False) -> None:
+        """Kill the zygote and its go-betweens; let its spares go (they exit when their pipes
+        close): nothing of this zygote becomes a worker any more."""
         if self.pid is not None:
             (self.log.info if restart_now else self.log.error)("zygote pid=%d replaced: %s", self.pid, why)
-            lifeline.signal_group(self.pid, signal.SIGKILL)  # the zygote and any go-between
+            lifeline.signal_group(self.pid, signal.SIGKILL)
             self._reap_group(self.pid)
-        found: int | None = None
-        if self._reply_r >= 0 and generation is not None:
-            while (reply := self._read_reply(self.monotonic() + 0.05)) is not None:
-                if reply[0] == generation:
-                    found = reply[1]
-                else:
-                    self._stray(*reply)
-        self._close_pipes()
-        self.pid, self._ready, self._kept = None, False, ()
+        self._forget()
         if restart_now:
             self._last_start = -float("inf")
-        return found
+
+    def _forget(self) -> None:
+        for _, fd in self._spares:
+            os.close(fd)
+        self._spares, self._asked = [], 0
+        if self._sock is not None:
+            self._sock.close()
+        self.pid, self._sock, self._ready, self._kept = None, None, False, ()
 
     def _reap_group(self, pgid: int) -> None:
-        """Reap the killed zygote and its go-betweens (ours once it died): dead, none can write."""
+        """Reap the killed zygote and its go-betweens (ours once it died): dead, none can send."""
         give_up = self.monotonic() + KILL_WAIT
         while self.monotonic() < give_up:
             try:
@@ -204,25 +235,16 @@ class ZygoteClient:
         """The master reaped ``pid``; True when it was our zygote (which then needs replacing)."""
         if pid != self.pid:
             return False
-        if self._closed:
-            self.pid = None
-            return True
-        self.log.warning("zygote pid=%d exited; workers are forked by the master until it is replaced", pid)
-        self._close_pipes()
-        self.pid, self._ready, self._kept = None, False, ()
+        if not self._closed:
+            self.log.warning("zygote pid=%d exited; workers are forked by the master until it is replaced", pid)
+        self._forget()
         return True
 
     def close(self) -> None:
-        """At shutdown: the zygote ends when its request pipe closes (and dies with us anyway)."""
+        """At shutdown: no more workers; the zygote and the spares end (they die with us anyway)."""
         self._closed = True
         if self.pid is not None:
             lifeline.signal_process(self.pid, signal.SIGKILL)
-        self._close_pipes()
-
-    def _close_pipes(self) -> None:
-        for fd in self.fds:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-        self._request_w = self._reply_r = -1
+        pid = self.pid
+        self._forget()
+        self.pid = pid  # reaped() recognises it
