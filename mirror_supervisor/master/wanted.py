@@ -10,7 +10,7 @@ cache and the argv cache that make an idle poll cheap, the lost-column guard, th
 once-per-change logging of each row's problem, and the ``--require-mount`` check, which reads the
 kernel's mount table and never the mirror volume (a hung network volume would block the master).
 The database's own volume may hang too (the NVR's data on a NAS share or a dying disk): before
-each read a child stats the file with a deadline (:func:`volume.ask`), so the master never sleeps
+each read a kept child stats the file with a deadline (:mod:`asker`), so the master never sleeps
 in the kernel on it; no answer is no news, like any unreadable database.
 """
 
@@ -35,6 +35,7 @@ from ..cameras.database import (
 )
 from ..cameras.snapshot import CopyWatch
 from ..plumbing import logs, volume
+from ..plumbing.asker import Asker
 from ..plumbing.masking import mask
 from ..settings import Settings
 from ..worker.ffmpeg import build_command
@@ -70,6 +71,7 @@ class CameraSource:
         self._keys_basis: tuple = ()
         self._reported: dict[str, str] = {}
         self._said_disabled = False
+        self.asker = Asker()  # a kept child that stats the database's volume for each read
         self._stuck: int | None = None  # a child asking the database's volume that never came back
         self._ask_after = 0.0
         self.cache = CameraCache()  # the last good read on disk, for a start without a database
@@ -166,6 +168,8 @@ class CameraSource:
 
     def reaped(self, pid: int) -> bool:
         """The master reaped ``pid``: True when it was our stuck child (its volume answered)."""
+        if self.asker.reaped(pid):
+            return True
         if pid != self._stuck:
             return False
         self._stuck, self._ask_after = None, 0.0
@@ -174,13 +178,13 @@ class CameraSource:
     # -- helpers -----------------------------------------------------------------------------
 
     def _database_answers(self, settings: Settings, running: int) -> bool:
-        """Asked from a child (a fork and a stat: a few milliseconds a poll, scripts/bench_db_ask.py);
+        """Asked of a kept child (:mod:`asker`: a pipe round trip; a fork per ask took 3-4 ms);
         while a child the kernel will not let go of is still there, or for a while after no answer,
         the answer is no without asking: a hung volume costs one sleeping process, not a stall of
         the loop on every poll."""
         now = time.monotonic()
         if self._stuck is None and now >= self._ask_after:
-            asked = volume.ask(Path(settings.db), ANSWER_TIMEOUT)
+            asked = self.asker.ask(Path(settings.db), ANSWER_TIMEOUT)
             if asked.answered:
                 return True
             if asked.refused is not None:  # nothing was asked: no news, and asked again next poll
