@@ -134,9 +134,10 @@ def test_missing_file_is_a_database_error(tmp_path):
 @pytest.mark.parametrize("err", [errno.EAGAIN, errno.ENOMEM], ids=["EAGAIN", "ENOMEM"])
 def test_a_refused_fork_before_the_read_is_no_news_and_asked_again_next_poll(nvr, tmp_path, monkeypatch, err):
     """The master asks the database's volume from a child before each read (a kept one,
-    ``asker``); when it has to fork one and the kernel refuses that fork (the process limit, memory), the read is no news like any unreadable
-    database: nothing raises out of it (an exception would fail the master's pass, and with it
-    the systemd watchdog's beat), and the next poll asks again at once, not 10 s later."""
+    ``asker``); when it has to fork one and the kernel refuses that fork (the process limit,
+    memory), the read is no news like any unreadable database: nothing raises out of it (an
+    exception would fail the master's pass, and with it the systemd watchdog's beat), and the
+    next poll asks again at once, not 10 s later."""
     settings = Settings(db=nvr.path, mirror_dir=tmp_path, state_dir=tmp_path)
     source = CameraSource()
     assert "good" in source.read(settings, 0.0).cameras
