@@ -161,8 +161,9 @@ class Master:
         self.kill_all_at = self.system.monotonic() + self.settings.stop_timeout
         give_up = self.kill_all_at + SHUTDOWN_GRACE
         now = self.system.monotonic()
-        for slot in self.slots.values():
-            slot.stop(now, self, "shutdown")
+        stopped = [stop for slot in self.slots.values() if (stop := slot.stop(now, self, "shutdown"))]
+        for camera, generation, pid in stopped:  # after every SIGTERM: no worker waits for these lines
+            logs.for_camera(camera).info("stopping worker gen=%d pid=%d: shutdown", generation, pid)
         self.system.close_workers()
         for pid in self._helpers():
             self.system.kill(pid, signal.SIGKILL if pid != self.pruner.pid else signal.SIGTERM)  # unlinks are atomic

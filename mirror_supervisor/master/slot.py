@@ -230,16 +230,23 @@ class CameraSlot:
         elif self.worker.key != self.key:
             self._stop(now, act, "recording settings changed; restarting")
 
-    def stop(self, now: float, act: Actions, reason: str) -> None:
-        """Nothing is wanted any more (shutdown): stop what runs, start nothing."""
+    def stop(self, now: float, act: Actions, reason: str) -> tuple[str, int, int] | None:
+        """Nothing is wanted any more (shutdown): stop what runs, start nothing. Returns what the
+        log line would say (camera, generation, pid) instead of writing it: the master signals
+        every worker before it writes a line about any (hundreds of lines would delay the last)."""
         self.unwant()
-        if self.state is SlotState.RUNNING:
-            self._stop(now, act, reason)
-
-    def _stop(self, now: float, act: Actions, reason: str) -> None:
+        if self.state is not SlotState.RUNNING:
+            return None
         assert self.worker is not None
-        logs.for_camera(self.camera_id).info(
-            "stopping worker gen=%d pid=%d: %s", self.worker.generation, self.worker.pid, reason)
+        stopped = (self.camera_id, self.worker.generation, self.worker.pid)
+        self._stop(now, act, reason, quiet=True)
+        return stopped
+
+    def _stop(self, now: float, act: Actions, reason: str, quiet: bool = False) -> None:
+        assert self.worker is not None
+        if not quiet:
+            logs.for_camera(self.camera_id).info(
+                "stopping worker gen=%d pid=%d: %s", self.worker.generation, self.worker.pid, reason)
         act.system.kill(self.worker.pid, signal.SIGTERM)
         self.deadline = now + act.stop_timeout
         self.set_state(SlotState.STOPPING, reason)

@@ -68,6 +68,9 @@ def parse() -> argparse.Namespace:
     p.add_argument("--skip-coverage", action="store_true", help="leave the coverage suite out (its tables stay)")
     p.add_argument("--coverage-cameras", type=int, help="coverage suite: cameras (default 100; 10 with --quick)")
     p.add_argument("--coverage-segments", type=int, help="coverage suite: segments each (default 1440; 144 with --quick)")
+    p.add_argument("--worker-pages", action="store_true",
+                   help="run only the worker-pages suite (what each part of a worker costs in private pages; "
+                        "not in the default run); others' tables stay")
     p.add_argument("--coverage-hour", action="store_true",
                    help="run only the coverage-hour suite (the last hour of one camera against its retention, "
                         "before and after; not in the default run); others' tables stay")
@@ -84,7 +87,8 @@ def parse() -> argparse.Namespace:
 def options(args: argparse.Namespace) -> SimpleNamespace:
     """Every knob the suites read, defaults filled in (quick or full)."""
     q = args.quick
-    only = args.scale or args.resume or args.coverage or args.coverage_hour  # standalone suites asked for by name
+    # standalone suites asked for by name
+    only = args.scale or args.resume or args.coverage or args.coverage_hour or args.worker_pages
     return SimpleNamespace(
         quick=q,
         counts=[int(x) for x in (args.counts or ("4" if q else "8,32")).split(",")],
@@ -107,6 +111,7 @@ def options(args: argparse.Namespace) -> SimpleNamespace:
         skip_resume=args.skip_resume or (only and not args.resume),
         skip_coverage=args.skip_coverage or not args.coverage,  # opt-in: its cold pass is slow
         skip_coverage_hour=not args.coverage_hour,  # opt-in, like the coverage suite
+        skip_worker_pages=not args.worker_pages,  # opt-in: about 5 minutes of single-worker runs
         resume_before=args.resume_before,
         resume_outages=[float(x) for x in (args.resume_outages or ("5,10" if q else "5,30,120")).split(",")],
         resume_down_seconds=args.resume_down_seconds or (60.0 if q else 300.0),

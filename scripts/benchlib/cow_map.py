@@ -161,7 +161,7 @@ def main() -> None:
     recorder, seconds = sys.argv[1], float(sys.argv[2])
     segment = int(sys.argv[3]) if len(sys.argv) > 3 else 10
     work = Path(tempfile.mkdtemp(prefix="cow-map-"))
-    command = os.environ.get("COW_MAP_ZYGOTE", __file__).split()  # an experiment may wrap it
+    command = os.environ.get("COW_MAP_ZYGOTE", __file__).split()  # cow_variants.py VARIANT prices one feature
     import subprocess
 
     player = subprocess.Popen([sys.executable, "-P", *command, "zygote", recorder, str(segment), str(work)],

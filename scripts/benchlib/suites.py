@@ -27,11 +27,13 @@ from . import (
     suite_resume,
     suite_scale,
     suite_standin,
+    suite_worker_pages,
     tables_fork,
     tables_real,
     tables_resume,
     tables_scale,
     tables_standin,
+    tables_worker_pages,
 )
 from .context import Context
 
@@ -55,4 +57,6 @@ SUITES = [
     Suite("coverage", suite_coverage.run, suite_coverage.render, lambda c: not c.opts.skip_coverage, standalone=True),
     Suite("coverage_hour", suite_coverage_hour.run, suite_coverage_hour.render,
           lambda c: not c.opts.skip_coverage_hour, standalone=True),
+    Suite("worker_pages", suite_worker_pages.run, tables_worker_pages.render,
+          lambda c: not c.opts.skip_worker_pages, standalone=True),
 ]
