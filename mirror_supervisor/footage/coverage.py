@@ -54,6 +54,7 @@ class PrimaryComparison:
     only_mirror_seconds: float
     both_seconds: float
     clamped: list[timing.Clamp] = field(default_factory=list)  # the primary's files not believed
+    spans: list[Interval] = field(default_factory=list)  # the primary's covered stretches (the timeline's)
 
 
 @dataclass
@@ -69,6 +70,7 @@ class CameraCoverage:
     primary: PrimaryComparison | None = None
     first_start: float | None = None  # the earliest footage known: maybe before the window
     clamped: list[timing.Clamp] = field(default_factory=list)  # files whose own timing was not believed
+    spans: list[Interval] = field(default_factory=list)  # the covered stretches, which the gaps lie between
 
     @property
     def coverage(self) -> float:
@@ -299,11 +301,13 @@ def compute(mirror_dir: Path, start: float, end: float, cameras: Sequence[str] |
     for i, cam in enumerate(mirror):
         spans, invalid, clamped = _intervals(cam, start, end, tolerance, now)
         result = CameraCoverage(cam.id, start, end, total(spans), gaps_of(spans, start, end), invalid,
-                                len(cam.listed), cam.problem, first_start=_first_start(cam), clamped=clamped)
+                                len(cam.listed), cam.problem, first_start=_first_start(cam), clamped=clamped,
+                                spans=spans)
         if primary:
             other, _, other_clamped = _intervals(primary[i], start, end, tolerance, now)
             both = total(intersect(spans, other))
-            result.primary = PrimaryComparison(total(other) - both, result.covered_seconds - both, both, other_clamped)
+            result.primary = PrimaryComparison(total(other) - both, result.covered_seconds - both, both, other_clamped,
+                                               other)
             if primary[i].problem:
                 result.problem = "; ".join(p for p in (result.problem, f"primary: {primary[i].problem}") if p)
         report.cameras.append(result)
