@@ -54,7 +54,7 @@ def runs(starts: Sequence[float]) -> list[tuple[float, float]]:
     shows its newest day first."""
     out: list[list[float]] = []
     for start in sorted(set(starts), reverse=True):
-        if out and out[-1][0] - BLOCK == start and (out[-1][1] - start) / BLOCK < RUN_BLOCKS:
+        if out and out[-1][0] - BLOCK == start and (out[-1][1] - start) / BLOCK <= RUN_BLOCKS:
             out[-1][0] = start
         else:
             out.append([start, start + BLOCK])

@@ -198,9 +198,10 @@ def svg(timeline: Timeline, label: str = "timeline") -> str:
     return "".join(parts)
 
 
-def legend(compared: bool) -> str:
-    """The kinds a timeline of this mode can show, with their colours (HTML, classes styled by the page)."""
-    kinds = COMPARED_KINDS if compared else MIRROR_KINDS
+def legend(compared: bool, pending: bool = True) -> str:
+    """The kinds a timeline of this mode can show, with their colours (HTML, classes styled by the
+    page); ``pending``: whether "not read yet" can appear (not in a finished report)."""
+    kinds = [kind for kind in (COMPARED_KINDS if compared else MIRROR_KINDS) if pending or kind != "pending"]
     return '<ul class="legend">' + "".join(
         f'<li><span class="swatch k-{kind}"></span>{_escape(KINDS[kind][0])}</li>' for kind in kinds) + "</ul>"
 

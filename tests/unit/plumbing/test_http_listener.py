@@ -46,6 +46,20 @@ def test_get_head_unknown_paths_methods_and_garbage():
         assert split(respond(garbage, routes()))[0] == "HTTP/1.1 400 Bad Request"
 
 
+def test_a_route_gets_the_query_and_may_add_header_fields():
+    seen = []
+
+    def page(query: str) -> Response:
+        seen.append(query)
+        return Response(200, b"<p>x</p>", "text/html", headers=(("X-Content-Type-Options", "nosniff"),))
+
+    status, fields, body = split(respond(b"GET /?window=1h&camera=a%20b HTTP/1.1\r\n\r\n", {"/": page}))
+    assert status == "HTTP/1.1 200 OK" and seen == ["window=1h&camera=a%20b"]
+    assert fields["X-Content-Type-Options"] == "nosniff" and fields["Content-Type"] == "text/html"
+    split(respond(b"GET / HTTP/1.1\r\n\r\n", {"/": page}))
+    assert seen[-1] == ""
+
+
 def test_a_file_route_reads_each_version_once_and_says_503_without_one(tmp_path):
     path = tmp_path / "metrics.prom"
     route = FileRoute(str(path), "text/plain", missing="no metrics written yet")
