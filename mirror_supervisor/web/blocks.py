@@ -11,9 +11,10 @@ of :data:`BLOCK` seconds (all cameras at once) and a block is read again only wh
   not read again together): files deleted or found since then (a hand-made change, pruning at
   the far end of a week) show up within that time.
 
-A block knows the seconds up to :data:`EDGE` before it was read (the segment being written has
-not reached the disk further); anything later, and any block not read yet, is drawn as "not read
-yet", never as a gap. Pure: the clocks are arguments.
+A block knows the seconds up to :data:`EDGE` before it was read: ffmpeg writes a fragment per
+keyframe, so the segment being written reaches the disk a keyframe interval late (plus coverage's
+2 s tolerance, that leaves room for one of 10 s). Anything later, and any block not read yet, is
+drawn as "not read yet", never as a gap. Pure: the clocks are arguments.
 """
 
 from __future__ import annotations
@@ -28,10 +29,10 @@ from .timeline import Timeline, build
 
 BLOCK = 3600.0
 SETTLE = 120.0  # after a block's end: its last segment complete and indexed
-FRESH = 10.0  # a block that had not settled is read again after this (monotonic seconds)
+FRESH = 5.0  # a block that had not settled is read again after this (monotonic seconds)
 KEEP = 900.0  # a settled block is read again after this, plus up to STAGGER
 STAGGER = 300.0
-EDGE = 15.0  # the newest seconds when a block was read: the segment being written, not yet there
+EDGE = 8.0  # the newest seconds when a block was read: the segment being written, not yet there
 OLDEST = 7 * 86400.0 + BLOCK  # blocks that end before now minus this are forgotten
 
 

@@ -33,7 +33,7 @@ STYLE = (
     "th{font-size:12px;color:#555;font-weight:600}"
     ".state{font-weight:600}.state.ok{color:#2e7d32}.state.warn{color:#8d6e00}.state.bad{color:#b71c1c}"
     ".name,.small{font-size:12px;color:#555}"
-    ".error{font-size:12px;color:#b71c1c;max-width:240px;overflow-wrap:anywhere}"
+    ".error{font-size:12px;color:#b71c1c;max-width:600px;overflow-wrap:anywhere;margin-top:2px}"
     "svg.timeline{display:block}.notes{color:#555;font-size:12px}"
     + legend_css()
 )

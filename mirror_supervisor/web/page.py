@@ -1,5 +1,6 @@
 """The status page as HTML: a header about this host, links choosing the window, and one row per
-camera with its state, newest segment, restarts, last error and timeline.
+camera with its state, newest segment, restarts, timeline and last error (under the timeline,
+where a long one has the room to wrap).
 
 Pure: it gets everything it shows (:class:`View`) and returns text. Every value that comes from
 the NVR's database or the master's files (ids, names, errors, paths, states) is escaped
@@ -91,9 +92,9 @@ def _navigation(view: View) -> str:
 
 def _table(view: View) -> str:
     head = ("<table><thead><tr><th>camera</th><th>state</th><th>newest segment</th><th>restarts</th>"
-            f"<th>last error</th><th>timeline, last {escape(WINDOW_NAMES[view.window])} (UTC)</th></tr></thead><tbody>")
+            f"<th>timeline, last {escape(WINDOW_NAMES[view.window])} (UTC); last error</th></tr></thead><tbody>")
     if not view.rows:
-        return head + '<tr><td colspan="6">no camera</td></tr></tbody></table>'
+        return head + '<tr><td colspan="5">no camera</td></tr></tbody></table>'
     return head + "".join(_row(view, row) for row in view.rows) + "</tbody></table>"
 
 
@@ -108,8 +109,8 @@ def _row(view: View, row: Row) -> str:
     else:
         drawn = tl.svg(row.timeline, f"timeline of {cam.id}")
         if row.problem:
-            drawn += f'<span class="small">{escape(row.problem)}</span>'
+            drawn += f'<div class="small">{escape(row.problem)}</div>'
+    error = f'<div class="error">last error: {escape(cam.last_error)}</div>' if cam.last_error else ""
     return (f'<tr class="camera" data-camera="{escape(cam.id)}"><td class="id">{camera}</td>'
             f'<td class="state {escape(cam.state_class)}">{escape(cam.state)}</td><td class="newest">{newest}</td>'
-            f'<td class="restarts">{escape(cam.restarts)}</td><td class="error">{escape(cam.last_error)}</td>'
-            f'<td class="timeline">{drawn}</td></tr>')
+            f'<td class="restarts">{escape(cam.restarts)}</td><td class="timeline">{drawn}{error}</td></tr>')

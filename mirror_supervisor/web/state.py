@@ -125,15 +125,19 @@ def header(status: dict[str, Any], probe: dict[str, Any] | None, probe_time: flo
 
 
 def _newest(camera: dict[str, Any], probe: dict[str, Any] | None, now: float) -> tuple[str, str]:
+    """The segment the worker reports, and how long ago the volume probe (every 10 s) last saw a
+    write to any of the camera's segments: with short segments the one it measured may already
+    be the previous one, and the last write is what tells footage arriving."""
     name = camera.get("segment")
     if not isinstance(name, str) or not name:
         return "", "none yet"
     cameras = probe.get("cameras") if probe else None
     found = cameras.get(camera.get("id")) if isinstance(cameras, dict) else None
-    answer = found.get(name) if isinstance(found, dict) else None
-    if isinstance(answer, list) and len(answer) == 2 and isinstance(answer[1], int | float):
-        return name, f"written {length(now - answer[1])} ago"
-    return name, "age not measured yet"
+    mtimes = [answer[1] for answer in (found.values() if isinstance(found, dict) else ())
+              if isinstance(answer, list) and len(answer) == 2 and isinstance(answer[1], int | float)]
+    if mtimes:
+        return name, f"last write seen {length(max(0.0, now - max(mtimes)))} ago"
+    return name, "last write not measured yet"
 
 
 def rows(status: dict[str, Any], probe: dict[str, Any] | None, now: float) -> list[CameraRow]:

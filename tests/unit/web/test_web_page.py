@@ -85,7 +85,7 @@ def test_the_header_tells_host_uptime_database_volume_and_status():
         "cam1": {"20261207_115900.mp4": [1000, NOW - 4]}}}))
     text = " ".join(Elements(html).text)
     for expected in ("nvr-mirror-1", "pid 7, up 1 h 01 min", "/var/lib/heldar/heldar.db: ok",
-                     "/srv/mirror: 5.0 TiB free", "20261207_115900.mp4", "written 4 s ago"):
+                     "/srv/mirror: 5.0 TiB free", "20261207_115900.mp4", "last write seen 4 s ago"):
         assert expected in text
 
 
