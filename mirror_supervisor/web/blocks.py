@@ -11,7 +11,10 @@ of :data:`BLOCK` seconds (all cameras at once) and a block is read again only wh
   not read again together): files deleted or found since then (a hand-made change, pruning at
   the far end of a week) show up within that time.
 
-A block knows the seconds up to :data:`EDGE` before it was read: ffmpeg writes a fragment per
+The oldest block of a window is read from the window's start only: with a day's retention and a
+day's window, the hour before the window's start holds little footage, and every second of a hole
+is looked up by name (:mod:`..footage.coverage_files`), which made a first page four times as
+slow as the rest of the day. A block knows the seconds up to :data:`EDGE` before it was read: ffmpeg writes a fragment per
 keyframe, so the segment being written reaches the disk a keyframe interval late (plus coverage's
 2 s tolerance, that leaves room for one of 10 s). Anything later, and any block not read yet, is
 drawn as "not read yet", never as a gap. Pure: the clocks are arguments.
@@ -50,10 +53,11 @@ class CameraBlock:
 @dataclass
 class Block:
     start: float
-    known_until: float  # wall clock: the block's answer covers [start, known_until]
+    known_until: float  # wall clock: the block's answer covers [known_from, known_until]
     read_at: float  # wall clock, when it was read
     taken: float  # listener's monotonic clock, when the answer arrived
     cameras: dict[str, CameraBlock]
+    known_from: float = 0.0  # the window's start, when it began inside the block (else the block's start)
 
     @property
     def end(self) -> float:
@@ -74,13 +78,14 @@ class Store:
         self.mirror_dir, self.primary = mirror_dir, primary
         self.blocks: dict[float, Block] = {}
 
-    def stale(self, wanted: Sequence[float], cameras: Iterable[str], mono: float) -> list[float]:
-        """Which of the ``wanted`` blocks to read (again), newest first."""
+    def stale(self, wanted: Sequence[float], cameras: Iterable[str], mono: float, since: float = 0.0) -> list[float]:
+        """Which of the ``wanted`` blocks to read (again), newest first; ``since``: the window's
+        start (the oldest block is needed from there on only)."""
         ids = set(cameras)
         out = []
         for start in wanted:
             block = self.blocks.get(start)
-            if block is None or not ids <= block.cameras.keys():
+            if block is None or not ids <= block.cameras.keys() or block.known_from > max(start, since):
                 out.append(start)
             elif block.read_at < block.end + SETTLE:
                 if mono - block.taken >= FRESH:
@@ -94,10 +99,11 @@ class Store:
         try:
             start, read_at = float(answer["start"]), float(answer["read_at"])
             until = min(float(answer["known_until"]), start + BLOCK)
+            since = max(float(answer.get("known_from", start)), start)
             cameras = {str(cid): _camera(data) for cid, data in answer["cameras"].items()}
         except (KeyError, TypeError, ValueError, AttributeError):
             return
-        self.blocks[start] = Block(start, until, read_at, mono, cameras)
+        self.blocks[start] = Block(start, until, read_at, mono, cameras, since)
 
     def forget(self, now: float) -> None:
         for start in [s for s in self.blocks if s + BLOCK < now - OLDEST]:
@@ -124,6 +130,8 @@ class Store:
                 primary += data.primary or []
             if data.first is not None:
                 firsts.append(data.first)
+            if block.known_from > block.start:
+                pending.append((block.start, block.known_from))
             if block.known_until < block.end:
                 pending.append((block.known_until, block.end))
             problem = data.problem

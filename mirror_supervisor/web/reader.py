@@ -43,6 +43,7 @@ class Job:
     primary: str | None
     blocks: tuple[float, ...]  # block starts to read, newest first
     cameras: tuple[str, ...]
+    since: float = 0.0  # the window's start: nothing before it is read
 
 
 def runs(starts: Sequence[float]) -> list[tuple[float, float]]:
@@ -70,9 +71,10 @@ def read_run(job: Job, start: float, end: float) -> list[dict[str, Any]]:
     now = time.time()
     until = min(end, now - EDGE)
     starts = [start + i * BLOCK for i in range(round((end - start) / BLOCK))][::-1]
+    start = max(start, min(job.since, until))
     if until <= start:
-        return [{"start": b, "known_until": until, "read_at": now, "cameras": {cid: {} for cid in job.cameras}}
-                for b in starts]
+        return [{"start": b, "known_from": max(b, start), "known_until": max(b, until), "read_at": now,
+                 "cameras": {cid: {} for cid in job.cameras}} for b in starts]
     report = coverage.compute(Path(job.mirror_dir), start, until, cameras=list(job.cameras),
                               primary_dir=Path(job.primary) if job.primary else None, now=now, pool=False)
     answers = []
@@ -84,7 +86,8 @@ def read_run(job: Job, start: float, end: float) -> list[dict[str, Any]]:
                 "covered": _cut(cam.spans, b), "invalid": invalid,
                 "primary": None if cam.primary is None else _cut(cam.primary.spans, b),
                 "first": cam.first_start, "problem": cam.problem}
-        answers.append({"start": b, "known_until": max(b, min(b + BLOCK, until)), "read_at": now, "cameras": cameras})
+        answers.append({"start": b, "known_from": max(b, start), "known_until": max(b, min(b + BLOCK, until)),
+                        "read_at": now, "cameras": cameras})
     return answers
 
 
@@ -161,7 +164,7 @@ class Reader:
         if self.pid is not None or not job.blocks:
             return False
         cameras = tuple(cid for cid in job.cameras if is_safe_id(cid))  # never a path of another kind
-        job = Job(job.mirror_dir, job.primary, job.blocks, cameras)
+        job = Job(job.mirror_dir, job.primary, job.blocks, cameras, job.since)
         fd = os.memfd_create("mirror-supervisor-timelines", os.MFD_CLOEXEC)
         parent = os.getpid()
         try:

@@ -137,8 +137,8 @@ class StatusPage:
             del self.stores[other]  # a reload moved the mirror: its old blocks say nothing of the new one
         ids = [str(c.get("id")) for c in status.get("cameras") or [] if isinstance(c, dict)]
         safe = tuple(cid for cid in ids if is_safe_id(cid))
-        stale = store.stale(blocks.starts(start, now), safe, self.clock())
-        if stale and safe and self.reader.start(Job(mirror_dir, primary, tuple(stale), safe)):
+        stale = store.stale(blocks.starts(start, now), safe, self.clock(), since=start)
+        if stale and safe and self.reader.start(Job(mirror_dir, primary, tuple(stale), safe, since=start)):
             self.feeding = key
         if self.reader.running:
             self._take(self.reader.wait(WAIT))

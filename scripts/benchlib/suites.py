@@ -27,6 +27,7 @@ from . import (
     suite_resume,
     suite_scale,
     suite_standin,
+    suite_status_page,
     tables_fork,
     tables_real,
     tables_resume,
@@ -55,4 +56,6 @@ SUITES = [
     Suite("coverage", suite_coverage.run, suite_coverage.render, lambda c: not c.opts.skip_coverage, standalone=True),
     Suite("coverage_hour", suite_coverage_hour.run, suite_coverage_hour.render,
           lambda c: not c.opts.skip_coverage_hour, standalone=True),
+    Suite("status_page", suite_status_page.run, suite_status_page.render,
+          lambda c: not c.opts.skip_status_page, standalone=True),
 ]

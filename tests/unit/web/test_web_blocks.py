@@ -63,6 +63,20 @@ def test_a_timeline_joins_blocks_and_shows_what_is_not_read_yet():
     assert store.timeline("other", T0, now)[0].of_kind("pending")[0].seconds == 2 * BLOCK + 1800
 
 
+def test_the_oldest_block_is_read_from_the_windows_start_only():
+    store = Store("/m", None)
+    since = T0 + 1800  # the window starts half way through the block
+    store.take({**answer(T0, T0 + 2 * BLOCK, a={"covered": [[since, T0 + BLOCK]], "first": since}),
+                "known_from": since}, mono=0.0)
+    assert store.stale([T0], ["a"], mono=1.0, since=since) == []
+    assert store.stale([T0], ["a"], mono=1.0, since=since + 60) == [], "a later window needs less of it"
+    assert store.stale([T0], ["a"], mono=1.0, since=T0) == [T0], "a longer window needs all of it"
+    assert store.stale([T0], ["a"], mono=1.0) == [T0]
+    drawn, _ = store.timeline("a", T0 + 600, T0 + BLOCK)
+    assert [(s.kind, s.start - T0, s.end - T0) for s in drawn.stretches] == [("pending", 600, 1800),
+                                                                              ("covered", 1800, BLOCK)]
+
+
 def test_stretches_cut_at_block_edges_join_again():
     store = Store("/m", None)
     now = T0 + 3 * BLOCK

@@ -56,6 +56,13 @@ def test_a_run_answers_each_block_with_its_own_stretches(mirror):
     assert first["cameras"]["cam"]["invalid"] == []
     assert second["cameras"]["cam"]["invalid"] == [[name(T0 + BLOCK + 900), T0 + BLOCK + 900]]
     assert first["cameras"]["cam"]["first"] <= T0, "footage before the block: no \"before\" stretch"
+    assert first["known_from"] == T0 and second["known_from"] == T0 + BLOCK
+
+
+def test_the_oldest_block_is_read_from_the_windows_start(mirror):
+    job = Job(str(mirror), None, (T0,), ("cam",), since=T0 + 600)
+    (answer,) = reader.read_run(job, T0, T0 + BLOCK)
+    assert answer["known_from"] == T0 + 600 and answer["cameras"]["cam"]["covered"] == [[T0 + 600, T0 + BLOCK]]
 
 
 def test_a_forked_reader_fills_the_store(mirror):
