@@ -15,6 +15,7 @@ import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from ..cameras.camera import is_safe_id
 from . import timeline as tl
 from .document import document, escape
 from .state import CameraRow, Fact
@@ -58,20 +59,20 @@ def link(window: str, cameras: Sequence[str] = (), primary: bool = False) -> str
 
 
 def render(view: View) -> str:
-    body = [_header(view), _navigation(view), tl.legend(view.primary)]
+    refresh = REFRESH_READING if view.reading else REFRESH
+    body = [_header(view, refresh), _navigation(view), tl.legend(view.primary)]
     if view.notes:
         body.append('<ul class="notes">' + "".join(f"<li>{escape(note)}</li>" for note in view.notes) + "</ul>")
     body.append(_table(view))
-    return document(f"mirror-supervisor on {view.host}", "".join(body),
-                    refresh=REFRESH_READING if view.reading else REFRESH)
+    return document(f"mirror-supervisor on {view.host}", "".join(body), refresh=refresh)
 
 
-def _header(view: View) -> str:
+def _header(view: View, refresh: int) -> str:
     bad = ' class="bad"'
     facts = "".join(f"<dt>{escape(f.label)}</dt><dd{bad if f.bad else ''}>{escape(f.text)}</dd>" for f in view.facts)
     shown = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(view.now))
     return (f'<header><h1>mirror-supervisor on <span class="host">{escape(view.host)}</span></h1>'
-            f'<dl class="facts">{facts}<dt>page</dt><dd>built {escape(shown)}; reloads itself every {REFRESH} s'
+            f'<dl class="facts">{facts}<dt>page</dt><dd>built {escape(shown)}; reloads itself every {refresh} s'
             "</dd></dl></header>")
 
 
@@ -101,7 +102,8 @@ def _table(view: View) -> str:
 def _row(view: View, row: Row) -> str:
     cam = row.camera
     name = f'<br><span class="name">{escape(cam.name)}</span>' if cam.name else ""
-    camera = f'<a href="{escape(link(view.window, (cam.id,), view.primary))}">{escape(cam.id)}</a>{name}'
+    camera = (f'<a href="{escape(link(view.window, (cam.id,), view.primary))}">{escape(cam.id)}</a>{name}'
+              if is_safe_id(cam.id) else f"{escape(cam.id)}{name}")  # a filter for it would be refused
     newest = (f'{escape(cam.newest)}<br><span class="small">{escape(cam.newest_age)}</span>' if cam.newest
               else f'<span class="small">{escape(cam.newest_age)}</span>')
     if row.timeline is None:

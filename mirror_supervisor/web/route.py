@@ -26,6 +26,7 @@ from typing import Any
 from ..cameras.camera import is_safe_id
 from ..plumbing import logs
 from ..plumbing.http_listener import TEXT, FileVersion, Response, Route
+from ..plumbing.masking import mask
 from ..plumbing.status_file import STATUS_FILE
 from . import blocks, page, state
 from .document import CONTENT_TYPE, HEADERS, document
@@ -113,7 +114,7 @@ class StatusPage:
         missing = [cid for cid in cameras if cid not in {row.id for row in rows}]
         notes += [f"no camera {cid} in the master's status" for cid in missing]
         if self.reader.failure:
-            notes.append(self.reader.failure)
+            notes.append(mask(self.reader.failure))
         view = page.View(self.host, state.header(status, probe, probe_time, status_time, now), window, now,
                          cameras=cameras, primary=store is not None and store.primary is not None,
                          primary_available=bool(self.primary), notes=notes)
