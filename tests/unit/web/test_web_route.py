@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import re
+import signal
 import threading
 import time
 from pathlib import Path
@@ -20,7 +22,7 @@ from support import fmp4
 
 from mirror_supervisor.cluster import health
 from mirror_supervisor.plumbing import http_listener
-from mirror_supervisor.web import route
+from mirror_supervisor.web import reader, route
 
 NOW = time.time()
 
@@ -126,3 +128,30 @@ def test_without_a_status_file_the_page_says_so_with_503(served):
     status, headers, body = ask(port, "/?window=7d")
     assert status == 503 and headers["content-type"] == "text/html; charset=utf-8"
     assert b"has not written its status yet" in body
+
+
+def test_a_reader_that_hangs_never_holds_the_listener(served, monkeypatch):
+    """A reader stuck on a hung mirror volume: the page still comes within the route's wait (with
+    its timelines "not read yet"), and /metrics answers meanwhile."""
+    port, page, _ = served
+
+    def hung(job, start, end):
+        time.sleep(60)
+        return []
+
+    monkeypatch.setattr(reader, "read_run", hung)
+    try:
+        began = time.monotonic()
+        status, _, body = ask(port, "/?window=7d")
+        waited = time.monotonic() - began
+        assert status == 200 and page.reader.running
+        assert 'data-kind="pending"' in body.decode() and '<meta http-equiv="refresh" content="5">' in body.decode()
+        print(f"page with a hung reader in {waited:.2f}s")
+        assert ask(port, "/metrics")[0] == 200
+        first = page.reader.pid
+        page.pages.clear()
+        assert ask(port, "/?window=24h")[0] == 200
+        assert page.reader.pid == first, "no second reader while the first lives"
+    finally:
+        if page.reader.pid is not None:
+            os.kill(page.reader.pid, signal.SIGKILL)
