@@ -5,12 +5,17 @@ may hang (a hard NFS mount, a FUSE daemon gone): a call on it then never returns
 serves ``/metrics`` and the peers' ``/cluster/health`` from one thread, so it never reads the
 volume itself. It forks this child, which reads the blocks it is given (newest first, neighbours
 together: :func:`runs`) with :func:`..footage.coverage.compute` and writes one JSON line per
-block into an anonymous memory file as it goes; the listener takes the finished lines whenever it serves a page and waits for
-the child a bounded time only. A child still running after :data:`TIME_LIMIT` is killed, and no
-second one starts until it is reaped: one stuck in the kernel on a hung volume is the only one.
+block into an anonymous memory file as it goes; the listener takes the finished lines whenever
+it serves a page and waits for the child a bounded time only. A child still running after
+:data:`TIME_LIMIT` is killed, and no second one starts until it is reaped: one stuck in the
+kernel on a hung volume is the only one.
 
 A fork, not a thread: root uses the index with its owner's rights only while no other thread
 runs (:mod:`..plumbing.owner`), and a thread stuck on the volume could never be ended.
+
+The reader writes nothing, not even the segment index: a file the index does not know (the
+segment being written, above all) is parsed and its row left for the worker to write, so a page
+looked at every few seconds costs the index no transaction.
 """
 
 from __future__ import annotations
@@ -76,7 +81,8 @@ def read_run(job: Job, start: float, end: float) -> list[dict[str, Any]]:
         return [{"start": b, "known_from": max(b, start), "known_until": max(b, until), "read_at": now,
                  "cameras": {cid: {} for cid in job.cameras}} for b in starts]
     report = coverage.compute(Path(job.mirror_dir), start, until, cameras=list(job.cameras),
-                              primary_dir=Path(job.primary) if job.primary else None, now=now, pool=False)
+                              primary_dir=Path(job.primary) if job.primary else None, now=now, pool=False,
+                              write_index=False)
     answers = []
     for b in starts:
         cameras = {}

@@ -59,6 +59,18 @@ def test_a_run_answers_each_block_with_its_own_stretches(mirror):
     assert first["known_from"] == T0 and second["known_from"] == T0 + BLOCK
 
 
+def test_the_reader_writes_nothing_into_the_index(mirror):
+    from mirror_supervisor.footage import index
+
+    with index.SegmentIndex(mirror, make_dir=True):
+        pass  # as the workers leave it: there, and knowing none of these files
+    job = Job(str(mirror), None, (T0,), ("cam",))
+    (answer,) = reader.read_run(job, T0, T0 + BLOCK)
+    assert answer["cameras"]["cam"]["covered"] == [[T0, T0 + BLOCK]], "every file parsed instead"
+    with index.SegmentIndex(mirror, write=False) as db:
+        assert db.rows("cam", "", "\x7f") == {}, "the rows of the files it parsed are left to the workers"
+
+
 def test_the_oldest_block_is_read_from_the_windows_start(mirror):
     job = Job(str(mirror), None, (T0,), ("cam",), since=T0 + 600)
     (answer,) = reader.read_run(job, T0, T0 + BLOCK)
@@ -122,6 +134,17 @@ def test_a_failure_in_the_child_is_said(mirror, monkeypatch):
     assert read.failure == "the timeline reader failed: RuntimeError: the index broke"
 
 
+def links(pid: int) -> set[str]:
+    """What a process's descriptors lead to (one closed meanwhile is left out)."""
+    found = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            found.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
+        except FileNotFoundError:
+            continue
+    return found
+
+
 def test_the_child_holds_none_of_the_listeners_sockets(mirror, monkeypatch):
     def slow(job, start, end):
         time.sleep(3)
@@ -136,7 +159,7 @@ def test_the_child_holds_none_of_the_listeners_sockets(mirror, monkeypatch):
         deadline = time.monotonic() + 2
         held = None
         while time.monotonic() < deadline:  # the child closes them as it starts
-            held = {os.readlink(f"/proc/{read.pid}/fd/{fd}") for fd in os.listdir(f"/proc/{read.pid}/fd")}
+            held = links(read.pid)
             if ours not in held and any("memfd:" in link for link in held):
                 break
             time.sleep(0.05)
