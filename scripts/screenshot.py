@@ -94,7 +94,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "status-page.png")
     parser.add_argument("--width", type=int, default=1200)
-    parser.add_argument("--height", type=int, default=600)
+    parser.add_argument("--height", type=int, default=700, help="at most this tall (the page's height)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="mirror-supervisor-screenshot-"))
     mirror, state = work / "mirror", work / "state"
@@ -124,6 +124,11 @@ def main() -> int:
         with browser.chromium(work / "profile", args.width, args.height) as driver:
             driver.get(f"http://127.0.0.1:{port}/?window=1h")
             time.sleep(1)
+            # The page's own height (up to --height), without the browser's window around it.
+            content = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]["height"]
+            driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {
+                "width": args.width, "height": min(args.height, int(content) + 8), "deviceScaleFactor": 1,
+                "mobile": False})
             driver.save_screenshot(str(args.out))
         print(f"screenshot: wrote {args.out} ({args.out.stat().st_size // 1024} KiB)")
     finally:
