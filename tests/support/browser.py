@@ -30,7 +30,6 @@ def missing() -> list[str]:
 def chromium(profile: Path, width: int = 1200, height: int = 800) -> Iterator[object]:
     """A started browser (a selenium ``WebDriver``), quit on the way out; its console log is kept
     (``driver.get_log("browser")``)."""
-    os.environ["SE_OFFLINE"] = "true"
     from selenium import webdriver
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
@@ -42,7 +41,15 @@ def chromium(profile: Path, width: int = 1200, height: int = 800) -> Iterator[ob
     options.add_argument(f"--window-size={width},{height}")
     options.add_argument(f"--user-data-dir={profile}")
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    before = os.environ.get("SE_OFFLINE")
+    os.environ["SE_OFFLINE"] = "true"  # read while the driver starts: selenium's manager never goes online
+    try:
+        driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    finally:
+        if before is None:
+            del os.environ["SE_OFFLINE"]
+        else:
+            os.environ["SE_OFFLINE"] = before
     try:
         yield driver
     finally:
