@@ -1,7 +1,8 @@
 """``mirror-supervisor coverage``: its options, its window, its output, and how it stops.
 
 Every time and span option is checked before anything is read (:mod:`timeargs`): a bad one is a
-one-line error naming it, exit status 2. Exit 0; 1 when ``--min-coverage`` is given and a camera
+one-line error naming it, exit status 2. ``--html FILE`` also writes the timelines as one HTML
+file (:mod:`.web.report_file`). Exit 0; 1 when ``--min-coverage`` is given and a camera
 is below it. Reads the mirror's files and the segment index only: works whether or not the
 daemon runs.
 
@@ -22,6 +23,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
 
@@ -57,6 +59,8 @@ def add_parser(commands: Any, add_settings: Callable[[argparse.ArgumentParser], 
     coverage.add_argument("--tolerance", metavar="S",
                           help=f"holes up to S seconds are not gaps (default 2, at most {MAX_TOLERANCE:g})")
     coverage.add_argument("--json", action="store_true", help="machine-readable output")
+    coverage.add_argument("--html", metavar="FILE",
+                          help="also write the timelines as one self-contained HTML file (replaced if it exists)")
     add_settings(coverage)
 
 
@@ -102,6 +106,9 @@ def run(args: argparse.Namespace, load_settings: Callable[[argparse.Namespace], 
     primary_dir = absolute(primary, getattr(args, "cwd", None), "--primary-dir") if primary else None
     if primary_dir is not None and not primary_dir.is_dir():
         raise SettingsError(f"--primary-dir: {str(primary_dir)!r} is not an existing directory")
+    html_file = absolute(args.html, getattr(args, "cwd", None), "--html") if args.html else None
+    if html_file is not None and not html_file.parent.is_dir():
+        raise SettingsError(f"--html: {str(html_file.parent)!r} is not an existing directory")
     try:
         with _stoppable():
             report = coverage.compute(settings.mirror_dir, start, end, cameras=args.camera, primary_dir=primary_dir,
@@ -109,6 +116,8 @@ def run(args: argparse.Namespace, load_settings: Callable[[argparse.Namespace], 
     except Stopped as stopped:
         print(f"{prog}: coverage stopped by {signal.Signals(stopped.signum).name}", file=sys.stderr)
         _exit_now(128 + stopped.signum)
+    if html_file is not None:
+        _write_html(html_file, report, str(settings.mirror_dir))
     if args.json:
         print(json.dumps(coverage_report.to_json(report), indent=1))
     else:
@@ -116,3 +125,15 @@ def run(args: argparse.Namespace, load_settings: Callable[[argparse.Namespace], 
     if args.min_coverage is not None and any(cam.coverage < args.min_coverage for cam in report.cameras):
         return 1
     return 0
+
+
+def _write_html(path: Path, report: Any, mirror_dir: str) -> None:
+    """``--html FILE``: the report's timelines (web/report_file.py), replacing the file in one
+    rename, mode 0644 (a file to attach to an incident report)."""
+    from .plumbing.files import write_atomically
+    from .web import report_file
+
+    try:
+        write_atomically(path, report_file.render(report, mirror_dir), mode=0o644)
+    except OSError as exc:
+        raise SettingsError(f"--html: cannot write {str(path)!r}: {exc.strerror or exc}") from None

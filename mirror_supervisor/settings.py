@@ -144,7 +144,8 @@ OPTIONS = (
            "Prometheus metrics written to this file (text format, atomically, every few seconds): "
            "for node_exporter's textfile collector; on a local file system", "PATH", path=True),
     Option("metrics_listen", "--metrics-listen", ("MIRROR_SUPERVISOR_METRICS_LISTEN",), values.host_port, lambda: None,
-           "off", "serve Prometheus metrics at `http://HOST:PORT/metrics` (a small child process)", "HOST:PORT"),
+           "off", "serve Prometheus metrics at `http://HOST:PORT/metrics` and the status page at `/` (a small "
+           "child process; README, \"The status page\")", "HOST:PORT"),
     Option("snapshot_max_age", "--snapshot-max-age", ("MIRROR_SUPERVISOR_SNAPSHOT_MAX_AGE",), values.seconds, 300.0,
            "300", "when `--db` is a copy written by `snapshot`: warn once when it has not been replaced for this "
            "many seconds (the NVR down, or the transfer broken); recording goes on from it", "S"),

@@ -1,7 +1,9 @@
 # Sourced by scripts/test and scripts/demo: make a fresh Debian machine ready, idempotently.
 # - Debian packages: ffmpeg/ffprobe (the recorder), GStreamer's RTSP server with python3-gi
 #   (the synthetic camera run by /usr/bin/python3), python3-venv, and libfuse3 with fusermount3
-#   (the hanging FUSE volume of tests/faults/test_volume.py, served through mfusepy).
+#   (the hanging FUSE volume of tests/faults/test_volume.py, served through mfusepy), and
+#   chromium with chromium-driver (tests/browser/: the status page in a real headless browser,
+#   driven by selenium through Debian's chromedriver, so nothing is downloaded at test time).
 # - A virtualenv in .venv with this package installed (editable) plus the test extra.
 # Re-running is cheap: apt is only called for packages that are missing, pip only when
 # setup.cfg changed.
@@ -11,6 +13,7 @@ APT_PACKAGES=(
   gir1.2-gst-rtsp-server-1.0 gstreamer1.0-rtsp gstreamer1.0-plugins-base gstreamer1.0-plugins-good
   gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad gstreamer1.0-libav
   fuse3 libfuse3-3
+  chromium chromium-driver
 )
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -75,7 +75,7 @@ class HealthRoute:
         self._file = FileVersion(path)
         self._doc: dict[str, Any] | None = None
 
-    def __call__(self) -> Response:
+    def __call__(self, query: str = "") -> Response:
         try:
             content, changed = self._file.read()
             if changed or self._doc is None:

@@ -54,6 +54,7 @@ class PrimaryComparison:
     only_mirror_seconds: float
     both_seconds: float
     clamped: list[timing.Clamp] = field(default_factory=list)  # the primary's files not believed
+    spans: list[Interval] = field(default_factory=list)  # the primary's covered stretches (the timeline's)
 
 
 @dataclass
@@ -69,6 +70,7 @@ class CameraCoverage:
     primary: PrimaryComparison | None = None
     first_start: float | None = None  # the earliest footage known: maybe before the window
     clamped: list[timing.Clamp] = field(default_factory=list)  # files whose own timing was not believed
+    spans: list[Interval] = field(default_factory=list)  # the covered stretches, which the gaps lie between
 
     @property
     def coverage(self) -> float:
@@ -151,9 +153,11 @@ def probe_all(paths: list[str], pool: bool = True) -> list[mp4.SegmentInfo]:
     return infos
 
 
-def _open_index(mirror_dir: Path, notes: list[str]) -> SegmentIndex | None:
-    """The index for writing, else for reading, else none (every file is parsed then)."""
+def _open_index(mirror_dir: Path, notes: list[str], write: bool = True) -> SegmentIndex | None:
+    """The index for writing (when ``write``), else for reading, else none (every file is parsed then)."""
     try:
+        if not write:
+            raise IndexError_("not written by this reader")
         return SegmentIndex(mirror_dir, write=True)
     except IndexError_ as write_error:
         try:
@@ -279,13 +283,16 @@ def _first_start(cam: CameraFiles) -> float | None:
 
 def compute(mirror_dir: Path, start: float, end: float, cameras: Sequence[str] | None = None,
             primary_dir: Path | None = None, tolerance: float = DEFAULT_TOLERANCE,
-            now: float | None = None, use_index: bool = True, pool: bool = True) -> Report:
-    """Coverage of ``[start, end)`` per camera (all camera directories of the mirror by default)."""
+            now: float | None = None, use_index: bool = True, pool: bool = True,
+            write_index: bool = True) -> Report:
+    """Coverage of ``[start, end)`` per camera (all camera directories of the mirror by default).
+    ``write_index=False``: the index is only read, rows of files parsed here are not written
+    back (the status page, which writes nothing)."""
     now = time.time() if now is None else now
     mirror_dir = Path(mirror_dir)
     ids = list(cameras) if cameras else camera_ids(mirror_dir)
     report = Report([], start, end)
-    index = _open_index(mirror_dir, report.notes) if use_index else None
+    index = _open_index(mirror_dir, report.notes, write_index) if use_index else None
     try:
         mirror = [CameraFiles(cid, mirror_dir / cid, MIRROR) for cid in ids]
         primary: list[CameraFiles] = []
@@ -299,11 +306,13 @@ def compute(mirror_dir: Path, start: float, end: float, cameras: Sequence[str] |
     for i, cam in enumerate(mirror):
         spans, invalid, clamped = _intervals(cam, start, end, tolerance, now)
         result = CameraCoverage(cam.id, start, end, total(spans), gaps_of(spans, start, end), invalid,
-                                len(cam.listed), cam.problem, first_start=_first_start(cam), clamped=clamped)
+                                len(cam.listed), cam.problem, first_start=_first_start(cam), clamped=clamped,
+                                spans=spans)
         if primary:
             other, _, other_clamped = _intervals(primary[i], start, end, tolerance, now)
             both = total(intersect(spans, other))
-            result.primary = PrimaryComparison(total(other) - both, result.covered_seconds - both, both, other_clamped)
+            result.primary = PrimaryComparison(total(other) - both, result.covered_seconds - both, both, other_clamped,
+                                               other)
             if primary[i].problem:
                 result.problem = "; ".join(p for p in (result.problem, f"primary: {primary[i].problem}") if p)
         report.cameras.append(result)

@@ -1,5 +1,6 @@
 """Spans of footage as ``(start, end)`` pairs of epoch seconds: their union with a tolerance, cut
-to a window, the gaps between them, and the overlap of two sets (:mod:`coverage`)."""
+to a window, the gaps between them, the overlap of two sets (:mod:`coverage`) and what one set
+holds that the other does not (the status page's timelines)."""
 
 from __future__ import annotations
 
@@ -60,6 +61,25 @@ def intersect(left: Sequence[Interval], right: Sequence[Interval]) -> list[Inter
             i += 1
         else:
             j += 1
+    return out
+
+
+def subtract(left: Sequence[Interval], right: Sequence[Interval]) -> list[Interval]:
+    """What of ``left`` lies outside ``right`` (both sorted, non-overlapping): e.g. the seconds only
+    the primary holds, for the timeline of a comparison."""
+    out: list[Interval] = []
+    j = 0
+    for a, b in left:
+        while j < len(right) and right[j][1] <= a:
+            j += 1
+        k, at = j, a
+        while k < len(right) and right[k][0] < b:
+            if right[k][0] > at:
+                out.append((at, right[k][0]))
+            at = max(at, right[k][1])
+            k += 1
+        if at < b:
+            out.append((at, b))
     return out
 
 

@@ -208,6 +208,7 @@ class CameraSlot:
         report = worker.report if worker is not None else {}
         row: dict[str, Any] = {
             "id": self.camera_id,
+            "name": self.camera.name if self.camera is not None else None,  # the NVR's, shown escaped
             "state": shown(self.state, report.get("state")),
             "generation": worker.generation if worker else None,
             "worker_pid": worker.pid if worker else None,

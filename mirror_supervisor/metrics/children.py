@@ -7,7 +7,8 @@
   hour from the segment index and the files (:mod:`coverage`), left in a file in the state dir;
 - the HTTP child (:func:`serve_main`): ``GET /metrics`` answers with the file the master last
   wrote, so a slow or hostile client can reach only this child, and that child bounds what any
-  client can hold (:mod:`http_listener`).
+  client can hold (:mod:`http_listener`); it also serves the peers' ``/cluster/health`` and the
+  status page at ``/`` (:mod:`..web.route`), built from files in the state dir and the index.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 from ..cluster import health as cluster_health
 from ..plumbing import http_listener, lifeline, logs, titles, volume
 from ..plumbing.files import STATUS_MODE, write_atomically
+from ..web import route as status_page
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -119,6 +121,7 @@ def serve_main(host: str, port: int, path: str, inherited_fds: tuple[int, ...], 
         return 1
     routes: dict[str, http_listener.Route] = {
         "/metrics": http_listener.FileRoute(path, CONTENT_TYPE, missing="no metrics written yet"),
-        **cluster_health.routes(Path(path).parent)}  # /cluster/health: what a peer asks (cluster/health.py)
+        **cluster_health.routes(Path(path).parent),  # /cluster/health: what a peer asks (cluster/health.py)
+        **status_page.routes(Path(path).parent)}  # /: the status page (web/route.py)
     http_listener.Listener(server, routes).serve_forever()
     return 0

@@ -14,8 +14,10 @@ One thread and one selector (epoll) over non-blocking sockets, one request per c
   spinning on a listening socket that stays readable.
 
 A response body is one shared ``bytes`` per version of what is served (:class:`FileRoute`),
-never a copy per connection. Routes map a path (without its query) to a function returning a
-:class:`Response`; an unknown path is 404.
+never a copy per connection. Routes map a path (without its query) to a function of the query
+string (still percent-encoded; a route that serves one thing ignores it) returning a
+:class:`Response`; an unknown path is 404. A response may carry extra header fields (the status
+page's security headers); they are constants of ours, never a client's text.
 """
 
 from __future__ import annotations
@@ -47,9 +49,10 @@ class Response:
     status: int
     body: bytes
     content_type: str = TEXT
+    headers: tuple[tuple[str, str], ...] = ()  # extra fields: (name, value), fixed by the route
 
 
-Route = Callable[[], Response]
+Route = Callable[[str], Response]  # called with the request's query string ("" without one)
 
 
 def _error(status: int, text: str) -> Response:
@@ -86,7 +89,7 @@ class FileRoute:
         self._file = FileVersion(path)
         self._response: Response | None = None
 
-    def __call__(self) -> Response:
+    def __call__(self, query: str = "") -> Response:
         try:
             content, changed = self._file.read()
         except OSError:
@@ -102,14 +105,14 @@ def respond(head: bytes, routes: Mapping[str, Route]) -> tuple[bytes, bytes]:
     parts = line.split(b" ")
     if len(parts) != 3 or not parts[2].startswith(b"HTTP/") or not parts[1].startswith(b"/"):
         return render(_error(400, "bad request"))
-    method, path = parts[0], parts[1].split(b"?", 1)[0].decode("latin-1")
+    method, (path, _, query) = parts[0], parts[1].decode("latin-1").partition("?")
     route = routes.get(path)
     if method not in (b"GET", b"HEAD"):
         return render(_error(405, "only GET and HEAD"))
     if route is None:
         return render(_error(404, "not found"))
     try:
-        response = route()
+        response = route(query)
     except Exception:  # noqa: BLE001 - a bug in one route must not end the listener
         response = _error(500, "internal error")
     return render(response, head_only=method == b"HEAD")
@@ -117,9 +120,10 @@ def respond(head: bytes, routes: Mapping[str, Route]) -> tuple[bytes, bytes]:
 
 def render(response: Response, head_only: bool = False) -> tuple[bytes, bytes]:
     allow = "Allow: GET, HEAD\r\n" if response.status == 405 else ""
+    extra = "".join(f"{name}: {value}\r\n" for name, value in response.headers)
     header = (f"HTTP/1.1 {response.status} {REASONS.get(response.status, 'Error')}\r\n"
               f"Content-Type: {response.content_type}\r\nContent-Length: {len(response.body)}\r\n"
-              f"{allow}Connection: close\r\n\r\n")
+              f"{extra}{allow}Connection: close\r\n\r\n")
     return header.encode("latin-1"), (b"" if head_only else response.body)
 
 

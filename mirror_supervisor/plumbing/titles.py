@@ -17,6 +17,7 @@ PRUNE = PREFIX + "prune"
 VOLUME_PROBE = PREFIX + "volume probe"
 METRICS = PREFIX + "metrics "
 COVERAGE = PREFIX + "coverage"
+TIMELINES = PREFIX + "timelines"  # the status page's reader, a child of the listener (web/reader.py)
 
 
 

@@ -6,6 +6,7 @@
     scripts/bench --quick    # N = 4, few repeats, 10 cameras x 1 min; build/bench-quick.md/.json
     scripts/bench --render-only docs/benchmarks.json   # re-render the tables, no measurement
     scripts/bench --coverage-hour                 # the last hour's coverage against retention, before/after
+    scripts/bench --status-page                   # the status page: 100 cameras x a day from a warm index
 
 Both systems run the same ffmpeg argv per camera, one system at a time, on this machine. Every
 process started here is stopped in ``finally`` blocks, and the run ends by counting what is left.
@@ -78,6 +79,12 @@ def parse() -> argparse.Namespace:
                                                  "(default 1440,43200; 144,4320 with --quick)")
     p.add_argument("--coverage-hour-before", help="coverage-hour suite: the baseline commit (default: the one "
                                                   "before coverage_files.py)")
+    p.add_argument("--status-page", action="store_true",
+                   help="run only the status-page suite (a page of 100 cameras x a day from a warm index; not in "
+                        "the default run); others' tables stay")
+    p.add_argument("--status-page-cameras", type=int, help="status-page suite: cameras (default 100; 10 with --quick)")
+    p.add_argument("--status-page-segments", type=int,
+                   help="status-page suite: 60 s segments each (default 1440, a day; 1440 with --quick too)")
     p.add_argument("--output", help="markdown report (default docs/benchmarks.md; build/bench-quick.md with --quick)")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
     p.add_argument("--render-only", metavar="JSON", help="re-write the report's tables from a previous run's JSON")
@@ -87,8 +94,8 @@ def parse() -> argparse.Namespace:
 def options(args: argparse.Namespace) -> SimpleNamespace:
     """Every knob the suites read, defaults filled in (quick or full)."""
     q = args.quick
-    # standalone suites asked for by name
-    only = args.scale or args.resume or args.coverage or args.coverage_hour or args.worker_pages
+    only = (args.scale or args.resume or args.coverage or args.coverage_hour  # standalone suites asked for by name
+            or args.worker_pages or args.status_page)
     return SimpleNamespace(
         quick=q,
         counts=[int(x) for x in (args.counts or ("4" if q else "8,32")).split(",")],
@@ -121,6 +128,10 @@ def options(args: argparse.Namespace) -> SimpleNamespace:
         coverage_hour_files=[int(x) for x in (args.coverage_hour_files or ("144,4320" if q else "1440,43200")).split(",")],
         coverage_hour_repeats=5 if q else 20,
         coverage_hour_before=args.coverage_hour_before,
+        skip_status_page=not args.status_page,  # opt-in, like the coverage suites
+        status_page_cameras=args.status_page_cameras or (10 if q else 100),
+        status_page_segments=args.status_page_segments or 1440,
+        status_page_repeats=3 if q else 10,
         standin_recorder="recorder: the C stand-in (`scripts/benchlib/recorder.py`)",
         cameras=args.cameras or (10 if q else 500),
         minutes=args.minutes or (1.0 if q else 10.0),

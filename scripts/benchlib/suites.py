@@ -27,6 +27,7 @@ from . import (
     suite_resume,
     suite_scale,
     suite_standin,
+    suite_status_page,
     suite_worker_pages,
     tables_fork,
     tables_real,
@@ -59,4 +60,6 @@ SUITES = [
           lambda c: not c.opts.skip_coverage_hour, standalone=True),
     Suite("worker_pages", suite_worker_pages.run, tables_worker_pages.render,
           lambda c: not c.opts.skip_worker_pages, standalone=True),
+    Suite("status_page", suite_status_page.run, suite_status_page.render,
+          lambda c: not c.opts.skip_status_page, standalone=True),
 ]

@@ -21,6 +21,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("settings", "setting_values", "cluster"),
     ("worker",),
     ("retention",),
+    ("web",),
     ("metrics",),
     ("master",),
     ("check", "status", "coverage_command", "timeargs", "cli", "__main__"),

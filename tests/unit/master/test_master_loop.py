@@ -267,6 +267,18 @@ def test_a_report_of_an_older_generation_never_describes_the_current_worker(loop
     assert slot.status_row()["state"] == "recording"
 
 
+def test_a_status_row_carries_the_cameras_name_for_the_status_page(loop):
+    master, _, source = loop
+    source.set("cam")
+    master.start()
+    slot = slot_of(master, "cam")
+    assert slot.camera is not None
+    slot.camera.name = "<img src=x onerror=alert(1)>"  # as the NVR's table holds it; the page escapes it
+    assert slot.status_row()["name"] == "<img src=x onerror=alert(1)>"
+    slot.refuse("no URL")
+    assert slot.status_row()["name"] is None
+
+
 def test_an_unreadable_database_keeps_every_worker(loop):
     master, system, source = loop
     source.set("cam")

@@ -20,7 +20,7 @@ from mirror_supervisor.plumbing.http_listener import FileRoute, Listener, Respon
 
 
 def routes(body: bytes = b"up 1\n") -> dict:
-    return {"/metrics": lambda: Response(200, body, "text/plain; version=0.0.4")}
+    return {"/metrics": lambda query: Response(200, body, "text/plain; version=0.0.4")}
 
 
 def split(answer: tuple[bytes, bytes]) -> tuple[str, dict[str, str], bytes]:
@@ -40,10 +40,24 @@ def test_get_head_unknown_paths_methods_and_garbage():
     assert split(respond(b"GET /status HTTP/1.1\r\n\r\n", routes()))[0] == "HTTP/1.1 404 Not Found"
     status, fields, _ = split(respond(b"POST /metrics HTTP/1.1\r\n\r\n", routes()))
     assert status == "HTTP/1.1 405 Method Not Allowed" and fields["Allow"] == "GET, HEAD"
-    broken = {"/metrics": lambda: 1 / 0}
+    broken = {"/metrics": lambda query: 1 / 0}
     assert split(respond(b"GET /metrics HTTP/1.1\r\n\r\n", broken))[0] == "HTTP/1.1 500 Internal Server Error"
     for garbage in (b"\r\n\r\n", b"GET\r\n\r\n", b"GET metrics HTTP/1.1\r\n\r\n", b"\x16\x03\x01 TLS\r\n\r\n"):
         assert split(respond(garbage, routes()))[0] == "HTTP/1.1 400 Bad Request"
+
+
+def test_a_route_gets_the_query_and_may_add_header_fields():
+    seen = []
+
+    def page(query: str) -> Response:
+        seen.append(query)
+        return Response(200, b"<p>x</p>", "text/html", headers=(("X-Content-Type-Options", "nosniff"),))
+
+    status, fields, body = split(respond(b"GET /?window=1h&camera=a%20b HTTP/1.1\r\n\r\n", {"/": page}))
+    assert status == "HTTP/1.1 200 OK" and seen == ["window=1h&camera=a%20b"]
+    assert fields["X-Content-Type-Options"] == "nosniff" and fields["Content-Type"] == "text/html"
+    split(respond(b"GET / HTTP/1.1\r\n\r\n", {"/": page}))
+    assert seen[-1] == ""
 
 
 def test_a_file_route_reads_each_version_once_and_says_503_without_one(tmp_path):
