@@ -51,11 +51,13 @@ from typing import Any
 from ..plumbing import owner
 from ..plumbing.files import STATUS_MODE
 from . import mp4
+from .index_paths import INDEX_DIR as INDEX_DIR  # the place, also for those who import it from here
+from .index_paths import INDEX_DIR_MODE as INDEX_DIR_MODE
+from .index_paths import INDEX_NAME as INDEX_NAME
+from .index_paths import index_dir as index_dir
+from .index_paths import index_path as index_path
 from .segments import SEGMENT_OR_MOVED, name_epoch
 
-INDEX_DIR = ".mirror-supervisor"  # not a camera id: ids never start with a dot
-INDEX_NAME = "index.sqlite3"
-INDEX_DIR_MODE = 0o750
 INDEX_MODE = STATUS_MODE  # 0640: like the status file (the group that runs `status` may read it)
 BUSY_TIMEOUT_MS = 2000  # one row per segment per camera: waits are short even with hundreds
 SCHEMA_VERSION = 1
@@ -90,14 +92,6 @@ class Row:
 
 class IndexError_(Exception):
     """The index cannot be opened or written (the caller decides whether that matters)."""
-
-
-def index_dir(mirror_dir: Path) -> Path:
-    return Path(mirror_dir) / INDEX_DIR
-
-
-def index_path(mirror_dir: Path) -> Path:
-    return index_dir(mirror_dir) / INDEX_NAME
 
 
 def start_of(name: str) -> float | None:

@@ -17,6 +17,7 @@ PRUNE = PREFIX + "prune"
 VOLUME_PROBE = PREFIX + "volume probe"
 METRICS = PREFIX + "metrics "
 COVERAGE = PREFIX + "coverage"
+INDEX_WRITER = PREFIX + "index writer"
 
 
 
