@@ -51,17 +51,16 @@ _KEY = "%Y%m%d_%H%M%S"
 
 @dataclass(frozen=True)
 class Job:
-    """One segment to index, or an ffmpeg's end (``since`` and ``until`` set, wall clock)."""
+    """One complete segment (``name``), and, when ``until`` is set, the segments its ffmpeg opened
+    after it up to that wall-clock second that the worker may not have seen (its own check comes
+    once a second): the segment now open began after ``until`` (a segment done), or ffmpeg ended
+    then. Without a name the stretch starts at ``since``, ffmpeg's start."""
 
     mirror: Path
     camera: str
     name: str | None
     since: float | None = None
     until: float | None = None
-
-    @property
-    def ended(self) -> bool:
-        return self.since is not None and self.until is not None
 
     @property
     def directory(self) -> Path:
@@ -71,8 +70,7 @@ class Job:
 def encode_job(mirror: Path, camera: str, name: str | None, since: float | None = None, until: float | None = None) -> bytes:
     """The master's line to the writer for one job."""
     job: dict[str, Any] = {"mirror": str(mirror), "camera": camera, "name": name}
-    if since is not None and until is not None:
-        job.update(since=since, until=until)
+    job.update({key: value for key, value in (("since", since), ("until", until)) if value is not None})
     return json.dumps(job, separators=(",", ":"), ensure_ascii=True).encode("ascii") + b"\n"
 
 
@@ -98,8 +96,7 @@ def _job(line: bytes) -> Job | None:
         return None
     if name is not None and not (isinstance(name, str) and start_of(name) is not None):
         return None
-    times = [t for t in (since, until) if t is not None]
-    if any(not isinstance(t, int | float) or not math.isfinite(t) for t in times) or len(times) == 1:
+    if any(t is not None and (not isinstance(t, int | float) or not math.isfinite(t)) for t in (since, until)):
         return None
     return Job(Path(mirror), camera, name, since, until)
 
@@ -111,25 +108,31 @@ class IndexWriter:
                  open_index: Callable[[Path], SegmentIndex] = lambda mirror: SegmentIndex(mirror, make_dir=True)) -> None:
         self._probe = probe
         self._open_index = open_index
-        self.last: dict[str, str] = {}  # camera -> the last name indexed (a name is not written twice in a row)
+        # camera -> the last name probed and its row (a name is not probed twice in a row; its
+        # duration bounds where the next segment can begin)
+        self.last: dict[str, tuple[str, Row | None]] = {}
         self.failing: set[str] = set()  # cameras whose last write failed (logged once)
 
     def handle(self, jobs: list[Job]) -> None:
-        """One batch: the named segments first, then what ended ffmpegs left after them."""
-        self._index([(job, job.name) for job in jobs if job.name is not None])
-        self._index([(job, name) for job in jobs if job.ended for name in self._after_end(job)])
+        """One batch: the named segments first, then the ones their ffmpegs opened unseen."""
+        probed = self._index([(job, job.name) for job in jobs if job.name is not None])
+        self._index([(job, name) for job in jobs for name in self._unseen(job, probed)])
 
-    def _index(self, items: Iterable[tuple[Job, str]]) -> None:
+    def _index(self, items: Iterable[tuple[Job, str]]) -> dict[tuple[str, str], Row | None]:
+        """Probe and write; the rows by (camera, name), None for a segment that is gone."""
         found: dict[Path, dict[str, list[Row]]] = {}
+        probed: dict[tuple[str, str], Row | None] = {}
         for job, name in items:
-            if self.last.get(job.camera) == name:
-                continue
-            self.last[job.camera] = name
-            row = self._row(job.directory / name)
-            if row is not None:
-                found.setdefault(job.mirror, {}).setdefault(job.camera, []).append(row)
+            last, row = self.last.get(job.camera, ("", None))
+            if last != name:
+                row = self._row(job.directory / name)
+                self.last[job.camera] = (name, row)
+                if row is not None:
+                    found.setdefault(job.mirror, {}).setdefault(job.camera, []).append(row)
+            probed[(job.camera, name)] = row
         for mirror, rows in found.items():
             self._write(mirror, rows)
+        return probed
 
     def _row(self, path: Path) -> Row | None:
         info = self._probe(path)
@@ -161,20 +164,29 @@ class IndexWriter:
             logs.for_camera(camera).warning("cannot index segment %s: %s; recording goes on (logged once)", name, exc)
         self.failing.add(camera)
 
-    def _after_end(self, job: Job) -> list[str]:
-        """Segments ffmpeg opened after the one its worker last saw open: the worker looks once a
-        second, so one opened just before the end is unseen. A name is the second its segment
-        began, so they are looked up one by one, from the second after the last known segment (or
-        from ffmpeg's start) to its end; a longer stretch than :data:`LOOK_UP_LIMIT` (an ffmpeg
-        that wrote nothing the worker saw for minutes) lists the directory instead."""
-        assert job.since is not None and job.until is not None
+    def _unseen(self, job: Job, probed: dict[tuple[str, str], Row | None]) -> list[str]:
+        """Segments that began after the job's segment (or ffmpeg's start) and no later than
+        ``until``: the worker looks once a second, so a segment shorter than that (the first of a
+        run often is), or one opened just before ffmpeg ended, is never seen open. A name is the
+        second its segment began, so they are looked up one by one, from where the job's segment
+        ended (its playable seconds, less 2 s for names that drop fractions) or the second after
+        its start; a stretch longer than :data:`LOOK_UP_LIMIT` (an unplayable segment of an hour,
+        an ffmpeg that showed no segment for minutes) lists the directory instead."""
         known = start_of(job.name) if job.name is not None else None
-        low = math.floor(known + 1 if known is not None else job.since - 2)
-        high = math.floor(job.until)  # ffmpeg named its last segment before the worker saw it end
+        if job.until is None or (known is None and job.since is None):
+            return []
+        high = math.floor(job.until)
+        if known is None:
+            assert job.since is not None
+            low = math.floor(job.since - 2)
+        else:
+            low = math.floor(known) + 1
+            row = probed.get((job.camera, job.name or ""))
+            if row is not None and 0 < row.duration <= high + 2 - known:
+                low = max(low, math.floor(known + row.duration) - 2)  # the next began about when it ended
         try:
             if high - low >= LOOK_UP_LIMIT:
-                return sorted(n for n in segment_names(job.directory)
-                              if (job.name is None or n > job.name) and (parse_name(n) or 0) >= job.since - 2)
+                return sorted(n for n in segment_names(job.directory) if low <= (parse_name(n) or 0) <= high)
             names = (time.strftime(_KEY, time.gmtime(second)) + ".mp4" for second in range(low, high + 1))
             return [name for name in names if _is_file(job.directory / name)]
         except (OSError, OverflowError, ValueError):

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ..footage import index_writer
+from ..footage.segments import parse_name
 from ..plumbing import lifeline, logs, titles
 from ..plumbing.helper_child import HelperChild, exit_text
 from ..worker import backoff, ffmpeg, privileges
@@ -177,14 +178,16 @@ class IndexChild:
 
 
 def _job_line(directory: Path, event: Mapping[str, Any]) -> bytes:
-    """The writer's job for a worker's event, or b"" when the event is not one we know."""
+    """The writer's job for a worker's event, or b"" when the event is not one we know. A segment
+    done ends its job's look-ups before the segment now open began; an ffmpeg that ended, at its end."""
     kind, name, since, until = event.get(EVENT), event.get("name"), event.get("since"), event.get("until")
     if name is not None and not isinstance(name, str):
         return b""
-    if kind == SEGMENT_DONE and name:
-        return index_writer.encode_job(directory.parent, directory.name, name)
-    if kind == FFMPEG_ENDED and isinstance(since, int | float) and isinstance(until, int | float):
-        return index_writer.encode_job(directory.parent, directory.name, name, float(since), float(until))
+    since = float(since) if isinstance(since, int | float) else None
+    if kind == SEGMENT_DONE and isinstance(opened := event.get("next"), str) and (begun := parse_name(opened)):
+        return index_writer.encode_job(directory.parent, directory.name, name, since, begun - 1)
+    if kind == FFMPEG_ENDED and since is not None and isinstance(until, int | float):
+        return index_writer.encode_job(directory.parent, directory.name, name, since, float(until))
     return b""
 
 

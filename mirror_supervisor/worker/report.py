@@ -27,7 +27,7 @@ TRIMMABLE_FIELDS = ("last_error", "segment")
 ESSENTIAL_FIELDS = ("camera", "generation", "pid", "state")
 
 EVENT = "event"  # the key that makes a line an event for the segment index, not a report
-SEGMENT_DONE = "done"  # "name": ffmpeg moved on from it, so it is complete
+SEGMENT_DONE = "done"  # "name" (or null: none seen yet) is complete: ffmpeg opened "next"; "since": ffmpeg's start
 FFMPEG_ENDED = "ended"  # "name": the segment last seen open (or null); "since", "until": ffmpeg's run, wall clock
 
 
@@ -72,9 +72,12 @@ def _longest_tail(report: dict[str, Any], key: str, limit: int) -> str:
     return "..." + text[len(text) - low:] if low else "..."
 
 
-def segment_done(camera: str, generation: int, name: str) -> bytes:
-    """The line saying that ffmpeg moved on from ``name``: that segment is complete."""
-    return _event({"camera": camera, "generation": generation, EVENT: SEGMENT_DONE, "name": name})
+def segment_done(camera: str, generation: int, name: str | None, opened: str | None, since: float | None) -> bytes:
+    """The line saying that ffmpeg (started at ``since``, wall clock) moved on from ``name`` to
+    ``opened``: ``name`` is complete, and so is any segment between them (one shorter than the
+    worker's check, which it never saw open; without a ``name``, since ffmpeg's start)."""
+    return _event({"camera": camera, "generation": generation, EVENT: SEGMENT_DONE, "name": name, "next": opened,
+                   "since": None if since is None else round(since, 3)})
 
 
 def ffmpeg_ended(camera: str, generation: int, name: str | None, since: float, until: float) -> bytes:

@@ -205,8 +205,9 @@ class Worker:
         moved_on = self.names.follow(seen.segment, stepped_back)
         if self.names.problem != problem:
             self.last_error = self.names.problem
-        if moved_on and previous:  # the previous segment is complete: the master's index writer indexes it
-            send_line(self.spec.status_fd, segment_done(self.camera.id, self.spec.generation, previous))
+        if moved_on:  # the previous segment is complete: the master's index writer indexes it
+            send_line(self.spec.status_fd, segment_done(self.camera.id, self.spec.generation, previous,
+                                                        self.names.segment, self.ffmpeg_started))
         if moved_on or self.names.problem != problem:
             self._report()
 

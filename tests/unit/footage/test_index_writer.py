@@ -2,7 +2,7 @@
 
 The child process around it (its pipe, fork, respawn and stop) is master/index_child.py's, tested
 in tests/unit/master/test_index_child.py; with a real master and ffmpeg in
-tests/integration/test_index_writer.py.
+tests/integration/test_index_writer_child.py.
 """
 
 from __future__ import annotations
@@ -104,6 +104,30 @@ def test_a_long_stretch_after_an_end_is_listed_not_looked_up(tmp_path, monkeypat
     assert len(looked_up) == 3 and all(p.parent == cam for p in looked_up)
 
 
+def test_a_segment_the_worker_never_saw_open_is_found_between_the_done_one_and_the_next(tmp_path, monkeypatch):
+    """The worker looks once a second: a segment shorter than that (the first of a run often is)
+    is never seen open. A done segment's job reaches up to the second before the one now open;
+    names are looked up only from where the done segment ended (its own seconds say where)."""
+    cam = tmp_path / "cam"
+    fmp4.write_segment(cam / name_at(T0), 60.0)
+    fmp4.write_segment(cam / name_at(T0 + 59), 0.5)  # unseen: ffmpeg moved on from it within the second
+    fmp4.write_segment(cam / name_at(T0 + 60), 1.0)  # open now
+    looked_up: list[Path] = []
+    real = index_writer._is_file
+    monkeypatch.setattr(index_writer, "_is_file", lambda path: looked_up.append(path) or real(path))
+    IndexWriter().handle([Job(tmp_path, "cam", name_at(T0), None, T0 + 59)])
+    assert sorted(rows(tmp_path)) == [name_at(T0), name_at(T0 + 59)]
+    assert [p.name for p in looked_up] == [name_at(T0 + 58), name_at(T0 + 59)], "not the whole minute"
+
+
+def test_the_first_segment_of_a_run_unseen_is_found_from_ffmpeg_s_start(tmp_path):
+    cam = tmp_path / "cam"
+    for second in (-5, 0, 1):
+        fmp4.write_segment(cam / name_at(T0 + second), 1.0)
+    IndexWriter().handle([Job(tmp_path, "cam", None, since=T0 - 1, until=T0)])  # ffmpeg started at T0 - 1, opened T0 + 1
+    assert sorted(rows(tmp_path)) == [name_at(T0)]
+
+
 def test_named_segments_of_a_batch_go_before_the_look_ups_after_ends(tmp_path):
     """At a stop every camera's last job comes at once, and the writer has only a moment: each
     camera's last known segment is written before any look-up for later ones."""
@@ -147,7 +171,7 @@ def test_jobs_are_decoded_only_when_every_part_is_what_the_master_sends(tmp_path
         index_writer.encode_job(tmp_path, ".mirror-supervisor", name_at(T0)),
         index_writer.encode_job(tmp_path, "cam", "../../etc/passwd"),
         index_writer.encode_job(tmp_path, "cam", "notes.txt"),
-        json.dumps({"mirror": str(tmp_path), "camera": "cam", "name": None, "since": T0}).encode() + b"\n",
+        json.dumps({"mirror": str(tmp_path), "camera": "cam", "name": None, "until": [T0]}).encode() + b"\n",
         json.dumps({"mirror": str(tmp_path), "camera": "cam", "name": None, "since": "x", "until": 1}).encode() + b"\n",
         b'{"mirror": "/m", "camera": "cam", "name": null, "since": NaN, "until": 1}\n',
         b"[1, 2]\n",
@@ -156,7 +180,6 @@ def test_jobs_are_decoded_only_when_every_part_is_what_the_master_sends(tmp_path
     jobs, rest = index_writer.decode_jobs(b"".join([good, *bad, ended]) + good[:10])
     assert jobs == [Job(tmp_path, "cam", name_at(T0)), Job(tmp_path, "cam", None, T0, T0 + 1)]
     assert rest == good[:10]
-    assert jobs[1].ended and not jobs[0].ended
     assert index_writer.decode_jobs(b"x" * (index_writer.MAX_LINE + 1)) == ([], b""), "a runaway line is dropped"
 
 

@@ -2,7 +2,7 @@
 a real pipe, the child's fork, respawn and stop on a fake clock, and the master's loop wired to it.
 
 The writer's own work is tested in tests/unit/footage/test_index_writer.py; a real master, ffmpeg
-and camera in tests/integration/test_index_writer.py.
+and camera in tests/integration/test_index_writer_child.py.
 """
 
 from __future__ import annotations
@@ -34,6 +34,17 @@ from mirror_supervisor.worker.ffmpeg import SEGMENT_PATTERN
 class Slot:
     def __init__(self, mirror: Path, camera: str, generation: int = 3) -> None:
         self.worker = Worker(100, generation, ("ffmpeg", "-i", "x", str(mirror / camera / SEGMENT_PATTERN)), 0.0)
+
+
+def done(camera: str, generation: int, name: str) -> bytes:
+    """The worker's line when ffmpeg moved on from ``name`` to the segment 2 s later."""
+    opened = time.strftime("%Y%m%d_%H%M%S.mp4", time.gmtime(index.start_of(name) + 2))
+    return report.segment_done(camera, generation, name, opened, 1.8e9)
+
+
+def until_of(name: str) -> float:
+    """A done job's look-ups end before the segment opened next began."""
+    return index.start_of(name) + 2 - 1
 
 
 def event(line: bytes) -> dict:
@@ -69,12 +80,13 @@ def test_events_become_jobs_for_the_directory_the_worker_records_into(tmp_path, 
     slot = Slot(tmp_path, "cam")
     assert not ix.took({"camera": "cam", "generation": 3, "state": "recording"}, slot), "a report is the master's"
     assert ix.fds == (), "no pipe before the first job"
-    assert ix.took(event(report.segment_done("cam", 3, "20261125_100000.mp4")), slot)
+    assert ix.took(event(done("cam", 3, "20261125_100000.mp4")), slot)
     assert ix.took(event(report.ffmpeg_ended("cam", 3, None, 1.8e9, 1.8e9 + 5)), slot)
-    assert ix.took(event(report.segment_done("cam", 2, "20261125_100002.mp4")), slot), "an older generation's: ignored"
-    assert ix.took(event(report.segment_done("gone", 3, "20261125_100002.mp4")), None)
+    assert ix.took(event(done("cam", 2, "20261125_100002.mp4")), slot), "an older generation's: ignored"
+    assert ix.took(event(done("gone", 3, "20261125_100002.mp4")), None)
     jobs, rest = index_writer.decode_jobs(drain(ix.fds[0]))
-    assert rest == b"" and jobs == [index_writer.Job(tmp_path, "cam", "20261125_100000.mp4"),
+    first = "20261125_100000.mp4"
+    assert rest == b"" and jobs == [index_writer.Job(tmp_path, "cam", first, 1.8e9, until_of(first)),
                                      index_writer.Job(tmp_path, "cam", None, 1.8e9, 1.8e9 + 5)]
 
 
@@ -82,10 +94,10 @@ def test_worker_lines_are_atomic_and_never_block(tmp_path):
     read_end, write_end = os.pipe2(os.O_NONBLOCK)
     try:
         sent = 0
-        while report.send_line(write_end, report.segment_done("cam", 1, "20261125_100000.mp4")):
+        while report.send_line(write_end, done("cam", 1, "20261125_100000.mp4")):
             sent += 1
-        assert sent > 100 and not report.send_line(write_end, report.segment_done("cam", 1, "20261125_100000.mp4"))
-        assert report.segment_done("c" * 4000, 1, "20261125_100000.mp4") == b"", "never a line that could interleave"
+        assert sent > 100 and not report.send_line(write_end, done("cam", 1, "20261125_100000.mp4"))
+        assert done("c" * 4000, 1, "20261125_100000.mp4") == b"", "never a line that could interleave"
         lines = os.read(read_end, 1 << 20).split(b"\n")
         assert all(json.loads(line)[report.EVENT] == report.SEGMENT_DONE for line in lines[:-1]) and lines[-1] == b""
     finally:
@@ -98,16 +110,16 @@ def test_a_full_pipe_drops_jobs_logged_once_and_their_return_is_logged_once(tmp_
     ix, slot = child(), Slot(tmp_path, "cam")
     with caplog.at_level(logging.INFO):
         for n in range(200):
-            ix.took(event(report.segment_done("cam", 3, f"20261125_10{n // 60:02d}{n % 60:02d}.mp4")), slot)
+            ix.took(event(done("cam", 3, f"20261125_10{n // 60:02d}{n % 60:02d}.mp4")), slot)
         assert ix.dropped > 100
         stuck = [r for r in caplog.records if "stuck or behind" in r.getMessage()]
         assert len(stuck) == 1
         os.read(ix.fds[0], 1000)  # the writer takes a few: not enough room to say it moves again
-        ix.took(event(report.segment_done("cam", 3, "20261125_110000.mp4")), slot)
+        ix.took(event(done("cam", 3, "20261125_110000.mp4")), slot)
         assert not any("takes segment events again" in r.getMessage() for r in caplog.records)
         drain(ix.fds[0])
         dropped = ix.dropped
-        ix.took(event(report.segment_done("cam", 3, "20261125_110001.mp4")), slot)
+        ix.took(event(done("cam", 3, "20261125_110001.mp4")), slot)
     again = [r.getMessage() for r in caplog.records if "takes segment events again" in r.getMessage()]
     assert len(again) == 1 and f"{dropped} were dropped" in again[0] and ix.dropped == 0
     assert [job.name for job in index_writer.decode_jobs(drain(ix.fds[0]))[0]] == ["20261125_110001.mp4"]
@@ -118,7 +130,7 @@ def test_the_writer_is_forked_at_the_first_job_and_again_after_a_back_off(tmp_pa
     ix = child(system)
     ix.tick((), tmp_path)
     assert system.forked == [] and ix.next_deadline() is None, "nothing to write, no writer"
-    ix.took(event(report.segment_done("cam", 3, "20261125_100000.mp4")), Slot(tmp_path, "cam"))
+    ix.took(event(done("cam", 3, "20261125_100000.mp4")), Slot(tmp_path, "cam"))
     ix.tick((), tmp_path)
     assert system.forked == [100] and ix.pids() == {100} and ix.next_deadline() is None
     system.now += 5
@@ -138,7 +150,7 @@ def test_the_writer_is_forked_at_the_first_job_and_again_after_a_back_off(tmp_pa
 def test_at_a_stop_the_writer_gets_its_moment_after_the_last_worker_then_sigkill(tmp_path, child):
     system = FakeSystem()
     ix = child(system)
-    ix.took(event(report.segment_done("cam", 3, "20261125_100000.mp4")), Slot(tmp_path, "cam"))
+    ix.took(event(done("cam", 3, "20261125_100000.mp4")), Slot(tmp_path, "cam"))
     ix.tick((), tmp_path)
     writers_copy = os.dup(ix.fds[0])  # what the forked writer holds
     try:
@@ -166,7 +178,7 @@ def test_at_a_stop_the_writer_gets_its_moment_after_the_last_worker_then_sigkill
 def test_a_stop_forks_a_writer_for_jobs_that_have_none(tmp_path, child):
     system = FakeSystem()
     ix = child(system)
-    ix.took(event(report.segment_done("cam", 3, "20261125_100000.mp4")), Slot(tmp_path, "cam"))
+    ix.took(event(done("cam", 3, "20261125_100000.mp4")), Slot(tmp_path, "cam"))
     ix.stop(False, (), tmp_path)
     assert system.forked == [100] and ix.fds == ()
     other = child(FakeSystem())
@@ -208,7 +220,7 @@ def test_a_writer_stuck_on_the_index_never_holds_up_the_master(tmp_path, child, 
             return pid
 
     ix, slot = child(Real()), Slot(tmp_path, "cam")
-    ix.took(event(report.segment_done("cam", 3, names[0])), slot)
+    ix.took(event(done("cam", 3, names[0])), slot)
     ix.tick((), tmp_path)
     (pid,) = ix.pids()
     try:
@@ -216,7 +228,7 @@ def test_a_writer_stuck_on_the_index_never_holds_up_the_master(tmp_path, child, 
         began = time.monotonic()
         with caplog.at_level(logging.INFO):
             for name in names[1:-1]:
-                ix.took(event(report.segment_done("cam", 3, name)), slot)
+                ix.took(event(done("cam", 3, name)), slot)
             assert time.monotonic() - began < 0.5, "took() never waits for the writer"
             assert ix.dropped > 0 and sum("stuck or behind" in r.getMessage() for r in caplog.records) == 1
             holder.kill()  # the lock goes with it (its pipes' ends are in the writer too: no end of file)
@@ -225,7 +237,7 @@ def test_a_writer_stuck_on_the_index_never_holds_up_the_master(tmp_path, child, 
             while ix._room() is False or drained_not(ix):  # noqa: SLF001
                 assert time.monotonic() < deadline
                 time.sleep(0.1)
-            ix.took(event(report.segment_done("cam", 3, names[-1])), slot)
+            ix.took(event(done("cam", 3, names[-1])), slot)
             assert any("takes segment events again" in r.getMessage() for r in caplog.records)
         ix.stop(False, (), tmp_path)
         _, status = os.waitpid(pid, 0)
@@ -290,14 +302,15 @@ def test_the_master_forwards_events_and_stops_the_writer_after_its_workers(loop,
     (worker,) = system.forked
     generation = master.slots["cam"].worker.generation
     lines.append(report.encode_report({"camera": "cam", "generation": generation, "pid": worker, "state": "recording"})
-                 + report.segment_done("cam", generation, "20261125_100000.mp4"))
+                 + done("cam", generation, "20261125_100000.mp4"))
     master.step()
     assert master.slots["cam"].worker.report["state"] == "recording", "a report is still the slot's"
     writer = master.index.child.pid
     assert writer is not None and system.forked == [worker, writer]
     copy = os.dup(master.index.fds[0])
     try:
-        assert index_writer.decode_jobs(drain(copy))[0] == [index_writer.Job(mirror, "cam", "20261125_100000.mp4")]
+        assert index_writer.decode_jobs(drain(copy))[0] == [
+            index_writer.Job(mirror, "cam", "20261125_100000.mp4", 1.8e9, until_of("20261125_100000.mp4"))]
         system.signals = [signal.SIGTERM]
         assert master.run() == 0
         jobs = index_writer.decode_jobs(drain(copy))[0]

@@ -4,7 +4,7 @@ A worker does not open the index: the master's index writer child writes every c
 Each module a worker imports costs every camera the pages it touches; sqlite3, a connection and
 its caches were about 0.9 MiB per worker. Checked in a fresh interpreter, which is what a worker
 forked from a small zygote sees (a worker forked from the full master inherits the master's
-modules, but touches none of sqlite3's pages: tests/integration/test_index_writer.py).
+modules, but touches none of sqlite3's pages: tests/integration/test_index_writer_child.py).
 """
 
 from __future__ import annotations
