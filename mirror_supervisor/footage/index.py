@@ -2,11 +2,11 @@
 
 A cache, never a source of truth. It lives next to the footage it describes, in
 ``<mirror_dir>/.mirror-supervisor/index.sqlite3`` (plus SQLite's ``-wal`` and ``-shm``), so it
-survives reboots with the files and never names another volume's. The directory is the workers':
-with ``--user`` the mirror dir may stay root's, so a worker, before it gives up root, creates
-``.mirror-supervisor`` and gives it to that user (:mod:`privileges`), as it does its camera
-directory. Only workers create the directory; anyone else (``coverage``, ``status``, the pruner)
-writes into it only when it exists. Root uses it with the owner's rights only (:mod:`owner`):
+survives reboots with the files and never names another volume's. The directory is the workers'
+user's: with ``--user`` the mirror dir may stay root's, so a worker (and the index writer), before
+it gives up root, creates ``.mirror-supervisor`` and gives it to that user (:mod:`privileges`), as
+a worker does its camera directory. Only they create the directory; anyone else (``coverage``,
+``status``, the pruner) writes into it only when it exists. Root uses it with the owner's rights only (:mod:`owner`):
 the owner can swap any name in it at any instant, and SQLite opens the database, ``-wal``,
 ``-shm`` and journals by name whenever it likes, so a check before the open could always be
 raced; with the owner's rights a swapped name leads to nothing the owner could not change anyway,
@@ -16,14 +16,15 @@ deleted at any time: ``coverage`` re-reads any segment whose row is missing or w
 mtime differ from the file's (:mod:`coverage`), and fills the row in. The pruner never reads it;
 it only removes the rows of the files it deleted. It is not the NVR's database and never touches it.
 
-Writers: every worker, when ffmpeg moves on to a new segment or ends, indexes the segment it just
-finished (:mod:`index_writer`, in a thread of its own: the worker's loop never waits on the index):
-the file's boxes are parsed (:mod:`mp4`, a few small reads), then one short transaction. Hundreds
-of workers may write at once, so the database is in WAL mode (readers never block writers) with a
-short busy timeout, ``synchronous=NORMAL`` (no fsync per commit; a crash can lose the last rows,
-which are rebuilt from the files), and no connection is held between segments (nothing stays open
-on the mirror volume). A write that fails is logged once and recording goes on: the index must
-never stop footage.
+Writers: one child of the master, the index writer (:mod:`index_writer`), writes the rows of every
+camera's complete segments, which the workers name on their report pipe: the file's boxes are
+parsed (:mod:`mp4`, a few small reads), then one short transaction per camera and batch. The
+coverage child, ``coverage`` and the pruner write too, so the database is in WAL mode (readers
+never block writers) with a short busy timeout, ``synchronous=NORMAL`` (no fsync per commit; a
+crash can lose the last rows, which are rebuilt from the files), and no connection is held between
+batches (nothing stays open on the mirror volume). A write that fails is logged once and recording
+goes on: the index must never stop footage. No worker imports this module (its place, for
+``--user``, is in :mod:`index_paths`).
 
 Schema (``user_version`` 1)::
 
@@ -51,11 +52,13 @@ from typing import Any
 from ..plumbing import owner
 from ..plumbing.files import STATUS_MODE
 from . import mp4
+from .index_paths import INDEX_DIR as INDEX_DIR  # the place, also for those who import it from here
+from .index_paths import INDEX_DIR_MODE as INDEX_DIR_MODE
+from .index_paths import INDEX_NAME as INDEX_NAME
+from .index_paths import index_dir as index_dir
+from .index_paths import index_path as index_path
 from .segments import SEGMENT_OR_MOVED, name_epoch
 
-INDEX_DIR = ".mirror-supervisor"  # not a camera id: ids never start with a dot
-INDEX_NAME = "index.sqlite3"
-INDEX_DIR_MODE = 0o750
 INDEX_MODE = STATUS_MODE  # 0640: like the status file (the group that runs `status` may read it)
 BUSY_TIMEOUT_MS = 2000  # one row per segment per camera: waits are short even with hundreds
 SCHEMA_VERSION = 1
@@ -90,14 +93,6 @@ class Row:
 
 class IndexError_(Exception):
     """The index cannot be opened or written (the caller decides whether that matters)."""
-
-
-def index_dir(mirror_dir: Path) -> Path:
-    return Path(mirror_dir) / INDEX_DIR
-
-
-def index_path(mirror_dir: Path) -> Path:
-    return index_dir(mirror_dir) / INDEX_NAME
 
 
 def start_of(name: str) -> float | None:

@@ -24,6 +24,7 @@ from ..cluster import health, rules, watcher
 from ..cluster.membership import Membership
 from ..cluster.ranking import Lines
 from ..plumbing import logs
+from ..plumbing.helper_child import HelperChild
 from ..worker import backoff
 from .complete_segments import CompleteSegments
 from .states import SlotState
@@ -61,12 +62,12 @@ class Node:
         self.plan = rules.Plan()
         self.mine: frozenset[str] = frozenset()  # cameras recorded here with a complete segment
         self.healthy = True
-        self.watcher_pid: int | None = None
-        self.watcher_at = self.watcher_started = 0.0
-        self.watcher_delay = 0.0
+        self.watcher = HelperChild("peer watcher", backoff.worker_respawn_delay, backoff.SPAWN_FAILED_DELAY, self.log)
         self.next_read = 0.0
         self._extra_since: dict[str, float] = {}
         self._warned: set[str] = set()
+
+    watcher_pid = property(lambda self: self.watcher.pid)  # the peer watcher's, while it runs
 
     # -- the wanted set ------------------------------------------------------------------------
 
@@ -170,45 +171,32 @@ class Node:
         if not self.enabled or self.peers is None:
             return None
         moments = [self.next_read, self.health.next_write if self.health else float("inf")]
-        if self.watcher_pid is None:
-            moments.append(self.watcher_at)
+        if (due := self.watcher.next_deadline()) is not None:
+            moments.append(due)
         return min(moments)
 
     # -- the watcher child ---------------------------------------------------------------------
 
     def _keep_watcher(self, now: float, fork: Fork, fds: tuple[int, ...]) -> None:
-        if self.watcher_pid is not None:
+        if self.watcher.pid is not None:
             moved = self.membership.watcher_now
-            if now - max(self.watcher_started, moved or 0.0) > WATCHER_STALE:
-                self.log.error("peer watcher pid=%d has not reported for %.0fs; killing it", self.watcher_pid, WATCHER_STALE)
-                self.system.kill(self.watcher_pid, signal.SIGKILL)
-                self.watcher_started = now  # reaped later; not killed again meanwhile
+            if now - max(self.watcher.started, moved or 0.0) > WATCHER_STALE:
+                self.log.error("peer watcher pid=%d has not reported for %.0fs; killing it", self.watcher.pid, WATCHER_STALE)
+                self.system.kill(self.watcher.pid, signal.SIGKILL)
+                self.watcher.started = now  # reaped later; not killed again meanwhile
             return
-        if now < self.watcher_at or self.peers is None:
+        if not self.watcher.due(now) or self.peers is None:
             return
         peers = [(i, host, port) for i, (host, port) in enumerate(self.peers) if i != self.me]
         out, master_pid, hosts, copies, timeout = str(self.state_dir / watcher.FILE), os.getpid(), self.hosts, \
             self.copies, self.ask_timeout
-        self.watcher_started = now
-        try:
-            self.watcher_pid = fork(lambda: watcher.watch_main(peers, hosts, copies, timeout, out, fds, master_pid))
-        except OSError as exc:
-            self.log.error("cannot fork the peer watcher: %s", exc.strerror)
-            self.watcher_at = now + backoff.SPAWN_FAILED_DELAY
+        self.watcher.start(now, fork, lambda: watcher.watch_main(peers, hosts, copies, timeout, out, fds, master_pid))
 
     def reaped(self, pid: int, code: int) -> bool:
-        if pid != self.watcher_pid or pid is None:
-            return False
-        now = self.system.monotonic()
-        self.watcher_pid = None
-        self.watcher_delay = backoff.worker_respawn_delay(self.watcher_delay, now - self.watcher_started)
-        self.watcher_at = now + self.watcher_delay
-        self.log.warning("peer watcher pid=%d exited (%s); starting another in %.0fs", pid,
-                         f"signal {-code}" if code < 0 else f"status {code}", self.watcher_delay)
-        return True
+        return self.watcher.reaped(pid, code, self.system.monotonic())
 
     def pids(self) -> set[int]:
-        return {self.watcher_pid} if self.watcher_pid is not None else set()
+        return self.watcher.pids()
 
     def remove_files(self) -> None:
         """At a clean stop: peers must not read a stale document as ours (the listener goes too)."""

@@ -28,7 +28,8 @@ from ..worker.report import decode_reports
 from ..worker.worker import WorkerSpec, default_stall_timeout
 from . import notify, publish
 from .cluster_node import Node as ClusterNode
-from .prune_schedule import PRUNE_TIMEOUT, PruneSchedule
+from .index_child import IndexChild
+from .prune_schedule import PruneSchedule
 from .slot import CameraSlot, SlotState, Worker, apply_wanted
 from .system import System
 from .wanted import CameraSource, Wanted
@@ -58,6 +59,7 @@ class Master:
         now = self.system.monotonic()
         self.started = self.system.time()
         self.cluster = self.metrics.cluster = ClusterNode(settings, self.system, self.slots)  # --shard: this host's share
+        self.index = IndexChild(self.system, settings.user)  # the segment index writer child, fed from the reports
         self.next_poll = 0.0
         self.pruner = PruneSchedule(settings.prune_interval, now)
         self.probe = volume.VolumeProbe(now)
@@ -134,6 +136,7 @@ class Master:
         self._maybe_prune(now)
         self._maybe_probe_volume(now)
         self.metrics.tick(now, self.system.fork, self._inherited_fds())
+        self.index.tick(self._inherited_fds(), self.settings.mirror_dir)
 
     def _guarded(self, step: Callable[[], None]) -> bool:
         """Run one step; an unexpected error is logged once and the loop carries on after a pause."""
@@ -171,11 +174,12 @@ class Master:
             now = self.system.monotonic()
             if now >= give_up:
                 groups = set(self.by_pid) | {s.leftover for s in self.slots.values() if s.leftover}
-                lifeline.report_stuck(self.log, groups, self._helpers())
+                lifeline.report_stuck(self.log, groups, self._helpers() | self.index.pids())
                 break
             try:
                 self._reap()
                 self._converge()
+                self.index.stop(bool(self.by_pid), self._inherited_fds(), self.settings.mirror_dir)  # after the workers
                 if not self._children_left():
                     break
                 self._publish()
@@ -192,7 +196,7 @@ class Master:
         return {pid for pid in (self.pruner.pid, self.probe.pid) if pid is not None} | self.metrics.pids() | self.cluster.pids()
 
     def _children_left(self) -> bool:
-        return bool(self.by_pid or any(s.leftover for s in self.slots.values()) or self._helpers())
+        return bool(self.by_pid or any(s.leftover for s in self.slots.values()) or self._helpers() or self.index.pids())
 
     # -- signals and deadlines ----------------------------------------------------------------
 
@@ -214,7 +218,7 @@ class Master:
         """Until the earliest moment a step will act on; a long run of zero timeouts all the same
         (a bug) is logged once and slowed down: it costs latency, not a core."""
         now = self.system.monotonic()
-        moments = [] if self._slots_due is None else [self._slots_due]
+        moments = [d for d in (self._slots_due, self.index.next_deadline()) if d is not None]
         if (moment := self.pacing.next_moment()) is not None:
             moments.append(moment)
         if self.probe.pid is not None and self.probe.problem is None:
@@ -308,13 +312,14 @@ class Master:
 
     def _inherited_fds(self) -> tuple[int, ...]:
         """The master's own descriptors, which a child closes (the report pipe's write end stays)."""
-        return (*self.system.own_fds, self._reports_r)
+        return (*self.system.own_fds, self._reports_r, *self.index.fds)
 
     # -- reaping ------------------------------------------------------------------------------
 
     def _reap(self) -> bool:
         """Reap every exited child; True when a worker was among them (its slot changed)."""
         workers = False
+        self._read_reports()  # a worker's last lines (its last segments) before its exit is taken
         while (exited := self.system.reap()) is not None:
             pid, code = exited
             slot = self.by_pid.pop(pid, None)
@@ -330,30 +335,21 @@ class Master:
                 self.pruner.ended()
                 if code != 0:
                     self.log.warning("prune pass ended with %s", code)
-            elif not self.source.reaped(pid) and not self.cluster.reaped(pid, code):  # metrics, or a dead worker's ffmpeg
-                self.metrics.reaped(pid, code, self.system.monotonic())
+            elif not (self.source.reaped(pid) or self.cluster.reaped(pid, code) or self.index.reaped(pid, code)):
+                self.metrics.reaped(pid, code, self.system.monotonic())  # metrics, or a dead worker's ffmpeg
         return workers
 
     # -- helpers: retention, the volume, leftovers ---------------------------------------------
 
     def _maybe_prune(self, now: float) -> None:
         """A retention pass in a child (not a thread: the master forks), handed the master's view of
-        the table (one caught mid-migration cannot shorten a retention). A pass past its deadline is
-        stuck (``prune_schedule``): named and SIGKILLed (a hard-mounted share's wait is killable)."""
-        if (stuck := self.pruner.pid) is not None and self.pruner.overdue(now):
-            self.log.error("prune pass pid=%d still running after %.0fs (%s); killing it: nothing is pruned "
-                           "until a pass completes", stuck, PRUNE_TIMEOUT, lifeline.describe(stuck))
-            self.system.kill(stuck, signal.SIGKILL)
-        if not self.pruner.due(now, self.settings.prune_interval):
-            return
+        the table (one caught mid-migration cannot shorten a retention); one stuck past its deadline
+        is killed (``prune_schedule``)."""
         rows, columns, master_pid, fds = self.wanted.rows, self.source.columns, os.getpid(), self._inherited_fds()
-        mirror_dir, pid = self.settings.mirror_dir, None
+        mirror_dir = self.settings.mirror_dir
         assert mirror_dir is not None
-        try:
-            pid = self.system.fork(lambda: prune.child_main(rows, mirror_dir, fds, master_pid, columns=columns))
-        except OSError as exc:
-            self.log.error("cannot fork the pruner: %s", exc)
-        self.pruner.started(pid, now, self.settings.prune_interval)
+        self.pruner.tick(now, self.settings.prune_interval, self.system, self.log,
+                         lambda: prune.child_main(rows, mirror_dir, fds, master_pid, columns=columns))
 
     def _maybe_probe_volume(self, now: float) -> None:
         if self.probe.overdue(now, self.settings.mirror_dir, self.system.time()):
@@ -378,6 +374,8 @@ class Master:
         reports, self._reports_buffer = decode_reports(self._reports_buffer)
         for report in reports:
             slot = self.slots.get(report["camera"])
+            if self.index.took(report, slot):  # a segment is complete: for the index writer, not a report
+                continue
             before = slot.worker.report if slot is not None and slot.worker is not None else {}
             if slot is not None and slot.take_report(report):
                 self.cluster.took_report(report)  # which cameras have a complete segment

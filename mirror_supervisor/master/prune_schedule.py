@@ -9,6 +9,13 @@ and SIGKILLs it, and the next pass starts as soon as the old one is reaped.
 
 from __future__ import annotations
 
+import logging
+import signal
+from collections.abc import Callable
+from typing import Any
+
+from ..plumbing import lifeline
+
 PRUNE_FIRST_DELAY = 30.0  # the first pass soon after start, not a whole interval later
 # A pass over 100 cameras x 1,440 files takes about 1.5 s: one still running after half an hour is
 # stuck in the kernel (a hung volume), not slow.
@@ -26,6 +33,22 @@ class PruneSchedule:
         self.next_at = now + min(interval, PRUNE_FIRST_DELAY)
         self.pid: int | None = None
         self.deadline = NEVER
+
+    def tick(self, now: float, interval: float, system: Any, log: logging.LoggerAdapter, child: Callable[[], int]) -> None:
+        """Every pass: a pass past its deadline is stuck, named and SIGKILLed (a hard-mounted
+        share's wait is killable); a due one is forked (``system``: the master's fork and kill)."""
+        if (stuck := self.pid) is not None and self.overdue(now):
+            log.error("prune pass pid=%d still running after %.0fs (%s); killing it: nothing is pruned "
+                      "until a pass completes", stuck, PRUNE_TIMEOUT, lifeline.describe(stuck))
+            system.kill(stuck, signal.SIGKILL)
+        if not self.due(now, interval):
+            return
+        pid = None
+        try:
+            pid = system.fork(child)
+        except OSError as exc:
+            log.error("cannot fork the pruner: %s", exc)
+        self.started(pid, now, interval)
 
     def due(self, now: float, interval: float) -> bool:
         return interval > 0 and self.pid is None and now >= self.next_at

@@ -43,6 +43,7 @@ from .. import __version__
 from ..cameras import cache as camera_cache
 from ..plumbing import lifeline, logs, volume
 from ..plumbing.files import STATUS_MODE
+from ..plumbing.helper_child import HelperChild
 from ..settings import Settings
 from ..worker import backoff
 from .children import Footage, coverage_main, probe_main, serve_main
@@ -176,13 +177,14 @@ class Exporter:
         self.table: dict[str, Any] | None = None  # where the camera table comes from (camera_cache.py)
         self.free_bytes: int | None = None
         self.next_write = 0.0
-        self.server_pid: int | None = None
-        self.server_at = self.server_started = 0.0
-        self.server_delay = 0.0
+        self.server = HelperChild("metrics server", backoff.worker_respawn_delay, backoff.SPAWN_FAILED_DELAY, self.log)
         self._probe_sequence = 0
         self._probe_final: dict[str, list[str]] = {}
         self.outputs = Outputs(self.log)
         self.cluster: Any = None  # with --shard: the master's cluster node, whose families are added (cluster/)
+
+    server_pid = property(lambda self: self.server.pid)  # the HTTP child's, while it runs
+    server_at = property(lambda self: self.server.at)  # when the next HTTP child may be forked
 
     @property
     def enabled(self) -> bool:
@@ -264,8 +266,8 @@ class Exporter:
         if not self.enabled:
             return None
         moments = [self.next_write]
-        if self.settings.metrics_listen is not None and self.server_pid is None:
-            moments.append(self.server_at)
+        if self.settings.metrics_listen is not None and (due := self.server.next_deadline()) is not None:
+            moments.append(due)
         if self._measures_coverage:
             moments.append(self.coverage.next_deadline())
         return min(moments)
@@ -276,7 +278,7 @@ class Exporter:
 
     def pids(self) -> set[int]:
         """The children this exporter forked and has not reaped yet."""
-        return {pid for pid in (self.server_pid, self.coverage.pid) if pid is not None}
+        return self.server.pids() | ({self.coverage.pid} if self.coverage.pid is not None else set())
 
     def tick(self, now: float, fork: Callable[[Callable[[], int]], int], fds: tuple[int, ...]) -> None:
         """Write the exposition when due; fork the HTTP child when it is wanted and not running."""
@@ -288,14 +290,9 @@ class Exporter:
         if self._measures_coverage:
             self.coverage.tick(now, fork, lambda sequence: self._coverage_child(sequence, fds), self.log)
         listen = self.settings.metrics_listen
-        if listen is not None and self.server_pid is None and now >= self.server_at:
-            self.server_started = now
+        if listen is not None and self.server.due(now):
             served, master_pid = str(Path(self.settings.state_dir) / SERVED_FILE), os.getpid()
-            try:
-                self.server_pid = fork(lambda: serve_main(listen[0], listen[1], served, fds, master_pid))
-            except OSError as exc:
-                self.log.error("cannot fork the metrics server: %s", exc.strerror)
-                self.server_at = now + backoff.SPAWN_FAILED_DELAY
+            self.server.start(now, fork, lambda: serve_main(listen[0], listen[1], served, fds, master_pid))
 
     def _coverage_child(self, sequence: int, fds: tuple[int, ...]) -> Callable[[], int]:
         directory, cameras = str(self.settings.mirror_dir), sorted(self.cameras)
@@ -307,14 +304,7 @@ class Exporter:
         taken), or the HTTP child (another is forked after the workers' back-off)."""
         if self.coverage.reaped(pid, code, now, Path(self.settings.state_dir) / COVERAGE_FILE, self.log):
             return True
-        if pid != self.server_pid:
-            return False
-        self.server_pid = None
-        self.server_delay = backoff.worker_respawn_delay(self.server_delay, now - self.server_started)
-        self.server_at = now + self.server_delay
-        self.log.warning("metrics server pid=%d exited (%s); starting another in %.0fs", pid,
-                         f"signal {-code}" if code < 0 else f"status {code}", self.server_delay)
-        return True
+        return self.server.reaped(pid, code, now)
 
     def remove_files(self) -> None:
         """At a clean stop: no stale numbers claim that cameras record (README, "Metrics")."""

@@ -18,6 +18,7 @@ VOLUME_PROBE = PREFIX + "volume probe"
 METRICS = PREFIX + "metrics "
 COVERAGE = PREFIX + "coverage"
 TIMELINES = PREFIX + "timelines"  # the status page's reader, a child of the listener (web/reader.py)
+INDEX_WRITER = PREFIX + "index writer"
 
 
 

@@ -68,6 +68,12 @@ def camera_dir(mirror_dir: Path, camera_id: str) -> Path:
     return Path(mirror_dir) / camera_id
 
 
+def output_dir(argv: tuple[str, ...]) -> Path:
+    """The camera directory a :func:`build_command` argv records into (its last argument is the
+    segment pattern there): how the master knows where a worker's segments are."""
+    return Path(argv[-1]).parent
+
+
 def input_name(camera: Camera) -> str:
     """The ffconcat script's file name: the camera id and a keyed digest of its URL."""
     assert camera.url is not None

@@ -10,17 +10,31 @@ from __future__ import annotations
 
 import os
 import pwd
+import signal
 from pathlib import Path
 from typing import Any
 
-from ..footage.index import INDEX_DIR_MODE, index_dir
+from ..footage.index_paths import INDEX_DIR_MODE, index_dir
 from ..plumbing import lifeline
 
 
 def become_user(name: str | None, directory: Path, master_pid: int, log: Any) -> str | None:
-    """Switch this process to ``name`` for good; None when done (or nothing to do), else why not.
+    """A worker: switch this process to ``name`` for good; None when done (or nothing to do), else
+    why not. Its camera directory and the segment index's directory are made the user's first."""
+    return _become(name, [(directory, 0o777), (index_dir(directory.parent), INDEX_DIR_MODE)], master_pid, log,
+                   signal.SIGTERM)
 
-    Groups first (the user's own and supplementary ones), then the gid, then the uid, so nothing
+
+def become_index_user(name: str | None, mirror_dir: Path | None, master_pid: int, log: Any) -> str | None:
+    """The master's segment index writer: like a worker, it writes the index and parses segments
+    as ``name``, never as root; the index's directory is made the user's first (the workers do
+    so too). It dies with the master by SIGKILL, as every helper does."""
+    give = [(index_dir(mirror_dir), INDEX_DIR_MODE)] if mirror_dir is not None else []
+    return _become(name, give, master_pid, log, signal.SIGKILL)
+
+
+def _become(name: str | None, give: list[tuple[Path, int]], master_pid: int, log: Any, death: int) -> str | None:
+    """Groups first (the user's own and supplementary ones), then the gid, then the uid, so nothing
     of root's is kept. The kernel clears the parent-death signal when credentials change, so it
     is asked for again.
     """
@@ -35,15 +49,15 @@ def become_user(name: str | None, directory: Path, master_pid: int, log: Any) ->
     if os.geteuid() != 0:
         return (f"--user {name!r}: cannot switch user as uid {os.geteuid()} "
                 "(run the master as root or as that user)")
-    _give_directory(directory, user, log)
-    _give_directory(index_dir(directory.parent), user, log, mode=INDEX_DIR_MODE)  # the segment index's
+    for directory, mode in give:
+        _give_directory(directory, user, log, mode=mode)
     try:
         os.initgroups(name, user.pw_gid)
         os.setgid(user.pw_gid)
         os.setuid(user.pw_uid)
     except OSError as exc:
         return f"--user {name!r}: cannot switch to it: {exc.strerror or exc}"
-    lifeline.die_with_parent(master_pid)
+    lifeline.die_with_parent(master_pid, death)
     os.environ["HOME"] = user.pw_dir
     os.environ["USER"] = os.environ["LOGNAME"] = name
     return None

@@ -27,13 +27,12 @@ from pathlib import Path
 import setproctitle
 
 from ..cameras.camera import Camera
-from ..footage.index_writer import Indexer
 from ..plumbing import lifeline, logs, titles, wakeup
 from ..plumbing.line_log import LineLog
 from . import backoff, ffmpeg, privileges, reachability
 from .ffmpeg_stderr import StderrTail, summarize_tail
 from .progress import ClockWatch, NameGuard, OpenSegment, Progress
-from .report import encode_report
+from .report import encode_report, ffmpeg_ended, segment_done, send_line
 
 CHECK_SECONDS = 1.0  # progress, clock steps and the report refresh: each check is O(1)
 SECOND_SIGNAL_AFTER = 2.0
@@ -81,7 +80,6 @@ class Worker:
         self._probe = reachability.PortProbe(target) if target is not None else None
         self._input: Path | None = None  # ffmpeg's input script while it exists
         self._input_dir: Path | None = None  # the private directory it is written in
-        self._indexer = Indexer(spec.directory, spec.camera.id, self.log)  # complete segments -> index, queued
 
     # -- set-up -------------------------------------------------------------------------------
 
@@ -119,7 +117,6 @@ class Worker:
             else:
                 self.log.info("retrying in %.0fs, or as soon as the camera's port accepts again", wait)
                 self._wait_for_camera(probe, wait)
-        self._indexer.close()  # a moment for the last rows, never longer (a hung index waits alone)
         self._set_state("stopped")
         self.log.info("worker stopped gen=%d", self.spec.generation)
         return 0
@@ -161,7 +158,8 @@ class Worker:
         ran = time.monotonic() - started
         self.ffmpeg_pid = self.ffmpeg_started = None
         self._log_exit(proc.returncode, ran, tail.text(), stalled)
-        self._indexer.ended(self.names.segment, wall_started)  # ffmpeg ended: its last segments are complete
+        send_line(self.spec.status_fd, ffmpeg_ended(self.camera.id, self.spec.generation, self.names.segment,
+                                                    wall_started, time.time()))  # for the index writer: complete
         return ran
 
     def _popen(self, input_dir: Path) -> subprocess.Popen:
@@ -204,16 +202,17 @@ class Worker:
 
     def _guard_names(self, seen: Progress, stepped_back: float) -> None:
         """Keep ffmpeg from reaching an existing name after a clock step (:class:`NameGuard`),
-        keep the reported segment and any failure to move footage aside current, and index the
-        segment ffmpeg has just finished."""
+        keep the reported segment and any failure to move footage aside current, and tell the
+        master which segment ffmpeg has just finished (its index writer indexes it)."""
         problem, previous = self.names.problem, self.names.segment
         moved_on = self.names.follow(seen.segment, stepped_back)
         if self.names.problem != problem:
             self.last_error = self.names.problem
+        if moved_on:  # the previous segment is complete: the master's index writer indexes it
+            send_line(self.spec.status_fd, segment_done(self.camera.id, self.spec.generation, previous,
+                                                        self.names.segment, self.ffmpeg_started))
         if moved_on or self.names.problem != problem:
             self._report()
-        if moved_on:
-            self._indexer.done(previous)  # ffmpeg moved on: the previous segment is complete
 
     def _end_ffmpeg(self, proc: subprocess.Popen, state: str) -> None:
         """Stop ffmpeg so the segment being written stays playable, escalating within the budget.

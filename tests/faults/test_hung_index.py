@@ -1,8 +1,9 @@
 """Fault injection: the segment index HANGS while the footage volume answers (index_writer.py).
 
 On an NFS mirror whose lock daemon hangs, every fcntl lock SQLite takes on the index waits in the
-kernel while reads and writes of the segments go on. The worker must never wait on the index:
-stall checks, ffmpeg restarts and a stop all happen while its index writes are stuck.
+kernel while reads and writes of the segments go on. Neither the worker nor the master may wait on
+the index: stall checks, ffmpeg restarts and a stop all happen while the index writer child's
+writes are stuck.
 
 The class is reproduced with a real FUSE mount (tests/support/hangfs.py) on
 ``<mirror>/.mirror-supervisor`` only: once it hangs, everything that touches the index waits in
@@ -17,11 +18,13 @@ import sqlite3
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from support import procs
 from support.hangfs import HangFs, unavailable_reason
 
 from mirror_supervisor.footage.index import INDEX_DIR, INDEX_NAME
+from mirror_supervisor.plumbing import titles
 
 pytestmark = pytest.mark.skipif(unavailable_reason() is not None, reason=f"FUSE: {unavailable_reason()}")
 
@@ -90,9 +93,10 @@ def test_a_hung_index_never_holds_up_the_workers_supervision(rtsp, nvr, mirror_d
                    lambda: "ffmpeg started pid=" in sup.log()[stalled_at:], 60)
     procs.wait_for("recording again after the stall", lambda: "recording segment=" in sup.log()[stalled_at:], 60)
     assert index_volume.mode == "stop"  # still hung all along
-    waits = kernel_waits(sup.wait_one_each({"cam"})["cam"].pid)
-    print(f"worker threads: {waits}")
-    assert any("fuse" in wchan or "request_wait" in wchan for wchan in waits.values()), waits  # the index thread
+    print(f"worker threads: {kernel_waits(sup.wait_one_each({'cam'})['cam'].pid)}")
+    (writer,) = [c.pid for c in psutil.Process(sup.pid).children() if procs.title(c) == titles.INDEX_WRITER]
+    waits = kernel_waits(writer)
+    assert any("fuse" in wchan or "request_wait" in wchan for wchan in waits.values()), waits  # the index writer child
     print(f"index hung; worker noticed the stall and restarted ffmpeg:\n{sup.log()[hung_at:]}")
 
     began = time.monotonic()

@@ -7,11 +7,9 @@ import logging
 import os
 import pathlib
 import shutil
-import sqlite3
 import stat
 import tempfile
 import threading
-import time
 
 import pytest
 from support import fmp4
@@ -24,9 +22,7 @@ from mirror_supervisor.retention.prune import prune_pass
 def test_indexer_records_a_finished_segment(tmp_path):
     cam = tmp_path / "cam"
     fmp4.write_segment(cam / "20261125_100000.mp4", 60.0)
-    indexer = index_writer.Indexer(cam, "cam", logging.getLogger("t"))
-    indexer.done("20261125_100000.mp4")
-    assert indexer.close(timeout=60)
+    index_writer.IndexWriter().handle([index_writer.Job(tmp_path, "cam", "20261125_100000.mp4")])  # the writer child's work
     with index.SegmentIndex(tmp_path, write=False) as db:
         rows = db.rows("cam", "", "~")
     row = rows["20261125_100000.mp4"]
@@ -62,11 +58,10 @@ def test_a_write_failure_is_logged_once_and_never_raised(tmp_path, caplog):
     for second in range(3):
         fmp4.write_segment(cam / f"20261125_10000{second}.mp4", 1.0)
     index.index_path(tmp_path).mkdir(parents=True)  # not a database: every write fails
-    indexer = index_writer.Indexer(cam, "cam", logging.getLogger("t"))
+    writer = index_writer.IndexWriter()
     with caplog.at_level(logging.WARNING):
         for second in range(3):
-            indexer.done(f"20261125_10000{second}.mp4")
-        assert indexer.close(timeout=60)
+            writer.handle([index_writer.Job(tmp_path, "cam", f"20261125_10000{second}.mp4")])
     assert sum("cannot index segment" in r.getMessage() for r in caplog.records) == 1
 
 
@@ -209,32 +204,3 @@ def test_root_refuses_an_index_dir_that_a_third_user_could_swap(shared_tmp):
     os.chown(mirror, 54321, 54321)
     with pytest.raises(index.IndexError_, match="belongs to uid 54321"):
         index.SegmentIndex(mirror)
-
-
-def test_the_workers_loop_only_queues_and_a_stuck_index_drops_names_with_one_warning(tmp_path, caplog):
-    """The loop never waits on the index (index_writer.py): a writer stuck on the index (here: an
-    exclusive lock held by another connection, and a busy timeout per try) leaves ``done`` to
-    return at once; past the queue's bound names are dropped, logged once."""
-    cam = tmp_path / "cam"
-    fmp4.write_segment(cam / "20261125_100000.mp4", 1.0)
-    index.make_index_dir(tmp_path)
-    with index.SegmentIndex(tmp_path) as db:
-        db.put("cam", [])
-    holder = sqlite3.connect(index.index_path(tmp_path), isolation_level=None)
-    holder.execute("BEGIN EXCLUSIVE")
-    indexer = index_writer.Indexer(cam, "cam", logging.getLogger("t"))
-    names = [f"20261125_10{n // 60:02d}{n % 60:02d}.mp4" for n in range(index_writer.QUEUE_LIMIT + 10)]
-    with caplog.at_level(logging.INFO):
-        for name in names:
-            indexer.done(name)  # returns at once: the thread waits on the lock, not the loop
-        assert sum("writes are stuck" in r.getMessage() for r in caplog.records) == 1
-        holder.execute("ROLLBACK")
-        holder.close()
-        for _ in range(1200):  # what was queued is written (or given up on) once the lock is free
-            if indexer._queue.qsize() == 0:  # noqa: SLF001
-                break
-            time.sleep(0.1)
-        indexer.done("20261125_110000.mp4")
-        assert any("move again" in r.getMessage() for r in caplog.records)
-        assert indexer.close(timeout=120)
-    assert indexer.last == "20261125_110000.mp4"  # the thread went on after the lock was gone
