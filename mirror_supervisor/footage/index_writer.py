@@ -14,7 +14,8 @@ dropped (the master logs that once), and ``coverage`` reads those segments from 
 
 Jobs come a pipe read at a time (a batch, at most :data:`READ_BYTES`): first every segment the
 batch names is probed and written, one connection per mirror dir and one transaction per camera;
-then, for each ffmpeg that ended, the segments it opened after the last one its worker saw. So at
+then the segments each job's ffmpeg opened after it that its worker never saw open (looked up by
+name, :meth:`IndexWriter._unseen`). So at
 a stop, when every camera's last job arrives at once and the master gives this process only a
 moment, each camera's last known segment goes first. No connection is held between batches:
 nothing stays open on the mirror volume, and a reader in the workers' group, who cannot create
