@@ -14,7 +14,8 @@ dropped (the master logs that once), and ``coverage`` reads those segments from 
 
 Jobs come a pipe read at a time (a batch, at most :data:`READ_BYTES`): first every segment the
 batch names is probed and written, one connection per mirror dir and one transaction per camera;
-then, for each ffmpeg that ended, the segments it opened after the last one its worker saw. So at
+then the segments each job's ffmpeg opened after it that its worker never saw open (looked up by
+name, :meth:`IndexWriter._unseen`). So at
 a stop, when every camera's last job arrives at once and the master gives this process only a
 moment, each camera's last known segment goes first. No connection is held between batches:
 nothing stays open on the mirror volume, and a reader in the workers' group, who cannot create
@@ -170,8 +171,10 @@ class IndexWriter:
         run often is), or one opened just before ffmpeg ended, is never seen open. A name is the
         second its segment began, so they are looked up one by one, from where the job's segment
         ended (its playable seconds, less 2 s for names that drop fractions) or the second after
-        its start; a stretch longer than :data:`LOOK_UP_LIMIT` (an unplayable segment of an hour,
-        an ffmpeg that showed no segment for minutes) lists the directory instead."""
+        its start, but not before this ffmpeg's start (the segment may be an earlier run's, whose
+        own end covered what followed it); a stretch longer than :data:`LOOK_UP_LIMIT` (an
+        unplayable segment of an hour, an ffmpeg that showed no segment for minutes) lists the
+        directory instead."""
         known = start_of(job.name) if job.name is not None else None
         if job.until is None or (known is None and job.since is None):
             return []
@@ -184,6 +187,8 @@ class IndexWriter:
             row = probed.get((job.camera, job.name or ""))
             if row is not None and 0 < row.duration <= high + 2 - known:
                 low = max(low, math.floor(known + row.duration) - 2)  # the next began about when it ended
+            if job.since is not None:
+                low = max(low, math.floor(job.since - 2))
         try:
             if high - low >= LOOK_UP_LIMIT:
                 return sorted(n for n in segment_names(job.directory) if low <= (parse_name(n) or 0) <= high)

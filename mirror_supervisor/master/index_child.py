@@ -37,7 +37,7 @@ from ..footage.segments import parse_name
 from ..plumbing import lifeline, logs, titles
 from ..plumbing.helper_child import HelperChild, exit_text
 from ..worker import backoff, ffmpeg, privileges
-from ..worker.report import EVENT, FFMPEG_ENDED, SEGMENT_DONE
+from ..worker.report import EVENT, FFMPEG_ENDED, SEGMENT_DONE, is_event
 
 CLOSE_SECONDS = 0.5  # at a stop, after the last worker: what is not written by then is left to coverage
 PIPE_BYTES = 1 << 20  # asked for; the kernel may keep its default (64 KiB)
@@ -72,7 +72,7 @@ class IndexChild:
         then does not take it as the worker's report. An event is matched to the slot's current
         worker by generation (an older generation's never counts), and the directory is the one
         that worker records into, taken from its argv, not from the line."""
-        if EVENT not in report:
+        if not is_event(report):
             return False
         worker = getattr(slot, "worker", None)
         if worker is None or report.get("generation") != worker.generation:

@@ -128,6 +128,18 @@ def test_the_first_segment_of_a_run_unseen_is_found_from_ffmpeg_s_start(tmp_path
     assert sorted(rows(tmp_path)) == [name_at(T0)]
 
 
+def test_a_run_that_never_showed_a_segment_is_looked_up_over_its_own_seconds_only(tmp_path, monkeypatch):
+    """A camera down for hours: each ffmpeg that ends names the last segment the worker ever saw,
+    hours old; the look-ups cover this run only (earlier runs' ends covered theirs), never a
+    listing of a directory of weeks of footage every back-off."""
+    cam = tmp_path / "cam"
+    fmp4.write_segment(cam / name_at(T0), 60.0)
+    fmp4.write_segment(cam / name_at(T0 + 7205), 0.5)  # this run's only segment, never seen open
+    monkeypatch.setattr(index_writer, "segment_names", lambda directory: pytest.fail("listed the directory"))
+    IndexWriter().handle([Job(tmp_path, "cam", name_at(T0), since=T0 + 7200, until=T0 + 7215)])
+    assert sorted(rows(tmp_path)) == [name_at(T0), name_at(T0 + 7205)]
+
+
 def test_named_segments_of_a_batch_go_before_the_look_ups_after_ends(tmp_path):
     """At a stop every camera's last job comes at once, and the writer has only a moment: each
     camera's last known segment is written before any look-up for later ones."""
