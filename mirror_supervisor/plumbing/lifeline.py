@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import functools
 import gc
 import logging
 import os
-import shutil
 import signal
 from collections.abc import Callable
 
@@ -183,28 +181,6 @@ def report_stuck(log: logging.LoggerAdapter, groups: set[int], loose: set[int]) 
     for pid in sorted(group_members(groups) | loose):
         log.error("pid=%d %s did not end after SIGKILL; left behind (stuck in the kernel, "
                   "typically on a hung volume)", pid, describe(pid))
-
-
-@functools.lru_cache(maxsize=1)
-def setpriv() -> str | None:
-    """util-linux's ``setpriv``, which asks for the parent-death signal and execs: a child started
-    through it needs no Python between fork and exec (:func:`dying_with_parent`)."""
-    return shutil.which("setpriv")
-
-
-def dying_with_parent(argv: tuple[str, ...] | list[str]) -> list[str] | None:
-    """``argv`` run so that it gets SIGTERM when the process that started it dies, or None when
-    only :func:`exec_child_dies_with` (a ``preexec_fn``) can do that here.
-
-    A ``preexec_fn`` makes ``subprocess`` fork the whole interpreter and run Python in the child
-    (2-4 ms per start, measured in a worker); through ``setpriv --pdeathsig`` the child is a plain
-    vfork and exec (under 1 ms). What ``setpriv`` does not do is look whether its parent already
-    died in the microseconds before it asked; a worker that dies then leaves its ffmpeg to the
-    master, which ends the worker's process group (where the ffmpeg is) before anything replaces
-    it (docs/design.md, "Master rules").
-    """
-    tool = setpriv()
-    return [tool, "--pdeathsig", "TERM", "--", *argv] if tool else None
 
 
 def exec_child_dies_with(parent: int) -> None:

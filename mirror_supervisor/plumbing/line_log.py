@@ -6,8 +6,10 @@ nobody (about a quarter of a MiB in each of hundreds of workers, docs/benchmarks
 itself is the same as the master's (:mod:`logs`): ``<UTC time> <LEVEL> <camera> <message>``,
 masked, one event per line, so an operator greps one format across every process.
 
-With ``--log-file`` the file is reopened when it was moved or removed (logrotate's ``create``
-mode), as the master's handler does, so rotation needs no signal in any process.
+With ``--log-file`` the file is opened when the worker starts, before it becomes ``--user``, and
+reopened when it was moved or removed (logrotate's ``create`` mode), as the master's handler does,
+so rotation needs no signal in any process; a worker that may not open the new file (it is root's
+and the worker is not) goes on writing to the file it has open rather than losing the line.
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ class LineLog:
         self.path = Path(path) if path else None
         self._fd = -1  # our descriptor on ``path`` while it is open
         self._identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the file it is open on
+        if self.path is not None:
+            self._file()  # now, while we may still be root: a worker that becomes --user keeps it
 
     def debug(self, msg: str, *args: Any) -> None:
         self._log("DEBUG", msg, args)
@@ -103,13 +107,13 @@ class LineLog:
             current = None
         if self._fd >= 0 and current == self._identity:
             return self._fd
-        self.close()
         try:
-            self._fd = files.open_append(self.path)
-            opened = os.fstat(self._fd)
-            self._identity = (opened.st_dev, opened.st_ino)
+            fd = files.open_append(self.path)
         except OSError:
-            self._fd = -1
+            return self._fd  # not ours to open now (--user after a rotation): the old file takes the line
+        self.close()
+        opened = os.fstat(fd)
+        self._fd, self._identity = fd, (opened.st_dev, opened.st_ino)
         return self._fd
 
     def close(self) -> None:

@@ -24,14 +24,12 @@ playlists, local files or other protocols.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import hmac
 import os
 import pwd
 import re
 import secrets
-import shutil
 import stat
 import tempfile
 from pathlib import Path
@@ -151,16 +149,6 @@ def prepare_input_dir(directory: Path) -> None:
         raise PermissionError(f"{directory} is not a directory of uid {os.geteuid()}")
     if stat.S_IMODE(info.st_mode) != INPUT_DIR_MODE:
         os.chmod(directory, INPUT_DIR_MODE, follow_symlinks=False)
-
-
-def check_executable(program: str) -> None:
-    """Raise what ``subprocess.Popen`` would for a ``program`` it cannot execute (a name is looked
-    up on PATH, a path taken as it is)."""
-    found = program if os.sep in program else shutil.which(program)
-    if found is None or not os.path.isfile(found):
-        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), program)
-    if not os.access(found, os.X_OK):
-        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), program)
 
 
 def input_of(argv: tuple[str, ...] | list[str], camera: Camera) -> str:

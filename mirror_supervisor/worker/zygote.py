@@ -112,11 +112,9 @@ def _preload() -> None:
     import encodings.idna  # noqa: F401 - only if a camera names its host; cheap shared, dear per worker
     import tempfile
 
-    from ..plumbing import lifeline
     from . import worker  # noqa: F401 - and through it ffmpeg, progress, backoff, reachability, report
 
     tempfile.gettempdir()
-    lifeline.setpriv()  # looked up on PATH once, not in every worker
 
 
 def _wait_for(pid: int) -> None:
