@@ -80,7 +80,7 @@ class ZygoteClient:
                 continue  # it died meanwhile (the master reaps it as an unknown child)
             finally:
                 os.close(fd)
-                self._top_up()
+                self._top_up(later=bool(self._spares))  # a spare left: the new worker starts first
             return pid
         raise ZygoteUnavailable("the spares died before they could be used")
 
@@ -95,13 +95,14 @@ class ZygoteClient:
                     raise ZygoteUnavailable("the zygote did not answer")
         return self._spares.pop(0)
 
-    def _top_up(self) -> None:
-        """Ask for spares until SPARES are ready or on their way (never blocks: one byte each)."""
+    def _top_up(self, later: bool = False) -> None:
+        """Ask for spares until SPARES are ready or on their way (never blocks: one byte each);
+        ``later``: not urgent, the zygote lets a worker that is starting have the CPU first."""
         if self._sock is None:
             return
         try:
             while len(self._spares) + self._asked < SPARES:
-                self._sock.send(zygote.ASK, socket.MSG_DONTWAIT)
+                self._sock.send(zygote.ASK_LATER if later else zygote.ASK, socket.MSG_DONTWAIT)
                 self._asked += 1
         except OSError:
             pass  # full or gone: found out when a spare is needed

@@ -45,6 +45,8 @@ REQUEST = struct.Struct("!I")  # the length of the pickled spec that follows, in
 ANNOUNCE = struct.Struct("!qq")  # (kind, pid or -errno) from the zygote's side of the socket pair
 READY, SPARE, FAILED = 0, 1, 2
 ASK = b"s"  # the master's request: one more spare
+ASK_LATER = b"l"  # the same, not urgent: a worker may be starting from a spare, let it have the CPU first
+LATER_WAIT = 0.25  # how long a request that is not urgent waits, unless another request comes
 REPARENT_WAIT = 5.0  # the go-between exits right after "go": its exit takes microseconds
 TITLE = "mirror-supervisor: zygote"
 SPARE_TITLE = "mirror-supervisor: spare worker"
@@ -96,6 +98,8 @@ def main(argv: list[str]) -> int:
             continue
         if not asked:
             return 0  # the master closed its end
+        if asked == ASK_LATER:
+            wait_readable(sock.fileno(), LATER_WAIT)
         try:
             pid = os.fork()
         except OSError as exc:

@@ -164,7 +164,7 @@ def startup_phases(lines: list[str]) -> dict[str, float | None]:
     """From the master's own timestamps: start -> first fork (the orphan scan, the first database
     read) and first -> last fork, so a slow start can be pinned on the right phase."""
     def stamp(pattern: str, last: bool = False) -> float | None:
-        found = [line for line in lines if pattern in line]
+        found = [line for line in lines if pattern in line and " zz" not in line]  # zz...: the reload probe's
         if not found:
             return None
         try:
