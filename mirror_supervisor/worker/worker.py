@@ -76,10 +76,9 @@ class Worker:
         self._signals: wakeup.SignalPipe | None = None
         self._next_report = 0.0
         self._failure: str | None = None  # reachability.classify of the last exit we did not ask for
-        target = reachability.target_of(spec.camera.url)
-        self._probe = reachability.PortProbe(target) if target is not None else None
-        self._input: Path | None = None  # ffmpeg's input script while it exists
-        self._input_dir: Path | None = None  # the private directory it is written in
+        self._probe: reachability.PortProbe | None | bool = False  # made at the first failure that needs it
+        self._input_dir: Path | None = None  # ffmpeg's input script's private directory
+        self._input: Path | None = None  # the script, while it exists
 
     # -- set-up -------------------------------------------------------------------------------
 
@@ -110,7 +109,7 @@ class Worker:
                 if self.state != "stalled":  # a stall stays visible through its back-off
                     self._set_state("backoff")
                 if self._failure in (reachability.UNREACHABLE, reachability.LOST):
-                    probe = self._probe
+                    probe = self._port_probe()
             if probe is None:
                 self.log.info("retrying in %.0fs", wait)
                 self._sleep(wait)
@@ -163,13 +162,8 @@ class Worker:
         return ran
 
     def _popen(self, input_dir: Path) -> subprocess.Popen:
-        """ffmpeg, asking for SIGTERM when this worker dies (``lifeline.exec_child_dies_with``).
-
-        That needs Python in the child between fork and exec, so ``subprocess`` forks instead of
-        vforking (2-3 ms more). Measured and rejected: starting it through ``setpriv
-        --pdeathsig``, which fails ("activate capabilities: Operation not permitted") under the
-        systemd unit's capability bounding set (tests/integration/test_notify.py).
-        """
+        """ffmpeg, asking for SIGTERM when this worker dies: Python in the child before exec (a
+        fork, not a vfork: 2-3 ms). ``setpriv --pdeathsig`` fails under the unit's bounding set."""
         return subprocess.Popen(
             self.spec.argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
             env=ffmpeg.environment(dict(os.environ)), cwd=input_dir, close_fds=True,
@@ -291,6 +285,13 @@ class Worker:
 
     # -- helpers ------------------------------------------------------------------------------
 
+    def _port_probe(self) -> reachability.PortProbe | None:
+        """Made at the first need: it touches ~230 KiB of shared pages ("Worker pages")."""
+        if self._probe is False:
+            target = reachability.target_of(self.camera.url)
+            self._probe = reachability.PortProbe(target) if target is not None else None
+        return self._probe if isinstance(self._probe, reachability.PortProbe) else None
+
     def _prepare_directory(self) -> bool:
         """Make the camera directory ready for a new ffmpeg (:meth:`NameGuard.before_start`);
         False (state error) when it is not."""
@@ -326,8 +327,7 @@ class Worker:
         return True if error is None else self._directory_error(error)
 
     def wait_for_stop(self) -> int:
-        """Stay (state error, nothing recorded) until told to stop: a worker that cannot become
-        its user must not run ffmpeg as root, and exiting would only be respawned."""
+        """Stay (state error) until told to stop: never ffmpeg as root, and an exit is respawned."""
         while not self._stopping:
             self._sleep(3600.0)
         self._set_state("stopped")
