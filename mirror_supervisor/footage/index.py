@@ -44,9 +44,8 @@ import sqlite3
 import time
 import urllib.parse
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..plumbing import owner
 from ..plumbing.files import STATUS_MODE
@@ -77,8 +76,11 @@ CREATE TABLE IF NOT EXISTS segments (
 """
 
 
-@dataclass(frozen=True)
-class Row:
+class Row(NamedTuple):
+    """One segment as parsing its file said. A named tuple, not a dataclass: a day of a hundred
+    cameras is 144,000 rows read at once (the status page's first read), and building a frozen
+    dataclass costs about twice as much per row (docs/benchmarks.md, "The status page")."""
+
     name: str
     start: float
     duration: float
@@ -316,8 +318,8 @@ class SegmentIndex:
         """The rows of ``camera`` whose names sort in ``[low, high)``."""
         try:
             with self._acting():
-                cursor = self._db.execute(_SELECT + "AND name >= ? AND name < ?", (root, camera, low, high))
-                return {r[0]: _row(r) for r in cursor}
+                found = self._db.execute(_SELECT + "AND name >= ? AND name < ?", (root, camera, low, high)).fetchall()
+            return {r[0]: _row(r) for r in found}
         except sqlite3.Error as exc:
             raise IndexError_(f"cannot read the segment index: {exc}") from None
 

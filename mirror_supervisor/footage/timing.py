@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from ..cameras.camera import MAX_SEGMENT_SECONDS
 from .intervals import Interval
@@ -44,10 +45,9 @@ class Clamp:
     reason: str
 
 
-@dataclass(frozen=True)
-class Timed:
+class Timed(NamedTuple):
     """What a span is judged from: the name's start, the boxes' playable seconds (0: no footage),
-    the file's mtime."""
+    the file's mtime. A named tuple: one is made per file, 144,000 for a day of a hundred cameras."""
 
     name: str
     start: float
@@ -76,12 +76,24 @@ def judged(segments: Sequence[Timed], longest: float | None) -> list[tuple[Timed
     says when ffmpeg had moved on."""
     starts = sorted({s.start for s in segments})
     following = dict(zip(starts, starts[1:], strict=False))
-    out = []
+    out: list[tuple[Timed, Interval, str | None]] = []
     for s in segments:
-        if s.duration > 0:
-            end, reason = believed_end(s.start, s.duration, s.mtime, following.get(s.start), longest)
+        if not s.duration > 0:  # (not <= 0: a NaN has no footage either)
+            continue
+        claimed, after = s.start + s.duration, following.get(s.start)
+        if _within(claimed, s.start, s.mtime, after, longest):
+            out.append((s, (s.start, claimed), None))
+        else:
+            end, reason = believed_end(s.start, s.duration, s.mtime, after, longest)
             out.append((s, (s.start, end), reason))
     return out
+
+
+def _within(claimed: float, start: float, mtime: float, next_start: float | None, longest: float | None) -> bool:
+    """True when :func:`believed_end` would believe ``claimed`` as it is: the common case, checked
+    without building its lists of bounds and reasons (a day of a hundred cameras is 144,000 calls)."""
+    return ((next_start is None or claimed <= next_start + SLACK) and (mtime < start or claimed <= mtime + SLACK)
+            and (longest is None or claimed <= start + longest + SLACK))
 
 
 def spans(segments: Sequence[Timed], longest: float | None) -> tuple[list[Interval], list[Clamp]]:
