@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Protocol
 
 from ..cameras.camera import MAX_SEGMENT_SECONDS
 from .intervals import Interval
@@ -45,14 +45,22 @@ class Clamp:
     reason: str
 
 
-class Timed(NamedTuple):
+class Timed(Protocol):
     """What a span is judged from: the name's start, the boxes' playable seconds (0: no footage),
-    the file's mtime. A named tuple: one is made per file, 144,000 for a day of a hundred cameras."""
+    the file's mtime (ns). The segment index's rows are such (a day of a hundred cameras is
+    144,000 of them: judged as they are, not copied)."""
 
-    name: str
-    start: float
-    duration: float
-    mtime: float
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def start(self) -> float: ...
+
+    @property
+    def duration(self) -> float: ...
+
+    @property
+    def mtime_ns(self) -> int: ...
 
 
 def believed_end(start: float, duration: float, mtime: float, next_start: float | None,
@@ -77,23 +85,20 @@ def judged(segments: Sequence[Timed], longest: float | None) -> list[tuple[Timed
     starts = sorted({s.start for s in segments})
     following = dict(zip(starts, starts[1:], strict=False))
     out: list[tuple[Timed, Interval, str | None]] = []
-    for s in segments:
-        if not s.duration > 0:  # (not <= 0: a NaN has no footage either)
+    append = out.append
+    for s in segments:  # a day of a hundred cameras is 144,000 of them: kept lean
+        start, duration = s.start, s.duration
+        if not duration > 0:  # (not <= 0: a NaN has no footage either)
             continue
-        claimed, after = s.start + s.duration, following.get(s.start)
-        if _within(claimed, s.start, s.mtime, after, longest):
-            out.append((s, (s.start, claimed), None))
+        claimed, after, mtime = start + duration, following.get(start), s.mtime_ns / 1e9
+        # what believed_end would believe as it is, without building its lists of bounds and reasons
+        if ((after is None or claimed <= after + SLACK) and (mtime < start or claimed <= mtime + SLACK)
+                and (longest is None or claimed <= start + longest + SLACK)):
+            append((s, (start, claimed), None))
         else:
-            end, reason = believed_end(s.start, s.duration, s.mtime, after, longest)
-            out.append((s, (s.start, end), reason))
+            end, reason = believed_end(start, duration, mtime, after, longest)
+            append((s, (start, end), reason))
     return out
-
-
-def _within(claimed: float, start: float, mtime: float, next_start: float | None, longest: float | None) -> bool:
-    """True when :func:`believed_end` would believe ``claimed`` as it is: the common case, checked
-    without building its lists of bounds and reasons (a day of a hundred cameras is 144,000 calls)."""
-    return ((next_start is None or claimed <= next_start + SLACK) and (mtime < start or claimed <= mtime + SLACK)
-            and (longest is None or claimed <= start + longest + SLACK))
 
 
 def spans(segments: Sequence[Timed], longest: float | None) -> tuple[list[Interval], list[Clamp]]:
