@@ -251,10 +251,10 @@ def _intervals(cam: CameraFiles, start: float, end: float, tolerance: float,
     """The window's covered stretches, its invalid segments and the segments not believed."""
     longest = timing.LONGEST_SEGMENT if cam.root == MIRROR else None
     spans, clamps = timing.spans(coverage_files.timed(cam), longest)
-    invalid = []
+    invalid, rows = [], cam.rows
     newest = cam.listed[-1].name if cam.listed else None
     for item in cam.listed:
-        row = cam.rows.get(item.name)
+        row = rows.get(item.name)
         if row is None or (row.playable and row.duration > 0):
             continue
         if not (item.name == newest and item.mtime_ns / 1e9 >= now - IN_PROGRESS_SECONDS) and row.start >= start:

@@ -253,7 +253,8 @@ def names_to_look_up(cam: CameraFiles, start: float, end: float, tolerance: floa
     found covers it; none between the :func:`horizon` and ``now``. A file whose own timing was not
     believed explains nothing: its stretch is looked up too."""
     segments = timed(cam)
-    trusted = [span for _, span, reason in timing.judged(segments, timing.LONGEST_SEGMENT) if reason is None]
+    counted, broken = timing.judged(segments, timing.LONGEST_SEGMENT)
+    trusted = [span for i, span in enumerate(counted) if i not in broken]
     limit = horizon(cam, segments)
     forward: list[int] = []
     backward: list[int] = []

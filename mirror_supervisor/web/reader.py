@@ -70,6 +70,13 @@ def runs(starts: Sequence[float]) -> list[tuple[float, float]]:
     return [(a, b) for a, b in out]
 
 
+def prepare() -> None:
+    """Import the coverage code in the listener, once, before any child is forked: each child has
+    it then (importing it cost every child about 30 ms, on the first page and on every reload).
+    Not when this module is imported: the master imports it, and would pass it on to its workers."""
+    from ..footage import coverage  # noqa: F401
+
+
 def read_run(job: Job, start: float, end: float) -> list[dict[str, Any]]:
     """The answers of the blocks in ``[start, end)``, newest first, from one coverage read up to
     :data:`EDGE` before now: per camera its covered stretches, invalid segments (name, start),
