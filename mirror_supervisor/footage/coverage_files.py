@@ -76,8 +76,8 @@ Found = Listed | Row  # a file of the window: as stat saw it, or the row that st
 @dataclass
 class CameraFiles:
     """One camera's segment files for a window, and the index's rows for them. A file is its row
-    (not a :class:`Listed`) where a listing saw the name of an indexed segment (:func:`from_names`)
-    and once it was parsed (what it was then)."""
+    (not a :class:`Listed`) once the row is known to stand for it: its size and mtime matched, a
+    listing of names saw an indexed segment's name (:func:`from_names`), or it was parsed."""
 
     id: str
     directory: Path
@@ -128,9 +128,12 @@ def list_window(directory: Path, start: float, end: float) -> list[Found]:
 
 
 def _look_up(cam: CameraFiles, names: list[str], first_only: bool = False) -> None:
-    """Add the regular files among ``names`` (stat by name, no listing); stop at the first one found
-    with ``first_only``."""
-    known = {item.name for item in cam.listed}
+    """Add the regular files among ``names`` (stat by name, no listing): a file its row still
+    matches as that row, any other as :class:`Listed`; stop at the first one found with
+    ``first_only``. (The files found so far stay in name order.)"""
+    if not names:
+        return
+    known, found, rows = {item.name for item in cam.listed}, len(cam.listed), cam.rows
     fd = os.open(cam.directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         for name in names:
@@ -143,12 +146,17 @@ def _look_up(cam: CameraFiles, names: list[str], first_only: bool = False) -> No
             except FileNotFoundError:
                 continue
             if stat.S_ISREG(info.st_mode):
-                cam.listed.append(Listed(name, info.st_size, info.st_mtime_ns))
+                row = rows.get(name)
+                if row is not None and row.size == info.st_size and row.mtime_ns == info.st_mtime_ns:
+                    cam.listed.append(row)
+                else:
+                    cam.listed.append(Listed(name, info.st_size, info.st_mtime_ns))
                 if first_only:
                     break
     finally:
         os.close(fd)
-    cam.listed.sort(key=_NAME)
+    if len(cam.listed) > found:
+        cam.listed.sort(key=_NAME)
 
 
 def from_index(cam: CameraFiles, index: SegmentIndex | None, start: float, end: float, notes: list[str]) -> None:
