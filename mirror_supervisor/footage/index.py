@@ -318,8 +318,8 @@ class SegmentIndex:
         """The rows of ``camera`` whose names sort in ``[low, high)``."""
         try:
             with self._acting():
-                found = self._db.execute(_SELECT + "AND name >= ? AND name < ?", (root, camera, low, high)).fetchall()
-            return {r[0]: _row(r) for r in found}
+                cursor = self._db.execute(_SELECT + "AND name >= ? AND name < ?", (root, camera, low, high))
+                return {r[0]: _row(r) for r in cursor}
         except sqlite3.Error as exc:
             raise IndexError_(f"cannot read the segment index: {exc}") from None
 

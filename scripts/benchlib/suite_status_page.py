@@ -114,7 +114,7 @@ def warm(mirror: Path, ids: list[str]) -> float:
 
 def run(ctx: Context) -> dict[str, Any]:
     o = ctx.opts
-    began = mono()
+    began, load_before = mono(), os.getloadavg()  # (before this run's own writing adds to it)
     mirror, state = ctx.work / "status-page-mirror", ctx.work / "status-page-state"
     log(f"status page: writing {o.status_page_cameras} cameras x {o.status_page_segments} indexed segments")
     end = time.time() - ENDS_AGO
@@ -124,7 +124,7 @@ def run(ctx: Context) -> dict[str, Any]:
     result: dict[str, Any] = {"config": {"cameras": o.status_page_cameras, "segments": o.status_page_segments,
                                          "repeats": o.status_page_repeats, "first_pages": firsts, "quick": o.quick,
                                          "written_s": round(mono() - began, 1)},
-                              "machine": machine_info(), "load_before": os.getloadavg()}
+                              "machine": machine_info(), "load_before": load_before}
     result["config"]["warmed_s"] = warm(mirror, ids)
     code: dict[str, Path | None] = {"after": None}
     if o.status_page_before:
@@ -132,7 +132,8 @@ def run(ctx: Context) -> dict[str, Any]:
         result["config"]["before_commit"] = commit[:10]
         code = {"before": export(commit, ctx.work / "status-page-before"), **code}
     for label, where in code.items():
-        result[label] = taken = measure(where, state, ids, firsts, o.status_page_repeats)
+        load = os.getloadavg()[0]
+        result[label] = taken = {**measure(where, state, ids, firsts, o.status_page_repeats), "load": load}
         log(f"status page, {label}: first page {taken['first_ms']} ms median ({taken['first_min_ms']}-"
             f"{taken['first_max_ms']}; requests {taken['first_requests']}), refresh {taken['refresh_ms']} ms, "
             f"alone {taken['alone_ms']} ms, coverage of the day {taken['compute_ms']} ms; {taken['package']}")
@@ -157,7 +158,9 @@ def render(results: dict[str, Any]) -> list[str]:
     c, m = r["config"], r["machine"]
     files = c["cameras"] * c["segments"]
     versions = [label for label in ("before", "after") if label in r]
-    load = f"load average {r['load_before'][0]:.1f} at the start, {r['load_after'][0]:.1f} at the end"
+    load = "1-minute load average " + ", ".join([f"{r['load_before'][0]:.1f} at the start",
+                                                  *(f"{r[v]['load']:.1f} before the {v} runs" for v in versions
+                                                    if "load" in r[v]), f"{r['load_after'][0]:.1f} at the end"])
     lines = [
         "## Status page",
         "",
