@@ -31,11 +31,12 @@ A long window over a short retention is listed from the start instead (:func:`fr
 look-up is a ``stat`` (about 3 µs here), and a day of a hundred cameras is 144,000 indexed
 segments. When the index names at least :data:`LIST_FROM` segments in the window and the
 directory's size says it holds at most :data:`LIST_RATIO` names for each (:func:`worth_listing`),
-one listing of names, without a ``stat``, costs a sixth of their look-ups: an indexed segment is
-there while the directory has its name as a regular file, and its row says the rest (the mirror's
-files are ours and never rewritten: docs/design.md, "Coverage", says what that leaves out). The
-files found are those :func:`list_window` finds (every segment of the window and the one before
-it; every name without a row is looked up and read as before), so step 2 is not needed.
+one listing of names, without a ``stat`` (a name in it costs about a sixth of one), costs less than
+their look-ups: an indexed segment is there while the directory has its name as a regular file,
+and its row says the rest (the mirror's files are ours and never rewritten: docs/design.md,
+"Coverage", says what that leaves out). The files found are those :func:`list_window` finds
+(every segment of the window and the one before it; every name without a row is looked up and
+read as before), so step 2 is not needed.
 """
 
 from __future__ import annotations
