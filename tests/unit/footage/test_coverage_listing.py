@@ -164,3 +164,24 @@ def test_a_long_retention_is_looked_up_by_name(tmp_path):
 ])
 def test_whether_a_listing_is_worth_it(size, rows, listed):
     assert coverage_files.worth_listing(size, rows) is listed
+
+
+def test_a_file_changed_in_place_after_it_was_indexed(tmp_path):
+    """What a listing of names cannot see (docs/design.md, "Coverage"): a segment truncated under
+    its own name after its row was written counts as its row says in the day's listing; a read
+    that looks names up, as the last hour's (``status``, the metrics, the page's re-reads) does,
+    finds its size changed, parses it again and shows the hole."""
+    directory = tmp_path / "cam"
+    indexed(directory, [T0 + i * SEGMENT for i in range(int(DAY / SEGMENT) - 30)])
+    late = T0 + DAY - 30 * SEGMENT
+    names = [real(directory, late + i * SEGMENT, SEGMENT, indexed_too=True) for i in range(29)]
+    with open(directory / names[10], "r+b") as shrinking:
+        shrinking.truncate(os.path.getsize(directory / names[10]) // 3)
+    os.utime(directory, (NOW - 5, NOW - 5))
+    hole_start = late + 10 * SEGMENT + 25  # about a third of it is left
+    listed = day(tmp_path)
+    assert listed.listed == 1 and not [g for g in listed.cameras[0].gaps if g.end <= late + 29 * SEGMENT]
+    hour = coverage.compute(tmp_path, NOW - 3600, NOW, now=NOW, pool=False, write_index=False)
+    assert hour.listed == 0 and hour.parsed >= 1
+    assert [(round(g.start), round(g.end)) for g in hour.cameras[0].gaps][:1] == [
+        (pytest.approx(hole_start, abs=6), late + 11 * SEGMENT)]
