@@ -170,15 +170,15 @@ def _open_index(mirror_dir: Path, notes: list[str], write: bool = True) -> Segme
 def _parse(cameras: list[CameraFiles], fresh: dict[str, list[Row]], pool: bool) -> int:
     """Parse every file without a row that matches it; keep the new rows (``fresh``, by camera
     directory) for the index. Returns how many files were parsed."""
-    stale = [(cam, item) for cam in cameras for item in cam.listed if not _fresh(cam.rows.get(item.name), item)]
-    infos = probe_all([str(cam.directory / item.name) for cam, item in stale], pool)
-    for (cam, item), info in zip(stale, infos, strict=True):
-        row = row_from(item.name, info)
+    stale = [(cam, i) for cam in cameras for i, item in enumerate(cam.listed)
+             if type(item) is Listed and not _fresh(cam.rows.get(item.name), item)]  # a Row stands for its file
+    infos = probe_all([str(cam.directory / cam.listed[i].name) for cam, i in stale], pool)
+    for (cam, i), info in zip(stale, infos, strict=True):
+        row = row_from(cam.listed[i].name, info)
         if row is not None:
-            cam.rows[item.name] = row
+            cam.rows[row.name] = row
             fresh.setdefault(str(cam.directory), []).append(row)
-            if (row.size, row.mtime_ns) != (item.size, item.mtime_ns):  # it changed meanwhile
-                item.size, item.mtime_ns = row.size, row.mtime_ns
+            cam.listed[i] = row  # its size and mtime as parsed: it may have changed since the stat
     return len(stale)
 
 
@@ -213,6 +213,7 @@ def _load(mirror: list[CameraFiles], primary: list[CameraFiles], index: SegmentI
         if cam.problem is None and not coverage_files.by_name(cam, start, end, tolerance, now):
             _list_instead(cam, index, start, end, fresh, report)
         report.looked_up += cam.looked_up
+        report.listed += cam.listed_names
     report.parsed += _parse(mirror, fresh, pool)
     for cam in mirror:
         coverage_files.older_footage(cam, start)
@@ -250,10 +251,10 @@ def _intervals(cam: CameraFiles, start: float, end: float, tolerance: float,
     """The window's covered stretches, its invalid segments and the segments not believed."""
     longest = timing.LONGEST_SEGMENT if cam.root == MIRROR else None
     spans, clamps = timing.spans(coverage_files.timed(cam), longest)
-    invalid = []
+    invalid, rows = [], cam.rows
     newest = cam.listed[-1].name if cam.listed else None
     for item in cam.listed:
-        row = cam.rows.get(item.name)
+        row = rows.get(item.name)
         if row is None or (row.playable and row.duration > 0):
             continue
         if not (item.name == newest and item.mtime_ns / 1e9 >= now - IN_PROGRESS_SECONDS) and row.start >= start:

@@ -21,14 +21,21 @@ class Gap:
 
 
 def merge(intervals: Iterable[Interval], tolerance: float) -> list[Interval]:
-    """Union of intervals, joining those separated by at most ``tolerance``."""
-    merged: list[list[float]] = []
+    """Union of intervals, joining those separated by at most ``tolerance``. (The stretch being
+    joined is kept in two locals: a day of a hundred cameras is 144,000 spans.)"""
+    merged: list[Interval] = []
+    first, last = 0.0, None
     for start, end in sorted(intervals):
-        if merged and start <= merged[-1][1] + tolerance:
-            merged[-1][1] = max(merged[-1][1], end)
+        if last is not None and start <= last + tolerance:
+            if end > last:  # (what max(last, end) gives)
+                last = end
         else:
-            merged.append([start, end])
-    return [(a, b) for a, b in merged]
+            if last is not None:
+                merged.append((first, last))
+            first, last = start, end
+    if last is not None:
+        merged.append((first, last))
+    return merged
 
 
 def clip(intervals: Iterable[Interval], start: float, end: float, tolerance: float) -> list[Interval]:

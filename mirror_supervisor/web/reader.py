@@ -21,6 +21,7 @@ looked at every few seconds costs the index no transaction.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import signal
@@ -37,7 +38,7 @@ from ..plumbing import lifeline, titles
 from .blocks import BLOCK, EDGE
 
 TIME_LIMIT = 300.0  # a week of a hundred cameras from a warm index takes well under this
-RUN_BLOCKS = 24  # blocks read by one coverage read at most
+RUN_BLOCKS = 25  # blocks read by one coverage read at most: the 25 a day's window touches
 POLL = 0.01
 MAX_ANSWER = 64 << 20  # what is read of a child's answer at most
 
@@ -56,8 +57,10 @@ def runs(starts: Sequence[float]) -> list[tuple[float, float]]:
 
     One coverage read per window, not per block: a camera with no footage for hours would cost a
     look-up per second of every empty block, while a longer window is listed instead
-    (:mod:`..footage.coverage_files`); and not more than a day at once, so that a week's first read
-    shows its newest day first."""
+    (:mod:`..footage.coverage_files`); and not more than a day's window at once, so that a week's
+    first read shows its newest day first. A day that does not start on the hour touches 25 blocks:
+    reading its oldest hour apart cost a second read of every camera (docs/benchmarks.md, "The
+    status page")."""
     out: list[list[float]] = []
     for start in sorted(set(starts), reverse=True):
         if out and out[-1][0] - BLOCK == start and (out[-1][1] - start) / BLOCK <= RUN_BLOCKS:
@@ -65,6 +68,13 @@ def runs(starts: Sequence[float]) -> list[tuple[float, float]]:
         else:
             out.append([start, start + BLOCK])
     return [(a, b) for a, b in out]
+
+
+def prepare() -> None:
+    """Import the coverage code in the listener, once, before any child is forked: each child has
+    it then (importing it cost every child about 30 ms, on the first page and on every reload).
+    Not when this module is imported: the master imports it, and would pass it on to its workers."""
+    from ..footage import coverage  # noqa: F401
 
 
 def read_run(job: Job, start: float, end: float) -> list[dict[str, Any]]:
@@ -113,6 +123,7 @@ def child_main(job: Job, out: int, parent: int) -> int:
     lifeline.die_with_parent(parent, signal.SIGKILL)
     setproctitle.setproctitle(titles.TIMELINES)
     _close_all_but(out)
+    gc.disable()  # a day of 100 cameras makes ~300,000 objects that live to the end: collecting them cost a fifth
     try:
         for start, end in runs(job.blocks):
             for answer in read_run(job, start, end):

@@ -30,7 +30,7 @@ from ..plumbing.masking import mask
 from ..plumbing.status_file import STATUS_FILE
 from . import blocks, page, state
 from .document import CONTENT_TYPE, HEADERS, document
-from .reader import Job, Reader
+from .reader import Job, Reader, prepare
 
 PATH = "/"
 WAIT = 1.0  # seconds the listener's thread waits for the timelines of one page, at most
@@ -78,6 +78,7 @@ class StatusPage:
         self.pages: dict[Asked, tuple[float, Response]] = {}
         self.log = logs.master()
         self.failure_logged: str | None = None
+        prepare()  # (in the listener child: the master never makes a route)
 
     def __call__(self, query: str = "") -> Response:
         asked = parse(query)

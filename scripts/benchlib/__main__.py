@@ -6,7 +6,7 @@
     scripts/bench --quick    # N = 4, few repeats, 10 cameras x 1 min; build/bench-quick.md/.json
     scripts/bench --render-only docs/benchmarks.json   # re-render the tables, no measurement
     scripts/bench --coverage-hour                 # the last hour's coverage against retention, before/after
-    scripts/bench --status-page                   # the status page: 100 cameras x a day from a warm index
+    scripts/bench --status-page [--status-page-before REV]   # the status page: 100 cameras x a day, warm index
 
 Both systems run the same ffmpeg argv per camera, one system at a time, on this machine. Every
 process started here is stopped in ``finally`` blocks, and the run ends by counting what is left.
@@ -85,6 +85,8 @@ def parse() -> argparse.Namespace:
     p.add_argument("--status-page-cameras", type=int, help="status-page suite: cameras (default 100; 10 with --quick)")
     p.add_argument("--status-page-segments", type=int,
                    help="status-page suite: 60 s segments each (default 1440, a day; 1440 with --quick too)")
+    p.add_argument("--status-page-before", metavar="REV",
+                   help="status-page suite: measure commit REV's package too, on the same files (before/after)")
     p.add_argument("--output", help="markdown report (default docs/benchmarks.md; build/bench-quick.md with --quick)")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
     p.add_argument("--render-only", metavar="JSON", help="re-write the report's tables from a previous run's JSON")
@@ -132,6 +134,7 @@ def options(args: argparse.Namespace) -> SimpleNamespace:
         status_page_cameras=args.status_page_cameras or (10 if q else 100),
         status_page_segments=args.status_page_segments or 1440,
         status_page_repeats=3 if q else 10,
+        status_page_before=args.status_page_before,
         standin_recorder="recorder: the C stand-in (`scripts/benchlib/recorder.py`)",
         cameras=args.cameras or (10 if q else 500),
         minutes=args.minutes or (1.0 if q else 10.0),

@@ -2,23 +2,18 @@
 
 N camera directories (default 100) of a day of 60 s segments (default 1,440 each) ending half a
 minute ago, every one in the segment index with the size and mtime of its file, as the workers
-leave it: the page stats each file and reads its row, it never parses a file (that is the cold
-path, measured by the coverage suite). The files are 1 KiB each (their rows say 60 playable
-seconds): the page never reads them. A status.json names the cameras, as the master writes it.
+leave it (the page never parses an indexed file: that is the cold path, measured by the coverage
+suite). The files are 1 KiB each (their rows say 60 playable seconds). A status.json names the
+cameras, as the master writes it.
 
-Then the real route of the listener child (``web/route.py``, with its real forked reader), in
-this process, asked for ``/?window=24h``:
-
-- **first page**: a new route, nothing read yet: from the first request until a request returns
-  the page with every block read (each request waits up to the route's 1 s for the reader, then
-  answers with what is read so far; it is asked again at once, as a browser reloading would be);
-- **a refresh**: the page again after the route's clock moved 30 s on (the page's own reload),
-  so the hour being written is read again and the rest is reused: wall time of that one request
-  (fork, read, page), and the CPU of this process plus the reader's;
-- **the page alone**: a request whose blocks are all fresh (status.json, the probe's answer,
-  the timelines put together and the HTML rendered);
-
-and, for comparison, ``coverage.compute`` of the day over all cameras (what the first read costs).
+Then the listener's real route for ``/?window=24h`` with its real forked reader, in a process of
+its own that plays the listener (:mod:`.status_page_child`): the first page of a new route
+(nothing read yet: every block of the day), several times; a refresh 30 s later (the page's own
+reload: the hour being written is read again); the page alone (every block fresh); and, for
+comparison, ``coverage.compute`` of the day. Medians. With ``--status-page-before REV`` the same
+runs with the package of commit REV (exported, first on ``PYTHONPATH``) on the same files: the
+before/after of a change. The machine's load average is recorded at the start and the end: other
+work on it slows every figure.
 """
 
 from __future__ import annotations
@@ -27,27 +22,20 @@ import json
 import os
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from .common import log, mono
+from .commits import export, git
+from .common import ROOT, log, mono
 from .context import Context
 from .machine import machine_info
 
 SEGMENT = 60.0
 ENDS_AGO = 30.0  # the newest segment ended this long before the measurement starts
-
-
-class Clock:
-    """The route's monotonic clock, moved on by the benchmark (a refresh without waiting 30 s)."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def __call__(self) -> float:
-        return time.monotonic() + self.offset
+FIRST_PAGES = 7  # first pages per version (3 with --quick)
 
 
 def write_mirror(mirror: Path, cameras: int, segments: int, end: float) -> list[str]:
@@ -87,80 +75,69 @@ def write_state(state: Path, mirror: Path, ids: list[str], now: float) -> None:
     (state / "metrics-probe.json").write_text(json.dumps({"sequence": 1, "free": 4 << 40, "cameras": {}}))
 
 
-def complete(page: Any, ids: list[str]) -> bool:
-    from mirror_supervisor.web import blocks
-
-    now = time.time()
-    return bool(page.stores) and all(not store.stale(blocks.starts(now - 86400, now), ids, page.clock(),
-                                                     since=now - 86400) for store in page.stores.values())
-
-
-def cpu() -> float:
-    t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
-
-
-def measure(state: Path, ids: list[str], repeats: int) -> dict[str, Any]:
-    from mirror_supervisor.web import route
-
-    clock = Clock()
-    page = route.StatusPage(state, host="bench", clock=clock)
-    began, cpu_began, asked = mono(), cpu(), 0
-    while True:
-        response = page("window=24h")
-        asked += 1
-        if complete(page, ids):
-            break
-        page.pages.clear()
-    first = {"wall_s": round(mono() - began, 3), "cpu_s": round(cpu() - cpu_began, 3), "requests": asked,
-             "bytes": len(response.body)}
-    refresh_wall, refresh_cpu, alone = [], [], []
-    for _ in range(repeats):
-        clock.offset += 30.0  # the page's reload: the hour being written is stale, the rest is not
-        page.pages.clear()
-        began, cpu_began = mono(), cpu()
-        response = page("window=24h")
-        refresh_wall.append(mono() - began)
-        refresh_cpu.append(cpu() - cpu_began)
-        assert complete(page, ids), "a refresh left blocks unread"
-        page.pages.clear()
-        began = mono()
-        page("window=24h")
-        alone.append(mono() - began)
-    gaps = response.body.count(b'data-kind="gap"')
-    return {"first": first, "refresh_wall_s": refresh_wall, "refresh_cpu_s": refresh_cpu, "alone_s": alone,
-            "refresh_ms": round(statistics.median(refresh_wall) * 1000, 1),
-            "refresh_max_ms": round(max(refresh_wall) * 1000, 1),
-            "refresh_cpu_ms": round(statistics.median(refresh_cpu) * 1000, 1),
-            "alone_ms": round(statistics.median(alone) * 1000, 1), "bytes": len(response.body), "gaps": gaps}
+def measure(code: Path | None, state: Path, ids: list[str], firsts: int, repeats: int) -> dict[str, Any]:
+    """One version's figures, from a process of its own (:mod:`.status_page_child`)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([*([str(code)] if code else []), str(ROOT / "scripts")])
+    done = subprocess.run([sys.executable, "-m", "benchlib.status_page_child", str(state), ",".join(ids), str(firsts),
+                           str(repeats)], capture_output=True, text=True, timeout=3600, env=env, check=True,
+                          cwd=code or ROOT)  # (python -m puts the working directory first on the path)
+    raw = json.loads(done.stdout)
+    first = raw["first"]
+    return {"raw": raw, "package": raw["package"],
+            "first_ms": _ms(statistics.median(f["wall_s"] for f in first)),
+            "first_min_ms": _ms(min(f["wall_s"] for f in first)), "first_max_ms": _ms(max(f["wall_s"] for f in first)),
+            "first_cpu_ms": _ms(statistics.median(f["cpu_s"] for f in first)),
+            "first_requests": [f["requests"] for f in first],
+            "refresh_ms": _ms(statistics.median(raw["refresh_wall_s"])), "refresh_max_ms": _ms(max(raw["refresh_wall_s"])),
+            "refresh_cpu_ms": _ms(statistics.median(raw["refresh_cpu_s"])),
+            "alone_ms": _ms(statistics.median(raw["alone_s"])),
+            "compute_ms": _ms(statistics.median(raw["compute"]["wall_s"])),
+            "compute_cpu_ms": _ms(statistics.median(raw["compute"]["cpu_s"])),
+            "bytes": first[-1]["bytes"], "gaps": first[-1]["gaps"]}
 
 
-def compute_day(mirror: Path, ids: list[str]) -> float:
-    from mirror_supervisor.footage import coverage
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 1)
 
-    now = time.time()
+
+def warm(mirror: Path, ids: list[str]) -> float:
+    """Every file's name and the whole index read once (as a running mirror has them in the page
+    cache), in a process of its own: the measuring one must not have imported the coverage code."""
     began = mono()
-    coverage.compute(mirror, now - 86400, now, cameras=ids, now=now, pool=False)
-    return round(mono() - began, 3)
+    code = ("import sys, time; from pathlib import Path; from mirror_supervisor.footage import coverage; "
+            "now = time.time(); coverage.compute(Path(sys.argv[1]), now - 86400, now, cameras=sys.argv[2].split(','), "
+            "now=now, pool=False, write_index=False)")
+    subprocess.run([sys.executable, "-c", code, str(mirror), ",".join(ids)], check=True, timeout=3600)
+    return round(mono() - began, 2)
 
 
 def run(ctx: Context) -> dict[str, Any]:
     o = ctx.opts
-    began = mono()
+    began, load_before = mono(), os.getloadavg()  # (before this run's own writing adds to it)
     mirror, state = ctx.work / "status-page-mirror", ctx.work / "status-page-state"
     log(f"status page: writing {o.status_page_cameras} cameras x {o.status_page_segments} indexed segments")
     end = time.time() - ENDS_AGO
     ids = write_mirror(mirror, o.status_page_cameras, o.status_page_segments, end)
     write_state(state, mirror, ids, time.time())
-    written = round(mono() - began, 1)
+    firsts = 3 if o.quick else FIRST_PAGES
     result: dict[str, Any] = {"config": {"cameras": o.status_page_cameras, "segments": o.status_page_segments,
-                                         "repeats": o.status_page_repeats, "quick": o.quick, "written_s": written},
-                              "machine": machine_info()}
-    result["coverage_day_s"] = compute_day(mirror, ids)  # also warms the page cache, as a running mirror has it
-    result.update(measure(state, ids, o.status_page_repeats))
-    log(f"status page: first page {result['first']['wall_s']} s ({result['first']['requests']} requests), "
-        f"refresh {result['refresh_ms']} ms (max {result['refresh_max_ms']}), alone {result['alone_ms']} ms, "
-        f"coverage of the day {result['coverage_day_s']} s, page {result['bytes'] / 1024:.0f} KiB")
+                                         "repeats": o.status_page_repeats, "first_pages": firsts, "quick": o.quick,
+                                         "written_s": round(mono() - began, 1)},
+                              "machine": machine_info(), "load_before": load_before}
+    result["config"]["warmed_s"] = warm(mirror, ids)
+    code: dict[str, Path | None] = {"after": None}
+    if o.status_page_before:
+        commit = git("rev-parse", o.status_page_before)
+        result["config"]["before_commit"] = commit[:10]
+        code = {"before": export(commit, ctx.work / "status-page-before"), **code}
+    for label, where in code.items():
+        load = os.getloadavg()[0]
+        result[label] = taken = {**measure(where, state, ids, firsts, o.status_page_repeats), "load": load}
+        log(f"status page, {label}: first page {taken['first_ms']} ms median ({taken['first_min_ms']}-"
+            f"{taken['first_max_ms']}; requests {taken['first_requests']}), refresh {taken['refresh_ms']} ms, "
+            f"alone {taken['alone_ms']} ms, coverage of the day {taken['compute_ms']} ms; {taken['package']}")
+    result["load_after"] = os.getloadavg()
     _discard(mirror, ctx.work)
     result["duration_s"] = round(mono() - began, 1)
     return result
@@ -176,25 +153,39 @@ def _discard(mirror: Path, work: Path) -> None:
 
 def render(results: dict[str, Any]) -> list[str]:
     r = results.get("status_page")
-    if not r:
+    if not r or "after" not in r:  # (a run from before the before/after layout: not drawn)
         return []
-    c, m, first = r["config"], r["machine"], r["first"]
+    c, m = r["config"], r["machine"]
     files = c["cameras"] * c["segments"]
-    return [
+    versions = [label for label in ("before", "after") if label in r]
+    load = "1-minute load average " + ", ".join([f"{r['load_before'][0]:.1f} at the start",
+                                                  *(f"{r[v]['load']:.1f} before the {v} runs" for v in versions
+                                                    if "load" in r[v]), f"{r['load_after'][0]:.1f} at the end"])
+    lines = [
         "## Status page",
         "",
-        f"`scripts/bench --status-page` on {m['date_utc']} ({m['cores']} cores, commit {m['commit']}), "
+        f"`scripts/bench --status-page` on {m['date_utc']} ({m['cores']} cores, commit {m['commit']}, {load}), "
         f"{r['duration_s']:.0f} s: {c['cameras']} cameras x {c['segments']} segments of 60 s ({files:,} files, all in "
-        f"the segment index, written in {c['written_s']:.0f} s); the listener's route for `/?window=24h`, in process, "
-        f"with its forked reader; refresh and page alone: median of {c['repeats']}.",
+        f"the segment index, written in {c['written_s']:.0f} s); the listener's route for `/?window=24h` with its "
+        f"forked reader, in a process that plays the listener; first page: median of {c['first_pages']} new routes, "
+        f"refresh and page alone: median of {c['repeats']}"
+        + (f"; before = commit {c['before_commit']}." if "before" in r else "."),
         "",
-        "| | wall | CPU (route and reader) | |",
-        "|---|---|---|---|",
-        f"| first page, nothing read yet (every block of the day) | {first['wall_s']:.2f} s | {first['cpu_s']:.2f} s "
-        f"| requests until complete: {first['requests']} |",
-        f"| a refresh 30 s later (the hour being written read again) | {r['refresh_ms']:.0f} ms "
-        f"(at most {r['refresh_max_ms']:.0f}) | {r['refresh_cpu_ms']:.0f} ms | target <= 1 s |",
-        f"| the page alone, every block fresh | {r['alone_ms']:.0f} ms | | {r['bytes'] / 1024:.0f} KiB of HTML |",
-        f"| for comparison: `coverage.compute` of the day | {r['coverage_day_s']:.2f} s | | |",
+        "| | " + " | ".join(f"{label}: wall | {label}: CPU" for label in versions) + " |",
+        "|---|" + "---|---|" * len(versions),
+        "| first page, nothing read yet (every block of the day; target <= 1 s) | "
+        + " | ".join(f"{r[v]['first_ms'] / 1000:.2f} s ({r[v]['first_min_ms'] / 1000:.2f}-{r[v]['first_max_ms'] / 1000:.2f})"
+                     f" | {r[v]['first_cpu_ms'] / 1000:.2f} s" for v in versions) + " |",
+        "| a refresh 30 s later (the hour being written read again) | "
+        + " | ".join(f"{r[v]['refresh_ms']:.0f} ms (at most {r[v]['refresh_max_ms']:.0f}) | {r[v]['refresh_cpu_ms']:.0f} ms"
+                     for v in versions) + " |",
+        "| the page alone, every block fresh | " + " | ".join(f"{r[v]['alone_ms']:.0f} ms | " for v in versions) + " |",
+        "| for comparison: `coverage.compute` of the day | "
+        + " | ".join(f"{r[v]['compute_ms'] / 1000:.2f} s | {r[v]['compute_cpu_ms'] / 1000:.2f} s" for v in versions) + " |",
+        "",
+        "Requests until the first page was complete (each waits up to 1 s for the reader): "
+        + "; ".join(f"{v} {r[v]['first_requests']}" for v in versions) + f". Page: {r['after']['bytes'] / 1024:.0f} KiB "
+        "of HTML.",
         "",
     ]
+    return lines

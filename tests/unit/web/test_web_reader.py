@@ -39,11 +39,12 @@ def mirror(tmp_path):
     return tmp_path
 
 
-def test_neighbouring_blocks_are_read_together_newest_first_at_most_a_day_at_once():
+def test_neighbouring_blocks_are_read_together_newest_first_at_most_a_days_window_at_once():
+    """A day's window that does not start on the hour touches 25 blocks: one read."""
     hours = [T0 + i * BLOCK for i in range(30)]
     assert reader.runs(hours[:3] + hours[5:6]) == [(hours[5], hours[6]), (hours[0], hours[3])]
     day = reader.runs(hours)
-    assert day == [(hours[6], hours[29] + BLOCK), (hours[0], hours[6])] and (day[0][1] - day[0][0]) == 24 * BLOCK
+    assert day == [(hours[5], hours[29] + BLOCK), (hours[0], hours[5])] and (day[0][1] - day[0][0]) == 25 * BLOCK
 
 
 def test_a_run_answers_each_block_with_its_own_stretches(mirror):
