@@ -87,3 +87,18 @@ def write_segment(path: Path, seconds: float, **kwargs: object) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(segment(seconds, **kwargs))  # type: ignore[arg-type]
     return path
+
+
+def segment_name(epoch: float) -> str:
+    """A segment's file name for a wall-clock second, as ffmpeg names them (UTC)."""
+    import time
+
+    return time.strftime("%Y%m%d_%H%M%S.mp4", time.gmtime(epoch))
+
+
+def record(directory: Path, start: float, end: float, seconds: float = 60.0) -> None:
+    """Playable segments of ``seconds`` each from ``start`` to ``end`` in ``directory``."""
+    at = start
+    while at < end:
+        write_segment(directory / segment_name(at), min(seconds, end - at))
+        at += seconds

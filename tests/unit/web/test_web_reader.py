@@ -19,15 +19,7 @@ from mirror_supervisor.web.reader import Job, Reader
 T0 = datetime.datetime(2026, 11, 25, 10, tzinfo=datetime.UTC).timestamp()
 
 
-def name(epoch: float) -> str:
-    return time.strftime("%Y%m%d_%H%M%S.mp4", time.gmtime(epoch))
-
-
-def record(directory, start: float, end: float, seconds: float = 60.0) -> None:
-    at = start
-    while at < end:
-        fmp4.write_segment(directory / name(at), min(seconds, end - at))
-        at += seconds
+name, record = fmp4.segment_name, fmp4.record
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import datetime
 import os
 import re
 import stat
-import time
 
 from support import fmp4
 
@@ -20,15 +19,7 @@ T0 = datetime.datetime(2026, 11, 25, 10, tzinfo=datetime.UTC).timestamp()
 FROM, TO = "2026-11-25T10:00:00Z", "2026-11-25T11:00:00Z"
 
 
-def name(epoch: float) -> str:
-    return time.strftime("%Y%m%d_%H%M%S.mp4", time.gmtime(epoch))
-
-
-def record(directory, start: float, end: float, seconds: float = 60.0) -> None:
-    at = start
-    while at < end:
-        fmp4.write_segment(directory / name(at), min(seconds, end - at))
-        at += seconds
+name, record = fmp4.segment_name, fmp4.record
 
 
 def test_the_file_holds_the_timelines_and_nothing_it_would_load(tmp_path, capsys):
