@@ -96,6 +96,8 @@ def main(argv: list[str]) -> int:
             asked = sock.recv(1)
         except InterruptedError:
             continue
+        except OSError:
+            return 0  # the master closed its end with a request unread (ECONNRESET): it stops
         if not asked:
             return 0  # the master closed its end
         if asked == ASK_LATER:
