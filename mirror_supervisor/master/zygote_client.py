@@ -25,7 +25,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from ..plumbing import lifeline, logs
+from ..plumbing import files, lifeline, logs, wakeup
 from ..worker import zygote
 from ..worker.worker import WorkerSpec
 
@@ -75,7 +75,7 @@ class ZygoteClient:
         for _ in range(SPARES + 2):
             pid, fd = self._take_spare()
             try:
-                zygote.write_all(fd, request)
+                files.write_all(fd, request)
             except OSError:
                 continue  # it died meanwhile (the master reaps it as an unknown child)
             finally:
@@ -113,7 +113,7 @@ class ZygoteClient:
         assert self._sock is not None
         got = False
         while True:
-            if wait and not got and not zygote.wait_readable(self._sock.fileno(), deadline - self.monotonic()):
+            if wait and not got and not wakeup.readable(self._sock.fileno(), deadline - self.monotonic()):
                 return False
             try:
                 data, ancillary, _, _ = self._sock.recvmsg(zygote.ANNOUNCE.size, socket.CMSG_SPACE(4),

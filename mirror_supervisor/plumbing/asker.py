@@ -15,7 +15,6 @@ pipe ends (a restarted master finds no lock of ours held by a stuck child) and d
 from __future__ import annotations
 
 import os
-import select
 import signal
 import struct
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 import setproctitle
 
 from . import titles, wakeup
+from .files import read_exact
 from .volume import Asked
 
 _LENGTH = struct.Struct("!I")
@@ -56,7 +56,7 @@ class Asker:
                 self._forget()  # it died (the master reaps it as an unknown child)
         else:
             return Asked(False, refused="the asking child ended at once")
-        if _readable(self._answer_r, timeout):
+        if wakeup.readable(self._answer_r, timeout):
             try:
                 if os.read(self._answer_r, 1):
                     return Asked(True)
@@ -137,8 +137,8 @@ def _serve(request_r: int, answer_w: int, master: int) -> int:
     setproctitle.setproctitle(titles.VOLUME_PROBE)  # if it stays stuck, ps says what it is
     while True:
         try:
-            (size,) = _LENGTH.unpack(_read_exact(request_r, _LENGTH.size))
-            path = _read_exact(request_r, size)
+            (size,) = _LENGTH.unpack(read_exact(request_r, _LENGTH.size))
+            path = read_exact(request_r, size)
         except EOFError:
             return 0
         try:
@@ -146,24 +146,3 @@ def _serve(request_r: int, answer_w: int, master: int) -> int:
         except OSError:
             pass  # an error is an answer too
         os.write(answer_w, b"1")
-
-
-def _read_exact(fd: int, size: int) -> bytes:
-    data = b""
-    while len(data) < size:
-        chunk = os.read(fd, size - len(data))
-        if not chunk:
-            raise EOFError
-        data += chunk
-    return data
-
-
-def _readable(fd: int, timeout: float) -> bool:
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            return bool(poller.poll(max(0.0, deadline - time.monotonic()) * 1000.0))
-        except InterruptedError:
-            continue

@@ -39,9 +39,7 @@ def write_atomically(path: Path, text: str, mode: int = STATUS_MODE) -> None:
     try:
         try:
             os.fchmod(fd, mode)  # exactly ``mode``, whatever the umask
-            data = text.encode("utf-8")
-            while data:
-                data = data[os.write(fd, data):]
+            write_all(fd, text.encode("utf-8"))
         finally:
             os.close(fd)
         os.replace(tmp, path)
@@ -80,6 +78,25 @@ def replace_durably(tmp: Path, path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to ``fd`` (a pipe or a file may take it in parts)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def read_exact(fd: int, size: int) -> bytes:
+    """Exactly ``size`` bytes from ``fd``; EOFError when it ends before them."""
+    chunks, got = [], 0
+    while got < size:
+        chunk = os.read(fd, size - got)
+        if not chunk:
+            raise EOFError(f"closed after {got} of {size} bytes")
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
 
 
 def _unlink_quietly(path: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import select
 import signal
+import time
 
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGCHLD)
 # Signals nobody should send us but a habit might (``kill -USR1`` to reopen logs): ignored, since
@@ -60,6 +61,19 @@ class SignalPipe:
             except BlockingIOError:
                 pass
         return signals, [fd for fd in readable if fd != self.read_fd]
+
+
+def readable(fd: int, timeout: float) -> bool:
+    """Wait up to ``timeout`` for ``fd`` to be readable (end of file counts); a signal does not
+    end the wait early."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return bool(poller.poll(max(0.0, deadline - time.monotonic()) * 1000.0))
+        except InterruptedError:
+            continue
 
 
 def block_handled() -> None:

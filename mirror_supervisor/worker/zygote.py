@@ -33,13 +33,15 @@ import array
 import gc
 import os
 import pickle
-import select
 import signal
 import socket
 import struct
 import sys
 import time
 from typing import Any
+
+from ..plumbing import wakeup
+from ..plumbing.files import read_exact
 
 REQUEST = struct.Struct("!I")  # the length of the pickled spec that follows, in a spare's pipe
 ANNOUNCE = struct.Struct("!qq")  # (kind, pid or -errno) from the zygote's side of the socket pair
@@ -55,23 +57,6 @@ SPARE_TITLE = "mirror-supervisor: spare worker"
 def encode_request(spec: Any) -> bytes:
     body = pickle.dumps(spec, protocol=pickle.HIGHEST_PROTOCOL)
     return REQUEST.pack(len(body)) + body
-
-
-def read_exact(fd: int, size: int) -> bytes:
-    chunks, got = [], 0
-    while got < size:
-        chunk = os.read(fd, size - got)
-        if not chunk:
-            raise EOFError(f"pipe closed after {got} of {size} bytes")
-        chunks.append(chunk)
-        got += len(chunk)
-    return b"".join(chunks)
-
-
-def write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
 
 
 # -- the zygote ------------------------------------------------------------------------------
@@ -101,7 +86,7 @@ def main(argv: list[str]) -> int:
         if not asked:
             return 0  # the master closed its end
         if asked == ASK_LATER:
-            wait_readable(sock.fileno(), LATER_WAIT)
+            wakeup.readable(sock.fileno(), LATER_WAIT)
         try:
             pid = os.fork()
         except OSError as exc:
@@ -146,8 +131,6 @@ def _go_between(sock: socket.socket, master_pid: int) -> None:
 
 
 def _make_spare(sock: socket.socket, master_pid: int) -> int:
-    from ..plumbing import wakeup
-
     spec_r, spec_w = os.pipe2(os.O_CLOEXEC)
     go_r, go_w = os.pipe2(os.O_CLOEXEC)
     me = os.getpid()
@@ -218,14 +201,6 @@ def _spare(sock_fd: int, spec_r: int, others: tuple[int, ...], go_r: int, go_bet
 
     return run_worker(spec, (sock_fd,))  # asks for SIGTERM at the master's death, checks the parent
 
-
-def wait_readable(fd: int, timeout: float) -> bool:
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    try:
-        return bool(poller.poll(max(0.0, timeout) * 1000.0))
-    except InterruptedError:
-        return False
 
 
 if __name__ == "__main__":
