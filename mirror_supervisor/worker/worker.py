@@ -137,17 +137,17 @@ class Worker:
             return None
         assert proc.stderr is not None
         started, wall_started = time.monotonic(), time.time()
-        self.log.info(  # first: ffmpeg runs now; the reader thread and the report follow
+        self.ffmpeg_pid = proc.pid
+        self.ffmpeg_started = wall_started
+        self.ffmpeg_starts += 1
+        self._set_state("connecting")  # at once: its title never says "starting" beside a running ffmpeg
+        self.log.info(
             "ffmpeg started pid=%d gen=%d url=%s segment=%ds audio=%s dir=%s",
             proc.pid, self.spec.generation, self.camera.masked_url, self.camera.segment_seconds,
             "copy" if self.camera.record_audio else "off", self.spec.directory,
         )
         tail = StderrTail(proc.stderr.fileno())
         tail.start()
-        self.ffmpeg_pid = proc.pid
-        self.ffmpeg_started = wall_started
-        self.ffmpeg_starts += 1
-        self._set_state("connecting")
         stalled = self._watch(proc)
         if proc.poll() is None:
             self._end_ffmpeg(proc, "stalled" if stalled else "stopping")
