@@ -16,7 +16,6 @@ Reports share one pipe and are dropped when it is full, so the full report is al
 
 from __future__ import annotations
 
-import functools
 import os
 import signal
 import subprocess
@@ -128,7 +127,7 @@ class Worker:
         if input_dir is None:
             return None
         try:
-            proc = self._popen(input_dir)
+            proc = ffmpeg.start(self.spec.argv, input_dir)
         except (OSError, subprocess.SubprocessError) as exc:
             self._remove_input()
             self.last_error = f"cannot start ffmpeg {self.spec.argv[0]!r}: {exc}"
@@ -160,15 +159,6 @@ class Worker:
         send_line(self.spec.status_fd, ffmpeg_ended(self.camera.id, self.spec.generation, self.names.segment,
                                                     wall_started, time.time()))  # for the index writer: complete
         return ran
-
-    def _popen(self, input_dir: Path) -> subprocess.Popen:
-        """ffmpeg, asking for SIGTERM when this worker dies: Python in the child before exec (a
-        fork, not a vfork: 2-3 ms). ``setpriv --pdeathsig`` fails under the unit's bounding set."""
-        return subprocess.Popen(
-            self.spec.argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            env=ffmpeg.environment(dict(os.environ)), cwd=input_dir, close_fds=True,
-            preexec_fn=functools.partial(lifeline.exec_child_dies_with, os.getpid()),
-        )
 
     def _watch(self, proc: subprocess.Popen) -> bool:
         """Wait while ffmpeg runs; True when it stalled: alive, but its open segment did not grow
@@ -240,13 +230,14 @@ class Worker:
 
     def _log_exit(self, code: int | None, ran: float, stderr: str, stalled: bool) -> None:
         how = f"signal {-code}" if code is not None and code < 0 else f"status {code}"
+        if self._stopping or stalled:  # asked for: its stderr tells nothing (and a stop ends the loop)
+            self._failure = None if self._stopping else reachability.classify(stderr, stalled)
+            self.log.info("ffmpeg stopped %s ran=%.1fs", how, ran)
+            return
+        self._failure = reachability.classify(stderr, stalled)
         # ffmpeg names its input script where it used to name the URL: show the masked URL
         tail = summarize_tail(stderr, self.camera.secrets).replace(ffmpeg.input_of(self.spec.argv, self.camera),
                                                                     self.camera.masked_url)
-        self._failure = reachability.classify(stderr, stalled)
-        if self._stopping or stalled:
-            self.log.info("ffmpeg stopped %s ran=%.1fs", how, ran)
-            return
         # ffmpeg 5.1 exits with status 0 and prints nothing when the server vanishes: every
         # exit we did not ask for is a failure, whatever the status says.
         last_line = tail.rsplit(" | ", 1)[-1][-300:] if tail else "no output (source lost or stream ended)"

@@ -42,6 +42,7 @@ from typing import Any
 
 from ..plumbing import wakeup
 from ..plumbing.files import read_exact
+from . import heap_fill
 
 REQUEST = struct.Struct("!I")  # the length of the pickled spec that follows, in a spare's pipe
 ANNOUNCE = struct.Struct("!qq")  # (kind, pid or -errno) from the zygote's side of the socket pair
@@ -71,9 +72,10 @@ def main(argv: list[str]) -> int:
     import setproctitle
 
     setproctitle.setproctitle(TITLE)
-    _preload()
+    _preload(master_pid)
     sock = socket.socket(fileno=sock_fd)
     gc.collect()
+    _kept = heap_fill.fill()  # held while we serve: a worker's allocations go to pools of its own
     gc.freeze()  # the image every worker shares: no collection of ours ever writes to it again
     sock.sendall(ANNOUNCE.pack(READY, os.getpid()))
     while True:
@@ -97,15 +99,16 @@ def main(argv: list[str]) -> int:
         _wait_for(pid)
 
 
-def _preload() -> None:
+def _preload(master_pid: int) -> None:
     """Everything a worker imports, now, so that no worker imports anything of its own, and what
     the modules set up on first use (the temporary directory, found by writing a file into it)."""
     import encodings.idna  # noqa: F401 - only if a camera names its host; cheap shared, dear per worker
     import tempfile
 
-    from . import worker  # noqa: F401 - and through it ffmpeg, progress, backoff, reachability, report
+    from . import warm_up  # and through it the worker, ffmpeg, progress, backoff, reachability, report
 
     tempfile.gettempdir()
+    warm_up.rehearse(master_pid)  # failed, it costs memory, never a camera: tests/unit/test_warm_up.py runs it
 
 
 def _wait_for(pid: int) -> None:

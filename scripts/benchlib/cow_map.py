@@ -128,7 +128,7 @@ def attribute(pages: list[tuple[int, str]], starts: list[int], sizes: list[int],
 def play_zygote(recorder: str, segment: int, work: Path) -> None:
     """The zygote's part: import, note every object, freeze, fork the worker, print its pid and
     stay idle (a parent that goes on allocating would make the worker's pages exclusive)."""
-    zygote._preload()
+    zygote._preload(os.getppid())  # the rehearsal arms SIGKILL at our parent's death, as the zygote does
     from mirror_supervisor.worker.ffmpeg import build_command
     from mirror_supervisor.worker.worker import WorkerSpec, run_worker
 

@@ -1,0 +1,97 @@
+"""The zygote's rehearsal (worker/warm_up.py): the worker's real steps run, and nothing of them
+outlives the rehearsal in the process that ran it (signal mask, handlers, wake-up descriptor,
+title, descriptors, children, files). Run in a forked child, as in the zygote."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import tempfile
+from pathlib import Path
+
+import setproctitle
+
+from mirror_supervisor.plumbing import wakeup
+from mirror_supervisor.worker import warm_up
+
+
+def _state() -> dict:
+    handlers = {sig: str(signal.getsignal(sig)) for sig in (*wakeup.HANDLED_SIGNALS, *wakeup.IGNORED_SIGNALS)}
+    wake = signal.set_wakeup_fd(-1)
+    signal.set_wakeup_fd(wake)
+    return {"mask": sorted(int(s) for s in signal.pthread_sigmask(signal.SIG_BLOCK, [])), "handlers": handlers,
+            "wakeup_fd": wake, "title": setproctitle.getproctitle(), "fds": sorted(os.listdir("/proc/self/fd")),
+            "temp": sorted(n for n in os.listdir(tempfile.gettempdir()) if n.startswith("mirror-supervisor-warm-up-"))}
+
+
+def _in_child(body) -> dict:
+    """Run ``body()`` in a forked child; its JSON result."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.close(r)
+            os.write(w, json.dumps(body()).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(w)
+    data = b""
+    while chunk := os.read(r, 65536):
+        data += chunk
+    os.close(r)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    return json.loads(data)
+
+
+def test_the_rehearsal_runs_every_step_and_leaves_the_process_as_it_was():
+    def body():
+        signal.pthread_sigmask(signal.SIG_BLOCK, (signal.SIGHUP,))  # a mask of its own, to be kept
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+        setproctitle.setproctitle("test: rehearsal")
+        before = _state()
+        error = warm_up.rehearse(os.getppid(), rounds=20)
+        after = _state()
+        try:
+            os.waitpid(-1, os.WNOHANG)
+            children = True
+        except ChildProcessError:
+            children = False
+        return {"error": error, "before": before, "after": after, "children": children}
+
+    got = _in_child(body)
+    assert got["error"] is None
+    assert got["after"] == got["before"]
+    assert not got["children"]
+
+
+def test_the_rehearsal_starts_a_real_child_and_logs_what_a_worker_logs(tmp_path: Path):
+    def body():
+        signal.pthread_sigmask(signal.SIG_BLOCK, wakeup.HANDLED_SIGNALS)
+        warm_up._rounds(tmp_path, os.getppid(), 2)
+        return (tmp_path / "worker.log").read_text().splitlines()
+
+    lines = _in_child(body)
+    text = "\n".join(lines)
+    assert "ffmpeg started pid=" in text and "url=rtsp://***@192.0.2.1:554/stream" in text
+    assert "ffmpeg exited status 0" in text  # ``true`` ran and was reaped
+    assert "recording segment=" in text
+    assert "ffmpeg stopped status 0" in text
+    assert "secret" not in text
+
+
+def test_a_failing_step_is_reported_not_raised(monkeypatch):
+    def broken(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    def body():
+        monkeypatch.setattr(warm_up, "_rounds", broken)
+        before = _state()
+        return {"error": warm_up.rehearse(os.getppid(), rounds=1), "same": _state() == before}
+
+    got = _in_child(body)
+    assert got["error"] == "OSError: [Errno 28] No space left on device"
+    assert got["same"]
