@@ -135,6 +135,10 @@ class ZygoteClient:
         if kind == zygote.READY:
             self._ready = True
             return True
+        if kind == zygote.UNREHEARSED:
+            self.log.warning("zygote: its rehearsal of a worker's start failed (its reason is on its stderr); "
+                             "workers work, each with more private memory")
+            return False
         self._asked = max(0, self._asked - 1)
         if kind == zygote.SPARE and fds:
             self._spares.append((value, fds[0]))

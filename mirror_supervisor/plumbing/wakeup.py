@@ -17,6 +17,15 @@ HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP,
 # their default action would end recording. Log files are reopened without any signal.
 IGNORED_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)
 STOP_SIGNALS = frozenset((signal.SIGTERM, signal.SIGINT, signal.SIGQUIT))
+# The C functions under ``signal``'s Python wrappers, which turn every result into enum members:
+# run in each worker, that enum machinery cost about 30 KiB of copied pages (docs/benchmarks.md,
+# "Worker memory"). CPython's own module; elsewhere, the wrappers.
+try:
+    import _signal  # type: ignore[import-not-found]
+
+    _set_handler, _set_mask, _IGNORE = _signal.signal, _signal.pthread_sigmask, _signal.SIG_IGN
+except ImportError:  # pragma: no cover - not CPython
+    _set_handler, _set_mask, _IGNORE = signal.signal, signal.pthread_sigmask, signal.SIG_IGN
 
 
 def _ignore_here(signum: int, frame: object) -> None:
@@ -30,9 +39,9 @@ class SignalPipe:
         self.read_fd, self.write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(self.write_fd, warn_on_full_buffer=False)
         for sig in HANDLED_SIGNALS:
-            signal.signal(sig, _ignore_here)
+            _set_handler(sig, _ignore_here)
         for sig in IGNORED_SIGNALS:
-            signal.signal(sig, signal.SIG_IGN)
+            _set_handler(sig, _IGNORE)
 
     @property
     def fds(self) -> tuple[int, int]:
@@ -78,8 +87,8 @@ def readable(fd: int, timeout: float) -> bool:
 
 def block_handled() -> None:
     """Around fork: a signal arriving before the child has its own pipe must wait, not go to ours."""
-    signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED_SIGNALS)
+    _set_mask(signal.SIG_BLOCK, HANDLED_SIGNALS)
 
 
 def unblock_handled() -> None:
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
+    _set_mask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)

@@ -282,11 +282,22 @@ def environment(base: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def start(argv: tuple[str, ...], cwd: Path) -> subprocess.Popen:
-    """ffmpeg, asking for SIGTERM when the worker that starts it dies: Python in the child before
-    exec (a fork, not a vfork: 2-3 ms). ``setpriv --pdeathsig`` fails under the unit's bounding set."""
-    return subprocess.Popen(
-        argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        env=environment(dict(os.environ)), cwd=cwd, close_fds=True,
-        preexec_fn=functools.partial(lifeline.exec_child_dies_with, os.getpid()),
-    )
+def start(argv: tuple[str, ...], cwd: Path) -> tuple[subprocess.Popen, int]:
+    """ffmpeg, asking for SIGTERM when the worker that starts it dies, and the read end of its
+    stderr (a plain pipe: no file object or buffer for a stream only a reader thread drains).
+
+    The death signal is asked for by Python in the child before exec (a fork, not a vfork: 2-3
+    ms); ``setpriv --pdeathsig`` fails under the unit's capability bounding set."""
+    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+    try:
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=write_fd,
+            env=environment(dict(os.environ)), cwd=cwd, close_fds=True,
+            preexec_fn=functools.partial(lifeline.exec_child_dies_with, os.getpid()),
+        )
+    except BaseException:
+        os.close(read_fd)
+        raise
+    finally:
+        os.close(write_fd)
+    return proc, read_fd

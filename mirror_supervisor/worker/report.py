@@ -31,9 +31,14 @@ SEGMENT_DONE = "done"  # "name" (or null: none seen yet) is complete: ffmpeg ope
 FFMPEG_ENDED = "ended"  # "name": the segment last seen open (or null); "since", "until": ffmpeg's run, wall clock
 
 
+# One encoder, made in the zygote: ``json.dumps`` with options builds an encoder per call, a few
+# dozen objects a worker would otherwise allocate and touch for every report.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True)
+
+
 def _dumps(report: Mapping[str, Any]) -> bytes:
     """ASCII-only JSON (non-ASCII is escaped), so its length in bytes is its length in characters."""
-    return json.dumps(report, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+    return _ENCODER.encode(report).encode("ascii")
 
 
 def encode_report(report: Mapping[str, Any], limit: int = MAX_REPORT_BYTES) -> bytes:

@@ -127,14 +127,13 @@ class Worker:
         if input_dir is None:
             return None
         try:
-            proc = ffmpeg.start(self.spec.argv, input_dir)
+            proc, stderr_fd = ffmpeg.start(self.spec.argv, input_dir)
         except (OSError, subprocess.SubprocessError) as exc:
             self._remove_input()
             self.last_error = f"cannot start ffmpeg {self.spec.argv[0]!r}: {exc}"
             self.log.error("%s", self.last_error)
             self._set_state("error")
             return None
-        assert proc.stderr is not None
         started, wall_started = time.monotonic(), time.time()
         self.ffmpeg_pid = proc.pid
         self.ffmpeg_started = wall_started
@@ -145,14 +144,14 @@ class Worker:
             proc.pid, self.spec.generation, self.camera.masked_url, self.camera.segment_seconds,
             "copy" if self.camera.record_audio else "off", self.spec.directory,
         )
-        tail = StderrTail(proc.stderr.fileno())
+        tail = StderrTail(stderr_fd)
         tail.start()
         stalled = self._watch(proc)
         if proc.poll() is None:
             self._end_ffmpeg(proc, "stalled" if stalled else "stopping")
         self._remove_input()
         tail.join(timeout=2.0)
-        proc.stderr.close()
+        os.close(stderr_fd)
         ran = time.monotonic() - started
         self.ffmpeg_pid = self.ffmpeg_started = None
         self._log_exit(proc.returncode, ran, tail.text(), stalled)

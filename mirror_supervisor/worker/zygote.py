@@ -46,7 +46,7 @@ from . import heap_fill
 
 REQUEST = struct.Struct("!I")  # the length of the pickled spec that follows, in a spare's pipe
 ANNOUNCE = struct.Struct("!qq")  # (kind, pid or -errno) from the zygote's side of the socket pair
-READY, SPARE, FAILED = 0, 1, 2
+READY, SPARE, FAILED, UNREHEARSED = 0, 1, 2, 3  # UNREHEARSED (before READY): warm_up.rehearse failed
 ASK = b"s"  # the master's request: one more spare
 ASK_LATER = b"l"  # the same, not urgent: a worker may be starting from a spare, let it have the CPU first
 LATER_WAIT = 0.25  # how long a request that is not urgent waits, unless another request comes
@@ -72,8 +72,11 @@ def main(argv: list[str]) -> int:
     import setproctitle
 
     setproctitle.setproctitle(TITLE)
-    _preload(master_pid)
+    failed = _preload(master_pid)
     sock = socket.socket(fileno=sock_fd)
+    if failed is not None:
+        os.write(2, f"mirror-supervisor zygote: the rehearsal of a worker's start failed: {failed}\n".encode())
+        sock.sendall(ANNOUNCE.pack(UNREHEARSED, 0))
     gc.collect()
     _kept = heap_fill.fill()  # held while we serve: a worker's allocations go to pools of its own
     gc.freeze()  # the image every worker shares: no collection of ours ever writes to it again
@@ -99,7 +102,7 @@ def main(argv: list[str]) -> int:
         _wait_for(pid)
 
 
-def _preload(master_pid: int) -> None:
+def _preload(master_pid: int) -> str | None:
     """Everything a worker imports, now, so that no worker imports anything of its own, and what
     the modules set up on first use (the temporary directory, found by writing a file into it)."""
     import encodings.idna  # noqa: F401 - only if a camera names its host; cheap shared, dear per worker
@@ -108,7 +111,7 @@ def _preload(master_pid: int) -> None:
     from . import warm_up  # and through it the worker, ffmpeg, progress, backoff, reachability, report
 
     tempfile.gettempdir()
-    warm_up.rehearse(master_pid)  # failed, it costs memory, never a camera: tests/unit/test_warm_up.py runs it
+    return warm_up.rehearse(master_pid)  # failed, it costs memory, never a camera (None: every step ran)
 
 
 def _wait_for(pid: int) -> None:

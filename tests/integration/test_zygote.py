@@ -29,6 +29,7 @@ def test_workers_come_from_the_zygote_and_are_the_masters_children(rtsp, nvr, su
     assert "sqlite" not in maps, "a worker is no fork of the master: no database code in it"
     assert worker.memory_full_info().uss < zygote.memory_full_info().rss, "it shares the zygote's pages"
     assert "zygote ready" in sup.log()
+    assert "rehearsal" not in sup.log(), "the zygote rehearsed a worker's start (worker/warm_up.py) without error"
 
 
 def test_a_killed_zygote_and_spares_cost_no_camera(rtsp, nvr, supervisor):
