@@ -189,7 +189,10 @@ def exec_child_dies_with(parent: int) -> None:
     The child inherits its parent's Python SIGTERM handler, which only notes the signal for a
     Python loop that never runs again before exec: a SIGTERM sent to it here would be swallowed
     and a leftover ffmpeg would record on. With the default action restored first (exec would
-    restore it anyway), both the parent-death signal and the already-dead check really kill.
+    restore it anyway), both the parent-death signal and the already-dead check really kill. The
+    signal mask, which exec keeps, is emptied: a recorder started while its starter had signals
+    blocked (the zygote's rehearsal, ``worker/warm_up.py``) still stops on SIGTERM.
     """
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    wakeup.unblock_all()
     die_with_parent(parent, signal.SIGTERM)

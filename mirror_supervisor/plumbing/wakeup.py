@@ -92,3 +92,7 @@ def block_handled() -> None:
 
 def unblock_handled() -> None:
     _set_mask(signal.SIG_UNBLOCK, HANDLED_SIGNALS)
+
+
+def unblock_all() -> None:
+    _set_mask(signal.SIG_SETMASK, ())

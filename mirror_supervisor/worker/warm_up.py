@@ -74,6 +74,9 @@ def _rounds(scratch: Path, parent: int, rounds: int) -> None:
     for done in range(rounds):
         lifeline.die_with_parent(parent, signal.SIGKILL)  # as a spare does first (the zygote's own setting)
         worker = Worker(pickle.loads(pickled))
+        worker._input_dir = scratch / "inputs"  # not the system's: nothing of ours is left there
+        ffmpeg.input_dir(spec.directory.parent)  # the name it would have had (hashed): computed only
+        worker.become_user()  # no --user here: the checks only
         worker._signals = wakeup.SignalPipe()
         signal.pthread_sigmask(signal.SIG_UNBLOCK, (signal.SIGCHLD,))
         try:
@@ -104,3 +107,4 @@ def _one_worker(worker: Worker, segment: str, start: bool) -> None:
     worker._wait(0)
     worker._stopping = True
     worker._log_exit(0, 1.0, "", False)
+

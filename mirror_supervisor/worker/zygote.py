@@ -40,9 +40,12 @@ import sys
 import time
 from typing import Any
 
-from ..plumbing import wakeup
+import setproctitle
+
+from ..plumbing import lifeline, wakeup
 from ..plumbing.files import read_exact
-from . import heap_fill
+from . import heap_fill, warm_up
+from .worker import run_worker
 
 REQUEST = struct.Struct("!I")  # the length of the pickled spec that follows, in a spare's pipe
 ANNOUNCE = struct.Struct("!qq")  # (kind, pid or -errno) from the zygote's side of the socket pair
@@ -66,11 +69,7 @@ def encode_request(spec: Any) -> bytes:
 def main(argv: list[str]) -> int:
     """``python -m mirror_supervisor.worker.zygote SOCKET_FD MASTER_PID``."""
     sock_fd, master_pid = int(argv[0]), int(argv[1])
-    from ..plumbing import lifeline
-
     lifeline.die_with_parent(master_pid, signal.SIGKILL)
-    import setproctitle
-
     setproctitle.setproctitle(TITLE)
     failed = _preload(master_pid)
     sock = socket.socket(fileno=sock_fd)
@@ -107,8 +106,6 @@ def _preload(master_pid: int) -> str | None:
     the modules set up on first use (the temporary directory, found by writing a file into it)."""
     import encodings.idna  # noqa: F401 - only if a camera names its host; cheap shared, dear per worker
     import tempfile
-
-    from . import warm_up  # and through it the worker, ffmpeg, progress, backoff, reachability, report
 
     tempfile.gettempdir()
     return warm_up.rehearse(master_pid)  # failed, it costs memory, never a camera (None: every step ran)
@@ -191,11 +188,7 @@ def _spare(sock_fd: int, spec_r: int, others: tuple[int, ...], go_r: int, go_bet
         if time.monotonic() > deadline:
             return 1
         time.sleep(0.0002)
-    from ..plumbing import lifeline
-
     lifeline.die_with_parent(master_pid, signal.SIGKILL)  # the worker asks for SIGTERM instead
-    import setproctitle
-
     setproctitle.setproctitle(SPARE_TITLE)
     try:
         (size,) = REQUEST.unpack(read_exact(spec_r, REQUEST.size))
@@ -203,8 +196,6 @@ def _spare(sock_fd: int, spec_r: int, others: tuple[int, ...], go_r: int, go_bet
     except (OSError, EOFError):
         return 0  # discarded, or the master is gone
     os.close(spec_r)
-    from .worker import run_worker
-
     return run_worker(spec, (sock_fd,))  # asks for SIGTERM at the master's death, checks the parent
 
 

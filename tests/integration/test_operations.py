@@ -109,7 +109,9 @@ def test_second_start_is_refused_and_the_first_master_is_unaffected(rtsp, nvr, d
     nvr.add_mirrored("cam", rtsp.url("/live"))
     assert init(deployment, "start").returncode == 0
     pid = daemon_pid(deployment["state"])
-    before = procs.wait_for("worker", lambda: worker_table(pid).get("cam"), 20)
+    # Recording first: a worker seen while it connects would change its title meanwhile, unaffected.
+    before = procs.wait_for("a recording worker", lambda: (view := worker_table(pid).get("cam")) is not None
+                            and view.state == "recording" and view, 30)
 
     second = cli("run", "--config", str(deployment["defaults"]), "--log-file", str(deployment["log"]))
     assert second.returncode == 1

@@ -95,3 +95,22 @@ def test_a_failing_step_is_reported_not_raised(monkeypatch):
     got = _in_child(body)
     assert got["error"] == "OSError: [Errno 28] No space left on device"
     assert got["same"]
+
+
+def test_a_recorder_starts_with_no_signal_blocked_whatever_its_starter_blocked(tmp_path: Path):
+    """The zygote rehearses with the stop signals blocked; a recorder inherits no such mask (else
+    SIGTERM would not stop it), here or in a worker."""
+    from mirror_supervisor.worker import ffmpeg
+
+    def body():
+        signal.pthread_sigmask(signal.SIG_BLOCK, wakeup.HANDLED_SIGNALS)
+        proc, fd = ffmpeg.start(("/bin/sleep", "60"), tmp_path)
+        os.close(fd)
+        with open(f"/proc/{proc.pid}/status") as status:
+            blocked = next(line.split()[1] for line in status if line.startswith("SigBlk:"))
+        proc.send_signal(signal.SIGTERM)
+        return {"blocked": blocked, "code": proc.wait(timeout=10)}
+
+    got = _in_child(body)
+    assert int(got["blocked"], 16) == 0
+    assert got["code"] == -signal.SIGTERM
