@@ -14,15 +14,15 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import gc
-import logging
 import os
 import signal
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import setproctitle
+from . import proc_title, wakeup
 
-from . import wakeup
-from .logs import LOGGER_NAME
+if TYPE_CHECKING:
+    import logging
 
 PR_SET_PDEATHSIG = 1
 PR_GET_PDEATHSIG = 2
@@ -139,7 +139,7 @@ def become_helper(title: str, inherited_fds: tuple[int, ...], master_pid: int) -
     close_fds(inherited_fds)
     die_with_parent(master_pid, signal.SIGKILL)
     wakeup.unblock_handled()
-    setproctitle.setproctitle(title)
+    proc_title.set_title(title)
 
 
 def fork_child(child: Callable[[], int]) -> int:
@@ -171,6 +171,11 @@ def fork_child(child: Callable[[], int]) -> int:
 
 
 def _flush_logs() -> None:
+    """``logging`` is the master's: imported here, not by the workers that import this module."""
+    import logging
+
+    from .logs import LOGGER_NAME
+
     for handler in logging.getLogger(LOGGER_NAME).handlers:
         handler.flush()
 

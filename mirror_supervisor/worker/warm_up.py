@@ -26,10 +26,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import setproctitle
-
 from ..cameras.camera import Camera
-from ..plumbing import lifeline, wakeup
+from ..plumbing import lifeline, proc_title, wakeup
+from ..plumbing.line_log import LineLog
 from . import ffmpeg
 from .progress import ClockWatch, OpenSegment
 from .worker import Worker, WorkerSpec
@@ -44,7 +43,7 @@ SAMPLE_STDERR = "[rtsp @ 0x1] method DESCRIBE failed: 404 Not Found\nrtsp://u:p@
 def rehearse(parent: int, rounds: int = ROUNDS) -> str | None:
     """Rehearse in a process that dies with ``parent`` by SIGKILL (the zygote, or a test); None
     when every step ran, else what failed."""
-    title = setproctitle.getproctitle()
+    title = proc_title.get_title()
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, wakeup.HANDLED_SIGNALS)
     handlers = {sig: signal.getsignal(sig) for sig in (*wakeup.HANDLED_SIGNALS, *wakeup.IGNORED_SIGNALS)}
     try:
@@ -58,7 +57,7 @@ def rehearse(parent: int, rounds: int = ROUNDS) -> str | None:
             if handler is not None:
                 signal.signal(sig, handler)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-        setproctitle.setproctitle(title)
+        proc_title.set_title(title)
     return None
 
 
@@ -85,7 +84,8 @@ def _rounds(scratch: Path, parent: int, rounds: int) -> None:
             signal.pthread_sigmask(signal.SIG_BLOCK, (signal.SIGCHLD,))
             signal.set_wakeup_fd(-1)
             lifeline.close_fds(worker._signals.fds)
-            worker.log.close()  # type: ignore[union-attr]
+            if isinstance(worker.log, LineLog):
+                worker.log.close()
 
 
 def _one_worker(worker: Worker, segment: str, start: bool) -> None:

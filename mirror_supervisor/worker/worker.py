@@ -23,11 +23,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import setproctitle
-
 from ..cameras.camera import Camera
-from ..plumbing import lifeline, logs, titles, wakeup
-from ..plumbing.line_log import LineLog
+from ..plumbing import lifeline, proc_title, titles, wakeup
+from ..plumbing.line_log import LineLog, Log
 from . import backoff, ffmpeg, privileges, reachability
 from .ffmpeg_stderr import StderrTail, summarize_tail
 from .progress import ClockWatch, NameGuard, OpenSegment, Progress
@@ -64,7 +62,7 @@ class Worker:
     def __init__(self, spec: WorkerSpec) -> None:
         self.spec = spec
         self.camera = spec.camera
-        self.log = LineLog(spec.camera.id, *spec.log) if spec.log else logs.for_camera(spec.camera.id)
+        self.log = LineLog(spec.camera.id, *spec.log) if spec.log else _logging_log(spec.camera.id)
         self.state = "starting"
         self.ffmpeg_pid: int | None = None
         self.ffmpeg_started: float | None = None
@@ -331,7 +329,7 @@ class Worker:
 
     def _set_state(self, state: str) -> None:
         self.state = state
-        setproctitle.setproctitle(
+        proc_title.set_title(
             titles.worker(self.camera.id, self.spec.generation, state)
         )
         self._report()
@@ -374,6 +372,13 @@ class Worker:
             self.log.info("stop requested")
         if time.monotonic() >= self._next_report:
             self._report()
+
+
+def _logging_log(camera_id: str) -> Log:
+    """A worker given no log destination (a test's) logs through ``logging``, imported only then."""
+    from ..plumbing import logs as logging_logs
+
+    return logging_logs.for_camera(camera_id)
 
 
 def run_worker(spec: WorkerSpec, inherited_fds: tuple[int, ...]) -> int:

@@ -40,9 +40,7 @@ import sys
 import time
 from typing import Any
 
-import setproctitle
-
-from ..plumbing import lifeline, wakeup
+from ..plumbing import lifeline, proc_title, wakeup
 from ..plumbing.files import read_exact
 from . import heap_fill, warm_up
 from .worker import run_worker
@@ -70,7 +68,7 @@ def main(argv: list[str]) -> int:
     """``python -m mirror_supervisor.worker.zygote SOCKET_FD MASTER_PID``."""
     sock_fd, master_pid = int(argv[0]), int(argv[1])
     lifeline.die_with_parent(master_pid, signal.SIGKILL)
-    setproctitle.setproctitle(TITLE)
+    proc_title.set_title(TITLE)
     failed = _preload(master_pid)
     sock = socket.socket(fileno=sock_fd)
     if failed is not None:
@@ -189,7 +187,7 @@ def _spare(sock_fd: int, spec_r: int, others: tuple[int, ...], go_r: int, go_bet
             return 1
         time.sleep(0.0002)
     lifeline.die_with_parent(master_pid, signal.SIGKILL)  # the worker asks for SIGTERM instead
-    setproctitle.setproctitle(SPARE_TITLE)
+    proc_title.set_title(SPARE_TITLE)
     try:
         (size,) = REQUEST.unpack(read_exact(spec_r, REQUEST.size))
         spec = pickle.loads(read_exact(spec_r, size))

@@ -47,7 +47,7 @@ def _no_input(self):
 
 
 PATCHES = {
-    "title": lambda: setattr(W.setproctitle, "setproctitle", lambda title: None),
+    "title": lambda: setattr(W.proc_title, "set_title", lambda title: None),
     "report": lambda: setattr(W.Worker, "_report", lambda self: None),
     "log": lambda: setattr(W.LineLog, "_write", lambda self, line: None),
     "thread": lambda: (setattr(ffmpeg_stderr.StderrTail, "start", lambda self: None),

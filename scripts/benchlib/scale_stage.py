@@ -104,13 +104,19 @@ def stop_master(master: subprocess.Popen, seen: dict[int, float] | None = None) 
 
 
 def _any_alive(seen: dict[int, float]) -> bool:
+    """Is any process of ``seen`` (pid -> psutil create time) still alive (zombies are not)?
+    Read from /proc/<pid>/stat directly: a pass over a thousand pids takes a few ms instead of
+    psutil's tens, which the shutdown time would otherwise include."""
+    boot, tick = psutil.boot_time(), os.sysconf("SC_CLK_TCK")
     for pid, created in seen.items():
         try:
-            proc = psutil.Process(pid)
-            if abs(proc.create_time() - created) < 0.01 and proc.status() != psutil.STATUS_ZOMBIE:
-                return True
-        except psutil.Error:
+            with open(f"/proc/{pid}/stat", "rb") as handle:
+                data = handle.read()
+        except OSError:
             continue
+        fields = data[data.rindex(b")") + 2:].split()  # state is the first, start time the 20th
+        if fields[0] != b"Z" and abs(int(fields[19]) / tick + boot - created) < 0.01:
+            return True
     return False
 
 

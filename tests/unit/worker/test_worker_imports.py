@@ -23,3 +23,19 @@ def test_the_worker_module_loads_neither_sqlite3_nor_the_index():
     loaded = set(json.loads(done.stdout))
     assert "mirror_supervisor.worker.worker" in loaded
     assert loaded.isdisjoint(NEVER_IN_A_WORKER), sorted(loaded & set(NEVER_IN_A_WORKER))
+
+
+def test_the_zygote_loads_no_logging_and_still_sets_titles():
+    """The zygote's image holds no ``logging`` (about 1 MiB, and an at-fork handler in every
+    worker): the worker writes its lines itself, and the title comes from setproctitle's C module
+    without the package's ``__init__`` (plumbing/proc_title.py), which imports ``logging``."""
+    code = ("import json, sys; import mirror_supervisor.worker.zygote\n"
+            "from mirror_supervisor.plumbing import proc_title\n"
+            "proc_title.set_title('mirror-supervisor: test title')\n"
+            "cmdline = open('/proc/self/cmdline', 'rb').read().split(b'\\0')[0].decode()\n"
+            "print(json.dumps([sorted(sys.modules), proc_title.get_title(), cmdline]))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    loaded, title, cmdline = json.loads(done.stdout)
+    assert "mirror_supervisor.worker.worker" in loaded
+    assert "logging" not in loaded and "setproctitle" not in loaded, "the package __init__ was not run"
+    assert title == "mirror-supervisor: test title" and cmdline.startswith("mirror-supervisor: test title")

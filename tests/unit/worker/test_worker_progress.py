@@ -137,7 +137,7 @@ class QuietSignals:
 
 @pytest.fixture
 def make_worker(tmp_path, monkeypatch):
-    monkeypatch.setattr(worker_module.setproctitle, "setproctitle", lambda title: None)
+    monkeypatch.setattr(worker_module.proc_title, "set_title", lambda title: None)
     read_fd, write_fd = os.pipe2(os.O_NONBLOCK)
 
     def make(directory: Path) -> Worker:
