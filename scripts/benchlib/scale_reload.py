@@ -52,6 +52,28 @@ def _wait_for(log: Path, offset: int, needles: list[str], timeout: float = WAIT)
     return found, offset
 
 
+PARTS = ("total", "to_reload", "reload_to_fork", "fork_to_ffmpeg")
+
+
+def stamps_of(text: str, cam: str, since: float) -> dict[str, float] | None:
+    """One repeat split by a master log's stamps (seconds): the first ``reload requested`` at or
+    after ``since`` (the wall clock when the SIGHUP went), then the camera's ``worker started``
+    and ``ffmpeg started``; None when a line is missing (another supervisor's log)."""
+    found: dict[str, float] = {}
+    for line in text.splitlines():
+        stamp = _stamp(line)
+        if stamp is None or stamp < since - 0.002:  # stamps are whole milliseconds
+            continue
+        for key, needle in (("reload", " reload requested"), ("forked", f" {cam} worker started"),
+                            ("started", f" {cam} ffmpeg started")):
+            if key not in found and needle in line:
+                found[key] = stamp
+    if len(found) < 3:
+        return None
+    return {"total": found["started"] - since, "to_reload": found["reload"] - since,
+            "reload_to_fork": found["forked"] - found["reload"], "fork_to_ffmpeg": found["started"] - found["forked"]}
+
+
 def measure(master: subprocess.Popen, tmp: Path, repeats: int, segment_seconds: int) -> dict[str, Any]:
     nvr, log = Nvr(tmp / "nvr.db"), tmp / "master.log"
     rows: list[dict[str, float]] = []

@@ -11,7 +11,7 @@ import signal
 import time
 from typing import Any
 
-from . import procs
+from . import procs, scale_reload
 from .common import POLL, mono
 from .recordings import playable, segment_names
 from .session import Session, in_background, others_restarted, wait_gone
@@ -31,16 +31,20 @@ def start(s: Session, timeout: float = 120.0) -> dict[str, Any]:
 
 def add_camera(s: Session, repeats: int, tag: str) -> dict[str, Any]:
     """2. INSERT a camera + apply, until its ffmpeg runs; then DELETE + apply, until it is gone."""
-    latencies, removals, restarted, applied = [], [], [], []
+    latencies, removals, restarted, applied, inserts, logged = [], [], [], [], [], []
     for r in range(repeats):
         cam = f"{tag}{r:02d}"
         before = s.snapshot()
         t0 = mono()
         s.system.nvr.add_many([(cam, s.url, s.segment_seconds, True)])
+        inserted, signalled = mono() - t0, time.time()
         thread, box = in_background(s.system.apply)
         latency, pid = s.wait_new_ffmpeg(cam, set(), t0, 30.0)
         thread.join(120)
         applied.append(box.get("value") or box.get("error"))
+        inserts.append(inserted)
+        if (stamps := scale_reload.stamps_of(s.system.log_text(), cam, signalled)) is not None:
+            logged.append(stamps)
         latencies.append(latency if latency is not None else float("nan"))
         time.sleep(0.3)
         restarted += others_restarted(before, s.snapshot(), {cam})
@@ -61,6 +65,9 @@ def add_camera(s: Session, repeats: int, tag: str) -> dict[str, Any]:
         "remove_ffmpeg_gone_s": summary([x for x in removals if x == x]),
         "others_restarted": len(restarted), "others_restarted_ids": restarted,
         "apply_timings": applied,
+        "insert_s": summary(inserts),
+        # From the supervisor's own log stamps (ours): the signal -> its ffmpeg started, and its parts.
+        **{f"logged_{key}_s": summary([row[key] for row in logged]) for key in scale_reload.PARTS if logged},
     }
 
 

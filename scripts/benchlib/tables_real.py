@@ -33,6 +33,11 @@ def render(results: dict[str, Any]) -> list[str]:
         ("max", lambda r: get(r, "add", "ffmpeg_running_s", "max"), ms),
         ("supervisord via XML-RPC instead of supervisorctl, p50", lambda r: get(r, "add_rpc", "ffmpeg_running_s", "p50"), ms),
         ("supervisord via XML-RPC, p90", lambda r: get(r, "add_rpc", "ffmpeg_running_s", "p90"), ms),
+        ("of it: the INSERT (the NVR's commit), p50", lambda r: get(r, "add", "insert_s", "p50"), ms),
+        ("from its log: SIGHUP -> its ffmpeg started, p50", lambda r: get(r, "add", "logged_total_s", "p50"), ms),
+        ("of it: reload requested -> worker started, p50", lambda r: get(r, "add", "logged_reload_to_fork_s", "p50"), ms),
+        ("of it: worker started -> ffmpeg started (Popen returned), p50",
+         lambda r: get(r, "add", "logged_fork_to_ffmpeg_s", "p50"), ms),
         ("removing it again: its ffmpeg gone, p50", lambda r: get(r, "add", "remove_ffmpeg_gone_s", "p50"), ms),
         ("other cameras' ffmpegs restarted (all repeats)", lambda r: get(r, "add", "others_restarted"), num),
     ])
