@@ -21,6 +21,16 @@ _SECRET_PARAM = re.compile(r"(?i)((?:pass(?:word|wd|phrase)?|pwd|psw|secret|toke
 _SHORTEST_REDACTED_SECRET = 4
 
 
+# Replacements as functions, not templates: a template (r"\1***") is expanded by the ``re``
+# module's Python code at every match, whose pages every worker would copy.
+def _keep_scheme(match: re.Match[str]) -> str:
+    return match.group(1) + "***@"
+
+
+def _keep_name(match: re.Match[str]) -> str:
+    return match.group(1) + "***"
+
+
 def mask(text: str, secrets: Iterable[str] = ()) -> str:
     """Hide credentials: the userinfo of every URL in ``text``, password-like parameters, then any
     known secret verbatim.
@@ -28,8 +38,8 @@ def mask(text: str, secrets: Iterable[str] = ()) -> str:
     The literal pass catches what no URL rule can, e.g. a password that ffmpeg echoes back after
     decoding it. Longer secrets go first, so that a secret inside another leaves nothing behind.
     """
-    text = _USERINFO.sub(r"\1***@", text)
-    text = _SECRET_PARAM.sub(r"\1***", text)
+    text = _USERINFO.sub(_keep_scheme, text)
+    text = _SECRET_PARAM.sub(_keep_name, text)
     for secret in sorted(set(secrets), key=len, reverse=True):
         if len(secret) >= _SHORTEST_REDACTED_SECRET:
             text = text.replace(secret, "***")
