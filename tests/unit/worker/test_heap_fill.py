@@ -5,9 +5,9 @@ stay with it)."""
 
 from __future__ import annotations
 
-import json
-import os
 import sys
+
+from support.forked import in_fork
 
 from mirror_supervisor.worker import heap_fill
 
@@ -44,24 +44,13 @@ def test_each_filler_asks_for_a_block_of_its_class():
 
 
 def test_after_filling_no_class_has_more_free_than_a_fresh_pool():
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            os.close(r)
-            before = heap_fill.free_blocks()
-            kept = heap_fill.fill()
-            after = heap_fill.free_blocks()
-            crowded = {size: free for size, free in after.items() if size >= 48 and free > POOL // size}
-            os.write(w, json.dumps([sum(before.values()), len(kept), crowded]).encode())
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(w)
-    data = os.read(r, 65536)
-    os.close(r)
-    os.waitpid(pid, 0)
-    free_before, kept, crowded = json.loads(data)
+    def body():
+        before = heap_fill.free_blocks()
+        kept = heap_fill.fill()
+        after = heap_fill.free_blocks()
+        return sum(before.values()), len(kept), {size: free for size, free in after.items()
+                                                 if size >= 48 and free > POOL // size}
+
+    free_before, kept, crowded = in_fork(body)
     assert free_before > 0 and kept > 0
     assert crowded == {}

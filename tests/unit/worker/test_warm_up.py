@@ -4,13 +4,13 @@ title, descriptors, children, files). Run in a forked child, as in the zygote.""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import tempfile
 from pathlib import Path
 
 import setproctitle
+from support.forked import in_fork
 
 from mirror_supervisor.plumbing import wakeup
 from mirror_supervisor.worker import warm_up
@@ -23,28 +23,6 @@ def _state() -> dict:
     return {"mask": sorted(int(s) for s in signal.pthread_sigmask(signal.SIG_BLOCK, [])), "handlers": handlers,
             "wakeup_fd": wake, "title": setproctitle.getproctitle(), "fds": sorted(os.listdir("/proc/self/fd")),
             "temp": sorted(n for n in os.listdir(tempfile.gettempdir()) if n.startswith("mirror-supervisor-warm-up-"))}
-
-
-def _in_child(body) -> dict:
-    """Run ``body()`` in a forked child; its JSON result."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        code = 1
-        try:
-            os.close(r)
-            os.write(w, json.dumps(body()).encode())
-            code = 0
-        finally:
-            os._exit(code)
-    os.close(w)
-    data = b""
-    while chunk := os.read(r, 65536):
-        data += chunk
-    os.close(r)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
-    return json.loads(data)
 
 
 def test_the_rehearsal_runs_every_step_and_leaves_the_process_as_it_was():
@@ -62,7 +40,7 @@ def test_the_rehearsal_runs_every_step_and_leaves_the_process_as_it_was():
             children = False
         return {"error": error, "before": before, "after": after, "children": children}
 
-    got = _in_child(body)
+    got = in_fork(body)
     assert got["error"] is None
     assert got["after"] == got["before"]
     assert not got["children"]
@@ -74,7 +52,7 @@ def test_the_rehearsal_starts_a_real_child_and_logs_what_a_worker_logs(tmp_path:
         warm_up._rounds(tmp_path, os.getppid(), 2)
         return (tmp_path / "worker.log").read_text().splitlines()
 
-    lines = _in_child(body)
+    lines = in_fork(body)
     text = "\n".join(lines)
     assert "ffmpeg started pid=" in text and "url=rtsp://***@192.0.2.1:554/stream" in text
     assert "ffmpeg exited status 0" in text  # ``true`` ran and was reaped
@@ -92,7 +70,7 @@ def test_a_failing_step_is_reported_not_raised(monkeypatch):
         before = _state()
         return {"error": warm_up.rehearse(os.getppid(), rounds=1), "same": _state() == before}
 
-    got = _in_child(body)
+    got = in_fork(body)
     assert got["error"] == "OSError: [Errno 28] No space left on device"
     assert got["same"]
 
@@ -111,6 +89,6 @@ def test_a_recorder_starts_with_no_signal_blocked_whatever_its_starter_blocked(t
         proc.send_signal(signal.SIGTERM)
         return {"blocked": blocked, "code": proc.wait(timeout=10)}
 
-    got = _in_child(body)
+    got = in_fork(body)
     assert int(got["blocked"], 16) == 0
     assert got["code"] == -signal.SIGTERM
