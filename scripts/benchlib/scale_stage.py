@@ -163,7 +163,12 @@ def log_summary(path: Path) -> dict[str, Any]:
     except OSError:
         return {}
     bad = [line for line in lines if re.search(r"\b(WARNING|ERROR|CRITICAL)\b", line)]
-    return {"lines": len(lines), "warnings_or_errors": len(bad), "last": bad[-5:], **startup_phases(lines)}
+    stop = next((i for i, line in enumerate(lines) if "received SIGTERM" in line), len(lines))
+    # Each recorder's own exit on SIGTERM (its last segment finished) or a SIGKILL after the budget.
+    shutdown = {"recorders_stopped": sum(" ffmpeg stopped " in line for line in lines[stop:]),
+                "recorders_killed": sum("ignored SIGTERM" in line for line in lines[stop:])}
+    return {"lines": len(lines), "warnings_or_errors": len(bad), "last": bad[-5:], **shutdown,
+            **startup_phases(lines)}
 
 
 def startup_phases(lines: list[str]) -> dict[str, float | None]:
