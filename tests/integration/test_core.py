@@ -220,7 +220,12 @@ def test_passwords_never_reach_logs_or_titles(nvr, mirror_dir, supervisor):
             nvr.add("refused", vendor="hikvision", address="127.0.0.1", rtsp_port=1,
                     username="admin", password=password, segment_seconds=2, mirror_enabled=1)
             sup = supervisor("--poll-interval", "600")
-            sup.wait_one_each({"hik", "explicit", "refused"})
+            # "refused"'s ffmpeg lives a moment (connection refused), then its worker waits for the
+            # port: only its worker is sure to be seen, beside the other two's worker and ffmpeg.
+            procs.wait_for("a worker each, an ffmpeg each for hik and explicit", lambda: (
+                table := sup.workers()).keys() == {"hik", "explicit", "refused"} and all(
+                len(views) == 1 and (camera == "refused" or len(views[0].ffmpeg_pids) == 1)
+                for camera, views in table.items()), 30)
             for camera in ("hik", "explicit"):
                 procs.wait_for(f"{camera} records with credentials",
                                lambda camera=camera: len(segments(mirror_dir / camera)) >= 2, 30)
