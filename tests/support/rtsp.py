@@ -6,6 +6,7 @@ Pure stdlib: the server needs GStreamer's python3-gi, which only Debian's
 from __future__ import annotations
 
 import os
+import random
 import selectors
 import signal
 import socket
@@ -19,10 +20,35 @@ SERVER_SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "test_camera.p
 SYSTEM_PYTHON = "/usr/bin/python3"
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free now, below the kernel's ephemeral range.
+
+    A port the kernel hands out (bind to 0) is in the range it also uses for the source port of
+    every outgoing connection, so between this pick and the server's bind an ffmpeg connecting
+    anywhere could take it: a fresh-clone CI run lost the failover test's set-up that way
+    ("cannot listen on 127.0.0.1:33297"). Ports below the range are only ever taken by a bind.
+    """
+    low = _ephemeral_low()
+    for _ in range(200):
+        port = random.randrange(max(1024, low - 12000), low)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
+
+
+class PortTaken(RuntimeError):
+    """The server could not listen on its port."""
 
 
 class RtspServer:
@@ -32,6 +58,9 @@ class RtspServer:
                  password: str | None = None, bitrate_kbps: int | None = None, fps: int | None = None,
                  shared: bool = True):
         self.port = port if port is not None else free_port()
+        # a port we picked may be taken by another test between the pick and the first bind;
+        # then start() picks again (a restart keeps the port: clients reconnect to it)
+        self._may_repick = port is None
         self.user = user
         self.password = password
         self.bitrate_kbps = bitrate_kbps
@@ -44,6 +73,19 @@ class RtspServer:
     def start(self, timeout: float = 15.0) -> None:
         if self._proc is not None:
             raise RuntimeError("RTSP server already running")
+        attempts = 3 if self._may_repick else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                self._start_once(timeout)
+            except PortTaken:
+                if attempt == attempts:
+                    raise
+                self.port = free_port()
+                continue
+            self._may_repick = False
+            return
+
+    def _start_once(self, timeout: float) -> None:
         cmd = [SYSTEM_PYTHON, str(SERVER_SCRIPT), "--port", str(self.port)]
         if self.user is not None:
             cmd += ["--user", self.user, "--password", self.password or ""]
@@ -77,6 +119,8 @@ class RtspServer:
                     chunk = os.read(self._proc.stdout.fileno(), 4096)
                     if not chunk:  # EOF: the script died
                         self._proc.wait(timeout=5)
+                        if "cannot listen" in self._err_tail():
+                            raise PortTaken(f"RTSP server could not listen{self._err_tail()}")
                         raise RuntimeError(f"RTSP server exited with {self._proc.returncode}"
                                            f"{self._err_tail()}")
                     buf += chunk
