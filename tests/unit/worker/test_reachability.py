@@ -9,6 +9,7 @@ import threading
 import time
 
 import pytest
+from support.rtsp import free_port
 
 from mirror_supervisor.worker.reachability import (
     ACCEPTS,
@@ -104,12 +105,6 @@ def wake():
     yield read_fd, write_fd
     os.close(read_fd)
     os.close(write_fd)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_probe_sees_a_listening_port_accept_and_a_closed_one_refuse(wake):
