@@ -80,3 +80,5 @@ def supervisor(tmp_path, nvr, mirror_dir):
     yield start
     for sup in started:
         sup.kill_everything()
+        # pytest shows a teardown's output only when the test failed: the master's last words then
+        print(f"--- the last lines of {sup.log_path}:\n" + "\n".join(sup.log().splitlines()[-80:]))

@@ -320,18 +320,23 @@ def test_sigterm_ends_the_coverage_command_while_its_pool_hangs_on_the_volume(vo
     """`coverage` parses many files in a pool of processes. When the mirror volume stops
     answering, a pool process waiting in a request the server has read cannot be killed by
     anything; SIGTERM must still end the command (it does not wait for them), and once the volume
-    answers none of them is left (their parent-death signal)."""
+    answers none of them is left (their parent-death signal).
+
+    The segments stop answering before the command starts (it lists them, its pool then waits
+    on the first one it opens), then the whole volume does: hanging it after the pool was seen
+    raced the pool, which on a loaded machine could parse all the files first (a CI run)."""
     import os
 
     from support import busy_coverage
 
     if len(os.sched_getaffinity(0)) < 2:
         pytest.skip("the command parses in a pool only with 2 cores or more")
+    volume.hang("block-segment-reads")
     command, pool = busy_coverage.start(volume.backing, volume.mountpoint, tmp_path / "state", files=1000)
     try:
-        volume.hang("block")
         procs.wait_for("a pool process waiting on the volume", lambda: any(
             waits_on_fuse(pid) for pid in pool), 30)
+        volume.hang("block")
         command.terminate()
         code = command.wait(timeout=30)
         assert code == 143, (code, command.stderr.read())

@@ -14,10 +14,13 @@ Two ways to hang it, because the kernel treats them differently:
 - ``"block"``: the serving process reads each request and then blocks in it until resumed. A
   caller whose request was read waits uninterruptibly: not even SIGKILL ends it until the
   server answers or the connection is aborted. The worst case a supervisor can meet.
+- ``"block-segment-reads"``: the same, for the opening and reading of ``.mp4`` files only;
+  listings, stats and every other file still answer. A test that must catch a process in the
+  middle of reading segments sets it before that process starts, instead of racing it.
 
 ``resume()`` answers everything that waited, in either mode. Run as a script, this file is the
 server: ``python hangfs.py BACKING MOUNTPOINT CONTROL_FILE PARENT_PID`` (block mode hangs
-while CONTROL_FILE exists; it dies with PARENT_PID). The test side is :class:`HangFs`.
+while CONTROL_FILE exists, within the scope it names; it dies with PARENT_PID). The test side is :class:`HangFs`.
 """
 
 from __future__ import annotations
@@ -122,8 +125,11 @@ class HangFs:
         """From now on every request to the mount goes unanswered (see the module docstring)."""
         if mode == "stop":
             os.kill(self.pid, signal.SIGSTOP)
-        elif mode == "block":
-            self.control.touch()
+        elif mode in ("block", "block-segment-reads"):
+            # replaced, not rewritten in place: the server never reads half a scope
+            scratch = self.control.with_suffix(".new")
+            scratch.write_text("segment-reads" if mode == "block-segment-reads" else "")
+            scratch.replace(self.control)
         else:
             raise ValueError(f"unknown hang mode {mode!r}")
         self.mode = mode
@@ -205,7 +211,7 @@ def _operations_class() -> type:
     def errors(method):
         """Pass an OSError from the backing directory through as its errno."""
         def wrapper(self, *args):
-            self.wait_while_blocked()
+            self.wait_while_blocked(method.__name__, args[0] if args else "")
             try:
                 return method(self, *args)
             except OSError as exc:
@@ -222,9 +228,19 @@ def _operations_class() -> type:
             self.backing = backing
             self.control = control
 
-        def wait_while_blocked(self) -> None:
-            """Block mode: hold the request (the caller is in D state) while the file exists."""
-            while os.path.exists(self.control):
+        def wait_while_blocked(self, operation: str, path: str) -> None:
+            """Block mode: hold the request (the caller is in D state) while the file exists and
+            its scope covers the request: empty, every request; ``segment-reads``, the opening
+            and reading of an ``.mp4`` file only."""
+            while True:
+                try:
+                    with open(self.control) as control:
+                        scope = control.read().strip()
+                except FileNotFoundError:
+                    return
+                if scope and not (scope == "segment-reads" and operation in ("open", "read")
+                                  and path.endswith(".mp4")):
+                    return
                 time.sleep(BLOCK_POLL_SECONDS)
 
         def real(self, path: str) -> str:
