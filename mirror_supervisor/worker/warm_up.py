@@ -46,13 +46,14 @@ def rehearse(parent: int, rounds: int = ROUNDS) -> str | None:
     title = proc_title.get_title()
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, wakeup.HANDLED_SIGNALS)
     handlers = {sig: signal.getsignal(sig) for sig in (*wakeup.HANDLED_SIGNALS, *wakeup.IGNORED_SIGNALS)}
+    wakeup_fd = signal.set_wakeup_fd(-1)  # each rehearsed worker sets its own
     try:
         with tempfile.TemporaryDirectory(prefix="mirror-supervisor-warm-up-") as scratch:
             _rounds(Path(scratch), parent, rounds)
     except Exception as exc:  # noqa: BLE001 - a failed rehearsal costs memory, never a camera
         return f"{type(exc).__name__}: {exc}"
     finally:
-        signal.set_wakeup_fd(-1)
+        signal.set_wakeup_fd(wakeup_fd)
         for sig, handler in handlers.items():
             if handler is not None:
                 signal.signal(sig, handler)

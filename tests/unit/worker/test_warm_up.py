@@ -30,6 +30,8 @@ def test_the_rehearsal_runs_every_step_and_leaves_the_process_as_it_was():
         signal.pthread_sigmask(signal.SIG_BLOCK, (signal.SIGHUP,))  # a mask of its own, to be kept
         signal.signal(signal.SIGUSR1, signal.SIG_IGN)
         setproctitle.setproctitle("test: rehearsal")
+        wake_r, wake_w = os.pipe2(os.O_NONBLOCK)  # a wake-up descriptor of its own, to be kept
+        signal.set_wakeup_fd(wake_w)
         before = _state()
         error = warm_up.rehearse(os.getppid(), rounds=20)
         after = _state()
