@@ -61,7 +61,11 @@ class Supervisor:
         return {camera: views[0] for camera, views in table.items()}
 
     def wait_one_each(self, cameras: set[str], timeout: float = 30) -> dict[str, procs.WorkerView]:
-        return procs.wait_for(f"one worker+ffmpeg for each of {sorted(cameras)}", lambda: self.one_each(cameras), timeout)
+        try:
+            return procs.wait_for(f"one worker+ffmpeg for each of {sorted(cameras)}", lambda: self.one_each(cameras),
+                                  timeout)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}; the workers then: {self.workers()!r}") from None
 
     def wait_log(self, text: str, timeout: float = 30) -> str:
         return procs.wait_for(f"log line containing {text!r}", lambda: text in self.log() and self.log(), timeout)
