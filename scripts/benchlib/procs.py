@@ -39,7 +39,7 @@ def cmdline(pid: int) -> list[str]:
     return [a.decode("utf-8", "replace") for a in data.split(b"\0") if a]
 
 
-def _stat_fields(pid: int) -> list[str] | None:
+def stat_fields(pid: int) -> list[str] | None:
     """/proc/<pid>/stat after the command name: state first, start time at index 19."""
     try:
         with open(f"/proc/{pid}/stat") as f:
@@ -51,13 +51,13 @@ def _stat_fields(pid: int) -> list[str] | None:
 
 def running(pid: int) -> bool:
     """True while ``pid`` exists and is not a zombie."""
-    fields = _stat_fields(pid)
+    fields = stat_fields(pid)
     return fields is not None and fields[0] not in ("Z", "X")
 
 
 def remember(pid: int) -> None:
     if pid not in SEEN:
-        fields = _stat_fields(pid)
+        fields = stat_fields(pid)
         if fields is not None:
             SEEN[pid] = int(fields[19])
 
@@ -65,7 +65,7 @@ def remember(pid: int) -> None:
 def still_alive_seen() -> list[int]:
     alive = []
     for pid, ticks in SEEN.items():
-        fields = _stat_fields(pid)
+        fields = stat_fields(pid)
         if fields is not None and int(fields[19]) == ticks and fields[0] not in ("Z", "X"):
             alive.append(pid)
     return alive

@@ -17,6 +17,7 @@ from typing import Any
 
 import psutil
 
+from . import procs
 from .common import ROOT, log
 from .nvr import Nvr
 
@@ -109,13 +110,8 @@ def _any_alive(seen: dict[int, float]) -> bool:
     psutil's tens, which the shutdown time would otherwise include."""
     boot, tick = psutil.boot_time(), os.sysconf("SC_CLK_TCK")
     for pid, created in seen.items():
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as handle:
-                data = handle.read()
-        except OSError:
-            continue
-        fields = data[data.rindex(b")") + 2:].split()  # state is the first, start time the 20th
-        if fields[0] != b"Z" and abs(int(fields[19]) / tick + boot - created) < 0.01:
+        fields = procs.stat_fields(pid)
+        if fields is not None and fields[0] not in ("Z", "X") and abs(int(fields[19]) / tick + boot - created) < 0.01:
             return True
     return False
 
