@@ -108,4 +108,3 @@ def _one_worker(worker: Worker, segment: str, start: bool) -> None:
     worker._wait(0)
     worker._stopping = True
     worker._log_exit(0, 1.0, "", False)
-
